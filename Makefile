@@ -1,0 +1,21 @@
+# `make pipeline` and `make test` are the two commands a new user needs (see README.md).
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install pipeline test bench
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+pipeline: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+test: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q
+
+bench: install
+	$(BIN)/python -m bench.speed

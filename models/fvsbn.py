@@ -1,0 +1,23 @@
+"""Fully visible sigmoid belief network: one logistic regression per pixel on the pixels before it."""
+from __future__ import annotations
+
+import torch
+
+from models.base import AutoregressiveModel, Reference
+from models.layers import MaskedLinear
+
+
+class FVSBN(AutoregressiveModel):
+    """logit p(x_i = 1 | x_<i) = b_i + sum_{j<i} W_ij x_j, in raster order."""
+
+    reference = Reference(97.45, "Larochelle & Murray 2011 (FVSBN)")
+
+    def __init__(self, image_shape=(1, 28, 28)):
+        super().__init__(image_shape)
+        d = self.num_pixels
+        self.linear = MaskedLinear(d, d)
+        self.linear.set_mask(torch.tril(torch.ones(d, d), diagonal=-1))
+        torch.nn.init.zeros_(self.linear.weight)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1)).view_as(x)

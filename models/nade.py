@@ -1,0 +1,42 @@
+"""NADE (Larochelle & Murray 2011): one hidden layer whose weights are shared across the conditionals."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.base import AutoregressiveModel, Reference
+
+
+class NADE(AutoregressiveModel):
+    """h_i = sigmoid(c + W[:, <i] x_<i),  logit p(x_i = 1 | x_<i) = b_i + V_i . h_i  (raster order)."""
+
+    reference = Reference(88.86, "Larochelle & Murray 2011 (NADE)")
+
+    def __init__(self, image_shape=(1, 28, 28), hidden: int = 500):
+        super().__init__(image_shape)
+        if hidden < 1:
+            raise ValueError("hidden must be >= 1")
+        d = self.num_pixels
+        self.W = nn.Parameter(torch.randn(hidden, d) * 0.01)
+        self.c = nn.Parameter(torch.zeros(hidden))
+        self.V = nn.Parameter(torch.randn(d, hidden) * 0.01)
+        self.b = nn.Parameter(torch.zeros(d))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(1)                                   # (B, D)
+        contrib = self.W.unsqueeze(0) * flat.unsqueeze(1)     # (B, H, D): W[:, j] x_j
+        before = F.pad(contrib.cumsum(2)[..., :-1], (1, 0))   # exclusive sum over j < i
+        h = torch.sigmoid(self.c[None, :, None] + before)     # (B, H, D)
+        return (self.b + torch.einsum("bhd,dh->bd", h, self.V)).view_as(x)
+
+    def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """O(D * H) per image: the hidden pre-activation grows by one column per pixel."""
+        x = x.clone()
+        flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
+        a = self.c.expand(len(x), -1).clone()
+        for i in range(self.num_pixels):
+            p = torch.sigmoid(self.b[i] + torch.sigmoid(a) @ self.V[i])
+            flat_x[:, i] = torch.where(flat_obs[:, i], flat_x[:, i], (flat_noise[:, i] < p).to(x.dtype))
+            a += flat_x[:, i:i + 1] * self.W[:, i]
+        return x

@@ -1,0 +1,1 @@
+"""DVC stage code: one module per stage, plus the helpers they share."""

@@ -1,0 +1,170 @@
+"""Load params.yaml, apply the active profile, and validate every value a stage reads.
+
+Each section may hold profile overlays (`smoke:`, `quick:`, `full:`); the active `profile` picks
+one, and more specific settings win: train -> train.<profile> -> models.<m>.train ->
+models.<m>.<profile>.train (and likewise for a model's own keys).
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+import yaml
+
+from models import FAMILIES, family_class
+from pipeline.io import REPO_ROOT, PipelineError
+from pipeline.training import TrainConfig
+
+PROFILES = ("smoke", "quick", "full")
+TOP_LEVEL_KEYS = ("profile", "data", "train", "evaluate", "models")
+MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    binarization: Literal["stochastic", "threshold"] = "stochastic"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    samples: int = 100           # images in the sample grid (a square number)
+    completions: int = 10        # test images completed from their top half
+    seed: int = 0
+    batch_size: int = 1000
+    max_test: int | None = None  # None: the whole test set
+
+    def __post_init__(self):
+        if self.samples < 1 or int(self.samples ** 0.5) ** 2 != self.samples:
+            raise ValueError("samples must be a positive square number (it is drawn as a grid)")
+        _require_positive(self, "completions", "batch_size", "max_test")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str
+    kwargs: dict
+    train: TrainConfig
+
+
+def _require_positive(config, *names):
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def load(path: str | Path | None = None) -> dict:
+    path = Path(path or REPO_ROOT / "params.yaml")
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise PipelineError(f"{path} not found: run from the repository root") from None
+    except yaml.YAMLError as e:
+        raise PipelineError(f"{path} is not valid YAML: {' '.join(str(e).split())}") from None
+    _check_keys("params.yaml", params, TOP_LEVEL_KEYS)
+    if params.get("profile") not in PROFILES:
+        raise PipelineError(f"profile: {params.get('profile')!r} is not one of {', '.join(PROFILES)}")
+    return params
+
+
+def profile_of(params: dict) -> str:
+    return params["profile"]
+
+
+def data_config(params: dict) -> DataConfig:
+    return _validate(DataConfig, params.get("data") or {}, "data")
+
+
+def evaluate_config(params: dict) -> EvaluateConfig:
+    return _validate(EvaluateConfig, _overlay(params.get("evaluate"), params["profile"], "evaluate"), "evaluate")
+
+
+def model_names(params: dict) -> list[str]:
+    return list((params.get("models") or {}).keys())
+
+
+def model_spec(params: dict, name: str) -> ModelSpec:
+    models = params.get("models") or {}
+    if name not in models:
+        raise PipelineError(f"models.{name}: no such model in params.yaml; defined: {', '.join(models) or 'none'}")
+    if not MODEL_NAME.match(name):
+        raise PipelineError(f"models.{name}: model names must be lower-case letters, digits and _")
+    where = f"models.{name}"
+    section = _overlay(models[name], params["profile"], where)
+    family = section.pop("family", None)
+    if family not in FAMILIES:
+        raise PipelineError(f"{where}.family: {family!r} is not one of {', '.join(sorted(FAMILIES))}")
+    train_overrides = section.pop("train", None) or {}
+    train_base = _overlay(params.get("train"), params["profile"], "train")
+    train = _validate(TrainConfig, {**train_base, **train_overrides}, f"train (with {where}.train)")
+    kwargs = _validate_kwargs(family, section, where)
+    return ModelSpec(name, family, kwargs, train)
+
+
+def _overlay(section: Any, profile: str, where: str) -> dict:
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise PipelineError(f"{where}: expected a mapping, got {type(section).__name__}")
+    base = {k: v for k, v in section.items() if k not in PROFILES}
+    overlay = section.get(profile) or {}
+    if not isinstance(overlay, dict):
+        raise PipelineError(f"{where}.{profile}: expected a mapping, got {type(overlay).__name__}")
+    merged = {**base, **overlay}
+    if isinstance(base.get("train"), dict) or isinstance(overlay.get("train"), dict):
+        merged["train"] = {**(base.get("train") or {}), **(overlay.get("train") or {})}
+    return merged
+
+
+def _check_keys(where: str, values: dict, allowed) -> None:
+    unknown = [k for k in values if k not in allowed]
+    if unknown:
+        raise PipelineError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}")
+
+
+def _validate(config_type, values: dict, where: str):
+    allowed = [f.name for f in dataclasses.fields(config_type)]
+    _check_keys(where, values, allowed)
+    try:
+        return pydantic.TypeAdapter(config_type).validate_python(values)
+    except pydantic.ValidationError as e:
+        raise PipelineError(f"{where}: {_first_error(e)}") from None
+
+
+def _validate_kwargs(family: str, values: dict, where: str) -> dict:
+    signature = inspect.signature(family_class(family).__init__)
+    fields = {p.name: (p.annotation if p.annotation is not inspect.Parameter.empty else Any, p.default)
+              for p in list(signature.parameters.values())[1:] if p.name != "image_shape"}
+    _check_keys(where, values, list(fields))
+    config = pydantic.ConfigDict(extra="forbid", protected_namespaces=())
+    schema = pydantic.create_model(f"{family}_params", __config__=config, **fields)
+    try:
+        validated = schema.model_validate(values)
+    except pydantic.ValidationError as e:
+        raise PipelineError(f"{where}: {_first_error(e)}") from None
+    return {k: getattr(validated, k) for k in values}
+
+
+def _first_error(error: pydantic.ValidationError) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{key}: {message} (got {first.get('input')!r})" if key else message
+
+
+def flatten(values: dict, prefix: str = "") -> dict:
+    """{'a': {'b': 1}} -> {'a.b': 1}, for logging params to MLflow."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
