@@ -1,6 +1,8 @@
 """evaluate: test-set NLL (nats per image, with its standard error) and bits per dimension for one
-trained model, the estimator that produced them, and pictures: samples, and completions of test
-images from their top half for models that can complete."""
+trained model, the estimator that produced them, and pictures: samples for every model, and for
+the models that have the capability, completions of test images from their top half (`complete`),
+Bernoulli means beside the samples (`sample_means`), reconstructions, latent interpolations and
+a 2-D latent scatter (`encode` / `decode`)."""
 from __future__ import annotations
 
 import importlib.util
@@ -12,12 +14,13 @@ import torch
 
 from models import load_checkpoint
 from pipeline import params as P, stage
-from pipeline.data import load_split, results_dir
+from pipeline.data import load_labels, load_split, results_dir
 from pipeline.figures import save_grid, top_half_mask
-from pipeline.io import PipelineError, read_json, write_json
+from pipeline.io import PipelineError, atomic_path, read_json, write_json
 from pipeline.training import resolve_device
 
 COMPLETIONS_PER_IMAGE = 5
+INTERPOLATION_STEPS = 10
 
 
 @torch.no_grad()
@@ -35,23 +38,75 @@ def nll_metrics(model, nll: torch.Tensor) -> dict:
             "estimator": model.estimator, "test_images": len(nll)}
 
 
-def render_figures(model, test: torch.Tensor, cfg: P.EvaluateConfig, out_dir: Path) -> list[Path]:
-    """Samples for every model; completions where the model can complete. Returns the files."""
+def has(model, *capabilities: str) -> bool:
+    return all(callable(getattr(model, name, None)) for name in capabilities)
+
+
+def render_figures(model, test: torch.Tensor, labels: torch.Tensor, cfg: P.EvaluateConfig,
+                   out_dir: Path) -> list[Path]:
+    """Samples for every model, and what its optional capabilities allow. Returns the files."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    generator = torch.Generator(model.device).manual_seed(cfg.seed)
+    seeded = lambda: torch.Generator(model.device).manual_seed(cfg.seed)  # noqa: E731
+    nrow = int(math.isqrt(cfg.samples))
     written = [out_dir / "samples.png"]
-    save_grid(model.sample(cfg.samples, generator), written[0], nrow=int(math.isqrt(cfg.samples)))
-    if callable(getattr(model, "complete", None)):
-        originals = test[:cfg.completions].to(model.device)
-        observed = top_half_mask(originals)
-        shown = torch.where(observed, originals, torch.full_like(originals, 0.5))
-        repeats = originals.repeat_interleave(COMPLETIONS_PER_IMAGE, 0)
-        completed = model.complete(repeats, observed.repeat_interleave(COMPLETIONS_PER_IMAGE, 0), generator)
-        rows = torch.cat([originals[:, None], shown[:, None],
-                          completed.view(len(originals), COMPLETIONS_PER_IMAGE, *originals.shape[1:])], 1)
-        written.append(out_dir / "completions.png")
-        save_grid(rows.flatten(0, 1), written[-1], nrow=COMPLETIONS_PER_IMAGE + 2)
+    save_grid(model.sample(cfg.samples, seeded()), written[0], nrow)
+    if has(model, "sample_means"):  # the same seed: the means of the very samples above
+        written.append(out_dir / "sample_means.png")
+        save_grid(model.sample_means(cfg.samples, seeded()), written[-1], nrow)
+    if has(model, "complete"):
+        written.append(completions(model, test, cfg, out_dir / "completions.png", seeded()))
+    if has(model, "encode", "decode"):
+        written += latent_figures(model, test, labels, cfg, out_dir)
     return written
+
+
+@torch.no_grad()
+def completions(model, test, cfg, path: Path, generator) -> Path:
+    """Rows of: the test image, its top half, then completions of the bottom half."""
+    originals = test[:cfg.completions].to(model.device)
+    observed = top_half_mask(originals)
+    shown = torch.where(observed, originals, torch.full_like(originals, 0.5))
+    repeats = originals.repeat_interleave(COMPLETIONS_PER_IMAGE, 0)
+    completed = model.complete(repeats, observed.repeat_interleave(COMPLETIONS_PER_IMAGE, 0), generator)
+    rows = torch.cat([originals[:, None], shown[:, None],
+                      completed.view(len(originals), COMPLETIONS_PER_IMAGE, *originals.shape[1:])], 1)
+    save_grid(rows.flatten(0, 1), path, nrow=COMPLETIONS_PER_IMAGE + 2)
+    return path
+
+
+@torch.no_grad()
+def latent_figures(model, test, labels, cfg, out_dir: Path) -> list[Path]:
+    """Reconstructions, straight-line interpolations between test images in latent space, and a
+    scatter of the test set's codes coloured by digit when the code is two-dimensional."""
+    n = min(cfg.completions, len(test) // 2)
+    first, second = test[:n].to(model.device), test[n:2 * n].to(model.device)
+    z0, z1 = model.encode(first), model.encode(second)
+    paths = [out_dir / "reconstructions.png", out_dir / "interpolations.png"]
+    save_grid(torch.cat([first, model.decode(z0)]), paths[0], nrow=n)
+    weights = torch.linspace(0, 1, INTERPOLATION_STEPS, device=model.device)
+    path_z = torch.stack([(1 - w) * z0 + w * z1 for w in weights], 1)  # (n, steps, ...)
+    save_grid(model.decode(path_z.flatten(0, 1)), paths[1], nrow=INTERPOLATION_STEPS)
+    codes = torch.cat([model.encode(test[i:i + cfg.batch_size].to(model.device)).flatten(1).cpu()
+                       for i in range(0, len(test), cfg.batch_size)])
+    if codes.shape[1] == 2:
+        paths.append(out_dir / "latent_scatter.png")
+        latent_scatter(codes, labels, paths[-1])
+    return paths
+
+
+def latent_scatter(codes: torch.Tensor, labels: torch.Tensor, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 5))
+    points = ax.scatter(codes[:, 0], codes[:, 1], c=labels[:len(codes)], cmap="tab10", s=3)
+    fig.colorbar(points, ax=ax, label="digit")
+    ax.set_xlabel("z1")
+    ax.set_ylabel("z2")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
 
 
 def log_to_mlflow(run_id: str | None, metrics: dict, figures: list[Path]) -> None:
@@ -80,7 +135,7 @@ def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto") -> 
     metrics["eval_seconds"] = round(time.perf_counter() - started, 2)
     if model.reference is not None:
         metrics.update(reference_nll=model.reference.nll, reference_source=model.reference.source)
-    figures = render_figures(model, test, cfg, out / "figures")
+    figures = render_figures(model, test, load_labels("test", cfg.max_test), cfg, out / "figures")
     write_json(out / "metrics.json", metrics)
     log_to_mlflow(read_json(out / "train.json").get("mlflow_run_id"), metrics, figures)
     return metrics
