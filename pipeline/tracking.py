@@ -137,7 +137,12 @@ def connect():
     from mlflow.tracking import MlflowClient  # importing mlflow sets its loggers' levels: quieten them after
     for name in ("mlflow", "alembic", "sqlalchemy"):  # their INFO lines drown the stage's own
         logging.getLogger(name).setLevel(logging.WARNING)
-    return MlflowClient(_store_uri(uri))
+    try:
+        with store_lock():  # the client opens the store at once, creating its tables if it is new
+            return MlflowClient(_store_uri(uri))
+    except Exception as e:
+        failure("opening the store", e)
+        return None
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 in-process (fast: no interpreter start-up) or as real processes (exit codes, kills, DVC)."""
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -17,11 +18,14 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 GIT = ["git", "-c", "user.name=drill", "-c", "user.email=drill@example.com"]
 _cache: dict[str, Path] = {}
+_MIRROR_AT_START = os.environ.get("MNIST_MIRROR")
+_connections = itertools.count()
 
 
 def mirror_dir() -> Path:
-    """The local MNIST mirror: MNIST_MIRROR, else ../shared/data/mnist beside the checkout."""
-    path = Path(os.environ.get("MNIST_MIRROR") or REPO.parent / "shared" / "data" / "mnist").resolve()
+    """The local MNIST mirror: MNIST_MIRROR as the session started, else ../shared/data/mnist
+    beside the checkout (drills point MNIST_MIRROR elsewhere on purpose)."""
+    path = _cache.setdefault("mirror", Path(_MIRROR_AT_START or REPO.parent / "shared" / "data" / "mnist").resolve())
     if not (path / "train-images-idx3-ubyte.gz").exists():
         pytest.skip(f"no local MNIST mirror at {path} (set MNIST_MIRROR)")
     return path
@@ -127,8 +131,7 @@ def call_stage(module, *argv: str) -> str | None:
 def mlflow_runs(root: Path, name: str | None = None, include_deleted: bool = False) -> list:
     """Runs of the drill repository's default store (root/mlflow.db), newest first."""
     from mlflow.entities import ViewType
-    from mlflow.tracking import MlflowClient
-    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    client = store_client(root)
     experiment = client.get_experiment_by_name("binarized-mnist")
     if experiment is None:
         return []
@@ -138,9 +141,15 @@ def mlflow_runs(root: Path, name: str | None = None, include_deleted: bool = Fal
 
 
 def metric_steps(root: Path, run_id: str, key: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in store_client(root).get_metric_history(run_id, key))
+
+
+def store_client(root: Path):
+    """A client of root/mlflow.db with a database connection of its own. MLflow keeps one engine
+    per store URI for the life of the process, and drills delete the file underneath it: a URI
+    that differs each time (by the SQLite busy timeout) always opens the file that is there now."""
     from mlflow.tracking import MlflowClient
-    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
-    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+    return MlflowClient(f"sqlite:///{root / 'mlflow.db'}?timeout={30 + next(_connections)}")
 
 
 def file_tree(path: Path) -> dict[str, bytes]:
