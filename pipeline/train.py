@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import csv
-import inspect
 import io
+import os
 from pathlib import Path
 
 import torch
 
-from models import build_model, family_class, save_checkpoint
+import models
+from models import build_model, save_checkpoint
 from pipeline import params as P, stage, training
 from pipeline.data import IMAGE_SHAPE, data_checksum, load_split, load_train_intensity, results_dir
 from pipeline.io import PipelineError, params_hash, sha256_file, write_json, write_text
@@ -25,20 +26,18 @@ def logged_params(spec: P.ModelSpec, profile: str) -> dict:
             **P.flatten(spec.kwargs, "model."), **P.flatten(vars(spec.train), "train.")}
 
 
-def code_digest(family: str) -> str:
-    """A digest of the code a resume state depends on: resuming across an edit of the model
-    or the loop could load weights into the wrong architecture or mix two versions."""
-    files = [inspect.getsourcefile(family_class(family)), training.__file__,
-             Path(training.__file__).parent.parent / "models" / "base.py",
-             Path(training.__file__).parent.parent / "models" / "layers.py"]
-    return params_hash({str(Path(f).name): sha256_file(f) for f in files})
+def code_digest() -> str:
+    """A digest of the code a resume state depends on (every model file and the training loop):
+    resuming across an edit could load weights into another architecture or mix two versions."""
+    files = [*sorted(Path(models.__file__).parent.glob("*.py")), Path(training.__file__)]
+    return params_hash({f"{f.parent.name}/{f.name}": sha256_file(f) for f in files})
 
 
 def resume_state_path(spec: P.ModelSpec, checksum: str) -> Path:
     """Where `fit` keeps its resume state: keyed by everything that shapes the run, so a re-run with
     other params, data or code starts over instead of resuming a different run."""
     key = P.flatten({"family": spec.family, "kwargs": spec.kwargs, "train": vars(spec.train), "data": checksum,
-                     "code": code_digest(spec.family)})
+                     "code": code_digest()})
     return results_dir(spec.name) / f".resume-{params_hash(key)}.pt"
 
 
@@ -57,9 +56,20 @@ def build(spec: P.ModelSpec, device: torch.device):
         raise PipelineError(f"models.{spec.name}: {e}") from None
 
 
+def use_deterministic_kernels() -> None:
+    """Make CUDA training repeatable bit for bit on the same GPU, driver and torch version: no
+    kernel that adds in a racing order (atomics), no cuDNN autotuning, a fixed cuBLAS workspace.
+    CPU kernels are deterministic already, so on CPU this changes nothing."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts: set it first
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+
+
 def train(spec: P.ModelSpec, profile: str, quiet: bool = False) -> dict:
     """Fit one model, resuming from its resume state if a previous attempt was killed."""
     cfg = spec.train
+    if cfg.deterministic:
+        use_deterministic_kernels()
     torch.manual_seed(cfg.seed)
     device = stage.device(cfg.device)
     model = build(spec, device)  # params are checked before anything is read or written
@@ -100,6 +110,10 @@ def train(spec: P.ModelSpec, profile: str, quiet: bool = False) -> dict:
         kept = (f"{out / 'model.pt'} holds the best epoch so far ({best_epoch[0]})" if best_epoch[0] is not None
                 else "no epoch finished, so there is no checkpoint")
         raise PipelineError(f"models.{spec.name}: {e}; {kept}") from None
+    except RuntimeError as e:  # an op with no deterministic CUDA kernel names itself
+        if not (cfg.deterministic and "deterministic" in str(e)):
+            raise
+        raise PipelineError(f"models.{spec.name}: train.deterministic is set, but {stage.one_line(e)}") from None
     best = min(history, key=lambda r: r["val_nll"])
     summary = {"model": spec.name, "family": spec.family, "profile": profile, "device": device_name(device),
                "parameters": num_params, "epochs_run": len(history), "best_epoch": best["epoch"],
@@ -113,7 +127,8 @@ def train(spec: P.ModelSpec, profile: str, quiet: bool = False) -> dict:
     save_checkpoint(out / "model.pt", model, spec.family, spec.kwargs, epoch=best["epoch"], name=spec.name)
     write_text(out / "curves.csv", curves_csv(history))
     write_json(out / "train.json", summary)
-    state_path.unlink(missing_ok=True)
+    for state in out.glob(".resume-*.pt"):  # this run's, and those of abandoned runs with other params
+        state.unlink(missing_ok=True)
     return summary
 
 

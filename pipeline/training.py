@@ -35,6 +35,7 @@ class TrainConfig:
     seed: int = 0
     bf16: bool = True                     # bf16 autocast for training steps on CUDA (evaluation stays fp32)
     compile: bool = False                 # torch.compile the training loss
+    deterministic: bool = False           # CUDA: only deterministic kernels (slower; an op without one is an error)
     eval_batch_size: int = 1000
 
     def __post_init__(self):
@@ -43,11 +44,11 @@ class TrainConfig:
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if not 0 < self.lr < math.inf:
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+            raise ValueError(f"lr must be > 0 and finite, got {self.lr}")
         if not (0 <= self.weight_decay < math.inf and self.warmup_steps >= 0):
             raise ValueError("weight_decay (finite) and warmup_steps must be >= 0")
         if self.grad_clip is not None and not 0 < self.grad_clip < math.inf:
-            raise ValueError(f"grad_clip must be a finite number > 0, or null; got {self.grad_clip}")
+            raise ValueError(f"grad_clip must be > 0 and finite, or null; got {self.grad_clip}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 

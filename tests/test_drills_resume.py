@@ -159,3 +159,25 @@ def test_train_stage_divergence_is_one_line_and_keeps_model_pt_and_resume_state(
     assert len(states) == 1 and resume_point(states[0])[0] == 1
     (run,) = mlflow_runs(tmp_path, "bad")
     assert run.info.status == "FAILED" and "epoch 2, step 3" in run.data.tags["error"]
+
+
+def test_deterministic_kernels_change_nothing_on_cpu(tmp_path, monkeypatch):
+    """train.deterministic only constrains CUDA kernels: on CPU the numbers stay the same."""
+    monkeypatch.setenv("MLFLOW_OPTIONAL", "1")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", faults.closed_port_url())
+    results = {}
+    try:
+        for deterministic in (False, True):
+            root = tmp_path / str(deterministic)
+            root.mkdir()
+            monkeypatch.chdir(root)
+            synthetic_data(root)
+            write_params(root, {"made": {"family": "made", "hidden_sizes": [8], "num_masks": 2}},
+                         train={"epochs": 2, "deterministic": deterministic})
+            assert call_stage(train_stage, "made", "--quiet") is None
+            curves = (root / "results" / "made" / "curves.csv").read_text().splitlines()
+            results[deterministic] = [line.rsplit(",", 1)[0] for line in curves]
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert results[True] == results[False]

@@ -37,7 +37,8 @@ def drop_profile_overlays(params):
 
 # (stage, change to params, text the one-line error must contain)
 CASES = [
-    ("binarize", set_key("data.binarization", "otsu"), "data: binarization: Input should be 'stochastic' or 'threshold'"),
+    ("binarize", set_key("data.binarization", "otsu"),
+     "data: binarization: Input should be 'stochastic' or 'threshold'"),
     ("binarize", set_key("data.seed", "zero"), "data: seed: Input should be a valid integer (got 'zero')"),
     ("binarize", set_key("data.sed", 1), "data: unknown key 'sed'; allowed: binarization, seed"),
     ("binarize", set_key("data", [1, 2]), "data: expected a mapping, got list"),
@@ -46,13 +47,14 @@ CASES = [
     ("train", set_key("train.epochs", 0), "train: epochs must be >= 1, got 0"),
     ("train", set_key("train.epochs", True), "train: epochs: Input should be a valid integer (got True)"),
     ("train", set_key("train.epochs", "5"), "train: epochs: Input should be a valid integer (got '5')"),
-    ("train", set_key("train.lr", float("inf")), "train: lr must be a finite number > 0, got inf"),
+    ("train", set_key("train.lr", float("inf")), "train: lr must be > 0 and finite, got inf"),
     ("train", set_key("train.optimizer", "adamx"), "train: optimizer: Input should be 'adam', 'adamw' or 'sgd'"),
     ("train", set_key("train.bf16", "yes please"), "train: bf16: Input should be a valid boolean"),
     ("train", set_key("models.made.train", {"lrr": 1}), "train (with models.made.train): unknown key 'lrr'"),
     ("train", set_key("models.made.train", [1]), "models.made.train: expected a mapping, got list"),
     ("train", set_key("models.made.hidden_sizes", 500), "models.made: hidden_sizes: Input should be a list (got 500)"),
-    ("train", set_key("models.made.hidden_sizes", [16, "x"]), "models.made: hidden_sizes.1: Input should be a valid integer"),
+    ("train", set_key("models.made.hidden_sizes", [16, "x"]),
+     "models.made: hidden_sizes.1: Input should be a valid integer"),
     ("train", set_key("models.made.num_masks", 0), "models.made: need num_masks >= 1"),  # the constructor's check
     ("train", set_key("models.made.hiden", 3), "models.made: unknown key 'hiden'; allowed: hidden_sizes"),
     ("train", set_key("models.made.family", "mode"), "models.made.family: 'mode' is not one of"),
