@@ -103,3 +103,20 @@ def test_relog_fails_clearly_when_the_server_is_still_down(repo, monkeypatch):
     assert call_stage(train, "bernoulli") is None
     error = call_stage(relog)  # MLFLOW_OPTIONAL does not apply to re-logging: that is its whole job
     assert error.startswith("error: MLflow tracking at http://127.0.0.1:") and "failed while connecting" in error
+
+
+def test_store_of_a_queued_experiment_is_the_main_repositorys(tmp_path, monkeypatch):
+    """DVC runs a queued experiment in .dvc/tmp/exps/<tmp>/, deleted afterwards: runs logged to a
+    store there would be lost. DVC_ROOT (set by DVC to the main repository) wins; without it the
+    temporary copy's location gives the main repository away."""
+    from pipeline.tracking import main_repo_root, tracking_uri
+    copy = tmp_path / "main" / ".dvc" / "tmp" / "exps" / "tmpab12"
+    copy.mkdir(parents=True)
+    monkeypatch.chdir(copy)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "main"))
+    assert tracking_uri() == f"sqlite:///{tmp_path / 'main' / 'mlflow.db'}"
+    monkeypatch.delenv("DVC_ROOT")
+    assert main_repo_root() == tmp_path / "main"
+    monkeypatch.chdir(tmp_path)
+    assert main_repo_root() == tmp_path
