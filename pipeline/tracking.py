@@ -110,7 +110,11 @@ def unreachable(uri: str) -> str | None:
     """Why an http(s) tracking server cannot be used (no answer, refused), or None if it answers."""
     if not uri.startswith(("http://", "https://")):
         return None
-    timeout = min(HEALTH_CHECK_TIMEOUT_S, float(os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"]))
+    try:
+        timeout = min(HEALTH_CHECK_TIMEOUT_S, float(os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"]))
+    except ValueError:
+        raise TrackingError("MLFLOW_HTTP_REQUEST_TIMEOUT: expected a number of seconds, "
+                            f"got {os.environ['MLFLOW_HTTP_REQUEST_TIMEOUT']!r}") from None
     try:
         urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
     except urllib.error.HTTPError:
