@@ -10,7 +10,7 @@ from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from pipeline import params as P, stage
 from pipeline.data import BINARIZED_DIR, RAW_DIR, pack
-from pipeline.io import PipelineError, atomic_path, sha256_bytes, sha256_file, write_json
+from pipeline.io import PipelineError, atomic_dir, sha256_bytes, sha256_file, write_json
 
 TRAIN_SIZE = 50_000
 
@@ -37,14 +37,20 @@ def binarize_images(images: torch.Tensor, method: str, generator: torch.Generato
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
+    with open(path, "wb") as f:
+        np.save(f, array)
 
 
 def binarize(config: P.DataConfig, raw_dir: Path = RAW_DIR, out_dir: Path = BINARIZED_DIR) -> dict:
-    generator = torch.Generator().manual_seed(config.seed)
+    """Write every split and the manifest into a fresh folder that replaces `out_dir` at the end:
+    a failure part-way (a full disk) leaves the previous data whole, never a mix of two runs."""
     splits = read_raw(raw_dir)
+    with atomic_dir(out_dir) as tmp:
+        return _write_splits(splits, config, tmp)
+
+
+def _write_splits(splits: dict, config: P.DataConfig, out_dir: Path) -> dict:
+    generator = torch.Generator().manual_seed(config.seed)
     files = {}
     for split, (images, labels) in splits.items():  # fixed order: the draws are reproducible
         bits = binarize_images(images, config.binarization, generator)

@@ -48,5 +48,8 @@ def load_train_intensity(limit: int | None = None, root: Path = BINARIZED_DIR) -
 
 
 def data_checksum(root: Path = BINARIZED_DIR) -> str:
-    return read_json(Path(root) / "manifest.json")["sha256"]
+    path = Path(root) / "manifest.json"
+    if not path.exists():
+        raise PipelineError(f"{path} is missing: run `dvc repro binarize` first")
+    return read_json(path)["sha256"]
 

@@ -5,7 +5,6 @@ Bernoulli means beside the samples (`sample_means`), reconstructions, latent int
 a 2-D latent scatter (`encode` / `decode`)."""
 from __future__ import annotations
 
-import importlib.util
 import math
 import time
 from pathlib import Path
@@ -16,8 +15,8 @@ from models import load_checkpoint
 from pipeline import params as P, stage
 from pipeline.data import load_labels, load_split, results_dir
 from pipeline.figures import save_grid, top_half_mask
-from pipeline.io import PipelineError, atomic_path, read_json, write_json
-from pipeline.training import resolve_device
+from pipeline.io import PipelineError, atomic_dir, atomic_path, read_json, write_json
+from pipeline.tracking import Run
 
 COMPLETIONS_PER_IMAGE = 5
 INTERPOLATION_STEPS = 10
@@ -109,13 +108,9 @@ def latent_scatter(codes: torch.Tensor, labels: torch.Tensor, path: Path) -> Non
     plt.close(fig)
 
 
-def log_to_mlflow(run_id: str | None, metrics: dict, figures: list[Path]) -> None:
-    if run_id is None or importlib.util.find_spec("mlflow") is None:
-        return
-    from pipeline.tracking import Run
-    run = Run.open(run_id)
+def log_evaluation(run: Run | None, metrics: dict, figures: list[Path]) -> None:
+    """Test metrics and figures into the model's run; also used by pipeline.relog."""
     if run is None:
-        print(f"warning: MLflow run {run_id} is not in this tracking store; test metrics not logged there")
         return
     run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
     run.set_tags({"estimator": metrics["estimator"]})
@@ -124,20 +119,27 @@ def log_to_mlflow(run_id: str | None, metrics: dict, figures: list[Path]) -> Non
 
 
 def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto") -> dict:
+    """Test metrics (metrics.json: only numbers that the same inputs reproduce exactly; the time
+    taken goes to eval.json) and figures, then the same into the model's MLflow run."""
     out = results_dir(name)
-    if not (out / "model.pt").exists():
-        raise PipelineError(f"{out / 'model.pt'} is missing: run `dvc repro train@{name}` first")
-    model, checkpoint = load_checkpoint(out / "model.pt", resolve_device(device_setting))
+    for needed in ("model.pt", "train.json"):
+        if not (out / needed).exists():
+            raise PipelineError(f"{out / needed} is missing: run `dvc repro train@{name}` first")
+    device = stage.device(device_setting)
+    run = Run.open(read_json(out / "train.json").get("mlflow_run_id"), name)  # an unreachable server fails here
+    model, checkpoint = load_checkpoint(out / "model.pt", device)
     test = load_split("test", cfg.max_test)
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
     metrics = nll_metrics(model, per_image_nll(model, test, cfg.batch_size))
-    metrics["eval_seconds"] = round(time.perf_counter() - started, 2)
+    timing = {"eval_seconds": round(time.perf_counter() - started, 2), "device": str(device)}
     if model.reference is not None:
         metrics.update(reference_nll=model.reference.nll, reference_source=model.reference.source)
-    figures = render_figures(model, test, load_labels("test", cfg.max_test), cfg, out / "figures")
+    with atomic_dir(out / "figures") as tmp:
+        names = [p.name for p in render_figures(model, test, load_labels("test", cfg.max_test), cfg, tmp)]
+    log_evaluation(run, {**metrics, **timing}, [out / "figures" / n for n in names])
+    write_json(out / "eval.json", timing)
     write_json(out / "metrics.json", metrics)
-    log_to_mlflow(read_json(out / "train.json").get("mlflow_run_id"), metrics, figures)
     return metrics
 
 

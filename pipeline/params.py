@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,15 @@ from pipeline.training import TrainConfig
 PROFILES = ("smoke", "quick", "full")
 TOP_LEVEL_KEYS = ("profile", "data", "train", "evaluate", "models")
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+SECTIONS = ("data", "train", "evaluate", "models")
+
+
+class ParamsLoader(yaml.SafeLoader):
+    """YAML as DVC reads it (1.2): `1e-3` is a number, not the string PyYAML's 1.1 rules make it."""
+
+
+ParamsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\d[\d_]*)?\.?\d+[eE][-+]?\d+$"), list("-+0123456789."))
 
 
 @dataclass(frozen=True)
@@ -63,12 +73,19 @@ def _require_positive(config, *names):
 def load(path: str | Path | None = None) -> dict:
     path = Path(path or "params.yaml")
     try:
-        params = yaml.safe_load(path.read_text()) or {}
+        params = yaml.load(path.read_text(), Loader=ParamsLoader) or {}
     except FileNotFoundError:
         raise PipelineError(f"{path} not found: run from the repository root") from None
     except yaml.YAMLError as e:
         raise PipelineError(f"{path} is not valid YAML: {' '.join(str(e).split())}") from None
+    if not isinstance(params, dict):
+        raise PipelineError(f"{path}: expected a mapping of {', '.join(TOP_LEVEL_KEYS)}")
     _check_keys("params.yaml", params, TOP_LEVEL_KEYS)
+    for section in SECTIONS:
+        if params.get(section) is not None and not isinstance(params[section], dict):
+            raise PipelineError(f"{section}: expected a mapping, got {type(params[section]).__name__}")
+    if not params.get("models"):
+        raise PipelineError("models: define at least one model (a name with a `family:` and its settings)")
     if params.get("profile") not in PROFILES:
         raise PipelineError(f"profile: {params.get('profile')!r} is not one of {', '.join(PROFILES)}")
     return params
@@ -119,7 +136,10 @@ def _overlay(section: Any, profile: str, where: str) -> dict:
     if not isinstance(overlay, dict):
         raise PipelineError(f"{where}.{profile}: expected a mapping, got {type(overlay).__name__}")
     merged = {**base, **overlay}
-    if isinstance(base.get("train"), dict) or isinstance(overlay.get("train"), dict):
+    if "train" in base or "train" in overlay:
+        for part, label in ((base, where), (overlay, f"{where}.{profile}")):
+            if part.get("train") is not None and not isinstance(part["train"], dict):
+                raise PipelineError(f"{label}.train: expected a mapping, got {type(part['train']).__name__}")
         merged["train"] = {**(base.get("train") or {}), **(overlay.get("train") or {})}
     return merged
 
@@ -130,11 +150,20 @@ def _check_keys(where: str, values: dict, allowed) -> None:
         raise PipelineError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}")
 
 
+def _as_json(values: dict, where: str) -> str:
+    """Params are plain data: validating them as JSON in strict mode refuses `epochs: true` or
+    `lr: "fast"` instead of quietly converting them, while YAML lists still fill tuple fields."""
+    try:
+        return json.dumps(values, allow_nan=True)
+    except TypeError as e:
+        raise PipelineError(f"{where}: only numbers, strings, booleans, lists and mappings are allowed ({e})") from None
+
+
 def _validate(config_type, values: dict, where: str):
     allowed = [f.name for f in dataclasses.fields(config_type)]
     _check_keys(where, values, allowed)
     try:
-        return pydantic.TypeAdapter(config_type).validate_python(values)
+        return pydantic.TypeAdapter(config_type).validate_json(_as_json(values, where), strict=True)
     except pydantic.ValidationError as e:
         raise PipelineError(f"{where}: {_first_error(e)}") from None
 
@@ -147,7 +176,7 @@ def _validate_kwargs(family: str, values: dict, where: str) -> dict:
     config = pydantic.ConfigDict(extra="forbid", protected_namespaces=())
     schema = pydantic.create_model(f"{family}_params", __config__=config, **fields)
     try:
-        validated = schema.model_validate(values)
+        validated = schema.model_validate_json(_as_json(values, where), strict=True)
     except pydantic.ValidationError as e:
         raise PipelineError(f"{where}: {_first_error(e)}") from None
     return {k: getattr(validated, k) for k in values}
@@ -156,7 +185,7 @@ def _validate_kwargs(family: str, values: dict, where: str) -> dict:
 def _first_error(error: pydantic.ValidationError) -> str:
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"])
-    message = first["msg"].removeprefix("Value error, ")
+    message = first["msg"].removeprefix("Value error, ").replace("valid array", "list")
     return f"{key}: {message} (got {first.get('input')!r})" if key else message
 
 

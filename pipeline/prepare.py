@@ -1,11 +1,14 @@
 """prepare: fetch the four MNIST IDX files and verify them against known SHA-256 sums.
 
 Sources are torchvision's MNIST mirrors, or only the folder / file:// / http(s) URL in the
-MNIST_MIRROR environment variable when it is set (offline machines).
+MNIST_MIRROR environment variable when it is set (offline machines). A source that sends nothing
+for MNIST_TIMEOUT seconds (default 30) is given up; nothing is written unless all four files
+arrive intact.
 """
 from __future__ import annotations
 
 import gzip
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -14,7 +17,7 @@ from pathlib import Path
 
 from pipeline import stage
 from pipeline.data import RAW_DIR
-from pipeline.io import PipelineError, sha256_bytes, write_bytes
+from pipeline.io import PipelineError, atomic_dir, sha256_bytes
 
 # SHA-256 of the decompressed files: the originals, whatever mirror or compression they came in.
 SHA256 = {
@@ -23,7 +26,7 @@ SHA256 = {
     "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
-TIMEOUT_S = 30
+DEFAULT_TIMEOUT_S = 30.0
 OFFLINE_HINT = "on a machine without internet, set MNIST_MIRROR to a folder or file:// URL holding the four .gz files"
 
 
@@ -37,23 +40,52 @@ def sources() -> list[str]:
     return [mirror] if mirror else official_mirrors()
 
 
-def read_source(source: str, filename: str) -> bytes:
+def timeout_s() -> float:
+    """Seconds a source may stay silent (MNIST_TIMEOUT) before it is given up."""
+    value = os.environ.get("MNIST_TIMEOUT", "").strip()
+    if not value:
+        return DEFAULT_TIMEOUT_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise PipelineError(f"MNIST_TIMEOUT: expected a number of seconds > 0, got {value!r}")
+    return seconds
+
+
+def read_source(source: str, filename: str, timeout: float = DEFAULT_TIMEOUT_S) -> bytes:
     """Bytes of `filename` from a URL (http, https, file) or a local folder."""
     if source.startswith(("http://", "https://", "file://")):
         url = source.rstrip("/") + "/" + filename
-        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.read()
     return (Path(source) / filename).read_bytes()
 
 
-def fetch_verified(name: str, expected: str, candidates: list[str]) -> bytes:
-    """The decompressed file `name` from the first source that has it with the right checksum."""
-    problems = []
+def _unreachable(error: Exception) -> bool:
+    """A failure of the source itself (no answer, refused), not of one file: skip it from now on."""
+    reason = getattr(error, "reason", error)
+    return isinstance(reason, (TimeoutError, ConnectionError)) or "timed out" in str(reason)
+
+
+def fetch_verified(name: str, expected: str, candidates: list[str], timeout: float = DEFAULT_TIMEOUT_S,
+                   dead: set | None = None) -> bytes:
+    """The decompressed file `name` from the first source that has it with the right checksum.
+    Sources found unreachable are added to `dead` and not tried again."""
+    problems, dead = [], dead if dead is not None else set()
     for source in candidates:
+        if source in dead:
+            problems.append(f"{source}: skipped, it did not answer before")
+            continue
         try:
-            data = gzip.decompress(read_source(source, name + ".gz"))
-        except (OSError, urllib.error.URLError, EOFError, zlib.error, ValueError) as e:
-            problems.append(f"{source}: {getattr(e, 'reason', None) or e}")
+            data = gzip.decompress(read_source(source, name + ".gz", timeout))
+        except (OSError, urllib.error.URLError, http.client.HTTPException, EOFError, zlib.error, ValueError) as e:
+            if _unreachable(e):
+                dead.add(source)
+                problems.append(f"{source}: no answer within {timeout:g}s (MNIST_TIMEOUT)")
+            else:
+                problems.append(f"{source}: {type(e).__name__}: {getattr(e, 'reason', None) or e}")
             continue
         actual = sha256_bytes(data)
         if actual == expected:
@@ -65,10 +97,11 @@ def fetch_verified(name: str, expected: str, candidates: list[str]) -> bytes:
 
 
 def prepare(out_dir: Path = RAW_DIR) -> None:
-    candidates = sources()
-    verified = {name: fetch_verified(name, sha, candidates) for name, sha in SHA256.items()}
-    for name, data in verified.items():  # write only once all four are verified
-        write_bytes(out_dir / name, data)
+    candidates, timeout, dead = sources(), timeout_s(), set()
+    verified = {name: fetch_verified(name, sha, candidates, timeout, dead) for name, sha in SHA256.items()}
+    with atomic_dir(out_dir) as tmp:  # written only once all four are verified, and all at once
+        for name, data in verified.items():
+            (tmp / name).write_bytes(data)
 
 
 def main(argv=None) -> None:

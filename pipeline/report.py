@@ -2,7 +2,6 @@
 as Markdown and CSV, a bar chart of NLL and a montage of every model's samples."""
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pandas as pd  # noqa: E402
 
 from pipeline import params as P, stage  # noqa: E402
 from pipeline.data import results_dir  # noqa: E402
-from pipeline.io import PipelineError, atomic_path, read_json, write_text  # noqa: E402
+from pipeline.io import PipelineError, atomic_path, params_hash, read_json, write_text  # noqa: E402
 
 REPORT_DIR = Path("reports")
 ESTIMATORS = {
@@ -113,10 +112,15 @@ def samples_montage(table: pd.DataFrame, path: Path) -> None:
 
 
 def log_to_mlflow(table: pd.DataFrame, profile: str, files: list[Path]) -> None:
-    if importlib.util.find_spec("mlflow") is None:
-        return
+    """The report's run; also used by pipeline.relog."""
     from pipeline.tracking import Run
-    run = Run.start("report", {"profile": profile, "models": ",".join(table.model)}, {"profile": profile})
+    # the results' digest in the params: reports of other results (another queued experiment)
+    # stay in MLflow as earlier runs instead of replacing each other
+    logged = {"profile": profile, "models": ",".join(table.model),
+              "results_digest": params_hash(dict(zip(table.model, table.test_nll)))}
+    run = Run.start("report", logged, {"profile": profile})
+    if run is None:
+        return
     run.log_metrics({f"test_nll.{m}": v for m, v in zip(table.model, table.test_nll)})
     for path in files:
         run.log_artifact(path)
@@ -127,6 +131,8 @@ def main(argv=None) -> None:
     stage.parse_args(__doc__.splitlines()[0], argv)
     params = P.load()
     profile = P.profile_of(params)
+    for name in P.model_names(params):  # the report reads every model's section: check them all first
+        P.model_spec(params, name)
     table = collect(P.model_names(params), profile)
     REPORT_DIR.mkdir(exist_ok=True)
     files = [REPORT_DIR / name for name in ("results.md", "results.csv", "nll.png", "samples.png", "curves.png")]

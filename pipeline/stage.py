@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from typing import Callable
@@ -18,11 +19,36 @@ def parse_args(description: str, argv=None, with_model: bool = False) -> argpars
     return parser.parse_args(argv)
 
 
+def device(setting: str):
+    """The torch device for `train.device`; a CUDA device asked for on a machine without one is a
+    params error, not a crash."""
+    from pipeline.training import resolve_device
+    try:
+        return resolve_device(setting)
+    except RuntimeError as e:
+        raise PipelineError(f"train.device: {e}") from None
+
+
+def one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def describe_os_error(e: OSError) -> str:
+    where = f" ({e.filename})" if e.filename else ""
+    if e.errno == errno.ENOSPC:
+        return (f"no space left on device{where}: free some space and re-run; "
+                "outputs are written atomically, so nothing half-written was kept")
+    return f"{e.strerror or e}{where}"
+
+
 def run(main: Callable[[], None]) -> None:
-    """Run a stage; a PipelineError (or another expected failure) becomes 'error: ...' and exit 1."""
+    """Run a stage; a PipelineError, or an OSError from the machine (a full disk, a missing
+    permission), becomes 'error: ...' on one line and exit status 1."""
     try:
         main()
     except PipelineError as e:
-        sys.exit(f"error: {e}")
+        sys.exit(f"error: {one_line(e)}")
+    except OSError as e:
+        sys.exit(f"error: {one_line(describe_os_error(e))}")
     except KeyboardInterrupt:
         sys.exit("interrupted")

@@ -1,24 +1,84 @@
 """MLflow mirrors what the stages produce: one run per trained model, one for the report.
 
-The store defaults to a SQLite file in the repository (so `mlflow ui` needs no server);
+The store defaults to a SQLite file in the main repository (so `mlflow ui` needs no server);
 MLFLOW_TRACKING_URI overrides it. When a model is retrained, its earlier runs stop looking
 current: a run with the same params is deleted, one with other params is tagged current=false.
+
+Tracking never hangs a stage and never loses a result:
+- an http(s) server is checked with a short request first, and MLflow's own retries are bounded
+  (MLFLOW_HTTP_REQUEST_MAX_RETRIES / _TIMEOUT / _BACKOFF_FACTOR, defaults below unless set);
+- a store that is down or fails is a one-line error, or with MLFLOW_OPTIONAL=1 a warning after
+  which the stage goes on untracked; `python -m pipeline.relog` rebuilds the runs later from the
+  DVC outputs, which stay the source of truth;
+- queued DVC experiments (each in a temporary copy of the repository, several at once) all write
+  to the main repository's store, and a lock file serialises creating the database, the
+  experiment and the model's current run.
 """
 from __future__ import annotations
 
+import http.client
+import importlib.util
 import logging
 import os
 import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
-from pipeline.io import REPO_ROOT, params_hash
+from pipeline.io import REPO_ROOT, PipelineError, params_hash
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock; concurrent first runs there are not supported
+    fcntl = None
 
 EXPERIMENT = "binarized-mnist"
+OPTIONAL_ENV = "MLFLOW_OPTIONAL"
+# MLflow retries a failing request 7 times with growing waits, 120 s each: minutes per call.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+HEALTH_CHECK_TIMEOUT_S = 5.0
+SQLITE_BUSY_TIMEOUT_S = 60
+LOCK_TIMEOUT_S = 120
+RELOG_HINT = "re-log it later with `python -m pipeline.relog`"
+
+
+class TrackingError(PipelineError):
+    """The tracking store is down, hangs or refuses a write (and MLFLOW_OPTIONAL is not set)."""
+
+
+def optional() -> bool:
+    return os.environ.get(OPTIONAL_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def main_repo_root() -> Path:
+    """The repository whose store the runs belong to. DVC sets DVC_ROOT for every stage, and for a
+    queued experiment points it at the main repository rather than the temporary copy the
+    experiment runs in (.dvc/tmp/exps/...), which is deleted afterwards. Stages run by hand run
+    from the repository root, like DVC runs them (data paths are relative to it too)."""
+    root = os.environ.get("DVC_ROOT")
+    if root:
+        return Path(root).resolve()
+    cwd = Path.cwd()
+    for i in range(len(cwd.parts) - 2):
+        if cwd.parts[i:i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*cwd.parts[:i])
+    return cwd
 
 
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{REPO_ROOT / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{main_repo_root() / 'mlflow.db'}"
+
+
+def _store_uri(uri: str) -> str:
+    """The URI MLflow is given: for the default SQLite store, with a busy timeout long enough for
+    concurrent experiments to wait for each other's writes instead of failing."""
+    if os.environ.get("MLFLOW_TRACKING_URI") or "?" in uri:
+        return uri
+    return f"{uri}?timeout={SQLITE_BUSY_TIMEOUT_S}"
 
 
 def git_commit() -> str:
@@ -30,30 +90,139 @@ def git_commit() -> str:
         return "unknown"
 
 
-def _client():
-    from mlflow.tracking import MlflowClient
-    for name in ("mlflow", "alembic"):  # their INFO lines (set up on import) drown the stage's own
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def failure(action: str, error) -> None:
+    """Report that tracking failed while doing `action`: a warning when MLFLOW_OPTIONAL is set,
+    else a TrackingError that stops the stage."""
+    detail = " ".join(str(error).split())[:400] or type(error).__name__
+    message = f"MLflow tracking at {tracking_uri()} failed while {action}: {detail}"
+    if optional():
+        warn(f"{message}; going on without tracking ({OPTIONAL_ENV} is set): {RELOG_HINT}")
+        return
+    raise TrackingError(f"{message}. Start or fix the server (or unset MLFLOW_TRACKING_URI to use the local "
+                        f"store), or set {OPTIONAL_ENV}=1 to run untracked and {RELOG_HINT}")
+
+
+def unreachable(uri: str) -> str | None:
+    """Why an http(s) tracking server cannot be used (no answer, refused), or None if it answers."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    try:
+        timeout = min(HEALTH_CHECK_TIMEOUT_S, float(os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"]))
+    except ValueError:
+        raise TrackingError("MLFLOW_HTTP_REQUEST_TIMEOUT: expected a number of seconds, "
+                            f"got {os.environ['MLFLOW_HTTP_REQUEST_TIMEOUT']!r}") from None
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return None  # it answered, even if not with a health page (a proxy, an older server)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        reason = getattr(e, "reason", None) or e
+        return f"the server did not answer within {timeout:g}s" if "timed out" in str(reason) else str(reason)
+    return None
+
+
+def connect():
+    """An MlflowClient for the tracking store, or None (after a warning) where MLflow is not
+    installed or, with MLFLOW_OPTIONAL set, the store is unreachable."""
+    if importlib.util.find_spec("mlflow") is None:
+        warn("mlflow is not installed; this stage is not tracked")
+        return None
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    uri = tracking_uri()
+    problem = unreachable(uri)
+    if problem is not None:
+        failure("connecting", problem)
+        return None
+    from mlflow.tracking import MlflowClient  # importing mlflow sets its loggers' levels: quieten them after
+    for name in ("mlflow", "alembic", "sqlalchemy"):  # their INFO lines drown the stage's own
         logging.getLogger(name).setLevel(logging.WARNING)
-    return MlflowClient(tracking_uri())
+    try:
+        with store_lock():  # the client opens the store at once, creating its tables if it is new
+            return MlflowClient(_store_uri(uri))
+    except Exception as e:
+        failure("opening the store", e)
+        return None
+
+
+@contextmanager
+def store_lock():
+    """Serialise writers of the default SQLite store across processes (no-op for other stores)."""
+    if fcntl is None or os.environ.get("MLFLOW_TRACKING_URI"):
+        yield
+        return
+    path = main_repo_root() / "mlflow.db.lock"
+    deadline = time.monotonic() + LOCK_TIMEOUT_S
+    with open(path, "a") as f:
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{path} stayed locked for {LOCK_TIMEOUT_S}s") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _experiment_id(client) -> str:
     experiment = client.get_experiment_by_name(EXPERIMENT)
     if experiment is not None:
         return experiment.experiment_id
-    location = None if os.environ.get("MLFLOW_TRACKING_URI") else (REPO_ROOT / "mlruns").as_uri()
-    return client.create_experiment(EXPERIMENT, artifact_location=location)
+    location = None if os.environ.get("MLFLOW_TRACKING_URI") else (main_repo_root() / "mlruns").as_uri()
+    try:
+        return client.create_experiment(EXPERIMENT, artifact_location=location)
+    except Exception:  # created meanwhile by another process on a store the lock does not cover
+        experiment = client.get_experiment_by_name(EXPERIMENT)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def _is_usable(client, run_id: str) -> bool:
+    try:
+        return client.get_run(run_id).info.lifecycle_stage == "active"
+    except Exception:  # MlflowException for an unknown id; the store decides the details
+        return False
 
 
 class Run:
-    """An MLflow run addressed by id, so train and evaluate (separate processes) share one run."""
+    """An MLflow run addressed by id, so train and evaluate (separate processes) share one run.
+
+    Every call is guarded: a failing store raises TrackingError, or with MLFLOW_OPTIONAL set
+    warns once and turns the run's later calls into no-ops.
+    """
 
     def __init__(self, client, run_id: str):
-        self.client, self.id = client, run_id
+        self.client, self.id, self.failed = client, run_id, False
 
     @classmethod
-    def start(cls, name: str, params: dict, tags: dict) -> "Run":
-        client = _client()
+    def start(cls, name: str, params: dict, tags: dict) -> "Run | None":
+        """A new current run for `name`, or None where tracking is off or (optionally) down."""
+        client = connect()
+        if client is None:
+            return None
+        try:
+            with store_lock():
+                run_id = cls._create(client, name, params, tags)
+        except TrackingError:
+            raise
+        except Exception as e:
+            failure(f"starting the run of {name}", e)
+            return None
+        self = cls(client, run_id)
+        self.log_params(params)
+        return self
+
+    @staticmethod
+    def _create(client, name: str, params: dict, tags: dict) -> str:
         experiment = _experiment_id(client)
         digest = params_hash(params)
         for old in client.search_runs([experiment], f"tags.name = '{name}' and tags.current = 'true'"):
@@ -61,40 +230,103 @@ class Run:
                 client.delete_run(old.info.run_id)
             else:
                 client.set_tag(old.info.run_id, "current", "false")
+        extra = {"dvc_experiment": os.environ["DVC_EXP_NAME"]} if os.environ.get("DVC_EXP_NAME") else {}
         run = client.create_run(experiment, run_name=name, tags={
-            **{k: str(v) for k, v in tags.items()}, "name": name, "current": "true",
+            **{k: str(v) for k, v in tags.items()}, **extra, "name": name, "current": "true",
             "params_hash": digest, "git_commit": git_commit()})
-        self = cls(client, run.info.run_id)
-        self.log_params(params)
-        return self
+        return run.info.run_id
 
     @classmethod
-    def open(cls, run_id: str) -> "Run | None":
-        """The run with this id in the current store, or None if the store does not have it."""
-        client = _client()
-        try:
-            client.get_run(run_id)
-        except Exception:  # MlflowException for an unknown id; the store decides the details
+    def open(cls, run_id: str | None, name: str | None = None, quiet: bool = False) -> "Run | None":
+        """The run with this id or, for model `name`, the current run that `pipeline.relog` rebuilt
+        in its place (also when the stage ran untracked: run_id None); None if the store has
+        neither, or tracking is off or (optionally) down."""
+        if run_id is None and name is None:
             return None
-        return cls(client, run_id)
+        client = connect()
+        if client is None:
+            return None
+        try:
+            if run_id is not None and _is_usable(client, run_id):
+                return cls(client, run_id)
+            experiment = client.get_experiment_by_name(EXPERIMENT)
+            relogged = [] if experiment is None or name is None else client.search_runs(
+                [experiment.experiment_id], f"tags.name = '{name}' and tags.relogged_from = '{run_id or 'none'}' "
+                                            "and tags.current = 'true'")
+        except Exception as e:
+            failure(f"looking up the run of {name or run_id}", e)
+            return None
+        if relogged:
+            return cls(client, relogged[0].info.run_id)
+        if not quiet:
+            what = f"its MLflow run {run_id} is not" if run_id else "it was trained untracked, so no run is"
+            warn(f"{name or run_id}: {what} in the tracking store {tracking_uri()}; {RELOG_HINT}")
+        return None
+
+    @classmethod
+    def resume_or_start(cls, run_id: str | None, name: str, params: dict, tags: dict) -> "Run | None":
+        """Continue the run a killed stage was logging to, or start a new one."""
+        return cls.open(run_id, quiet=True) or cls.start(name, params, tags)
+
+    @contextmanager
+    def _guard(self, action: str):
+        try:
+            yield
+        except TrackingError:
+            raise
+        except Exception as e:
+            self.failed = True
+            failure(action, e)
 
     def log_params(self, params: dict) -> None:
         from mlflow.entities import Param
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):
-            self.client.log_batch(self.id, params=items[i:i + 100])
+            self._log_batch("logging params", params=items[i:i + 100])
 
     def log_metrics(self, metrics: dict, step: int = 0) -> None:
         from mlflow.entities import Metric
         now = int(time.time() * 1000)
-        self.client.log_batch(self.id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+        self._log_batch("logging metrics", metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+    def _log_batch(self, action: str, **batch) -> None:
+        if self.failed:
+            return
+        with self._guard(action):
+            self.client.log_batch(self.id, **batch)
+
+    def log_history(self, history: list[dict]) -> None:
+        """Log the per-epoch records the run does not have yet (after a resume, or when re-logging)."""
+        if self.failed or not history:
+            return
+        with self._guard("reading the run's history"):
+            logged = {m.step for m in self.client.get_metric_history(self.id, "val_nll")}
+        for record in history:
+            if record["epoch"] not in logged:
+                self.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=int(record["epoch"]))
 
     def set_tags(self, tags: dict) -> None:
         for key, value in tags.items():
-            self.client.set_tag(self.id, key, str(value))
+            if self.failed:
+                return
+            with self._guard("setting tags"):
+                self.client.set_tag(self.id, key, str(value))
 
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
-        self.client.log_artifact(self.id, str(path), folder)
+        if self.failed:
+            return
+        with self._guard(f"uploading {path}"):
+            self.client.log_artifact(self.id, str(path), folder)
 
-    def finish(self) -> None:
-        self.client.set_terminated(self.id, "FINISHED")
+    def finish(self, status: str = "FINISHED") -> None:
+        if self.failed:
+            return
+        with self._guard("finishing the run"):
+            self.client.set_terminated(self.id, status)
+
+    def is_complete(self, needs_test_metrics: bool) -> bool:
+        """Finished, and holding the test metrics when the DVC outputs have them."""
+        with self._guard("reading the run"):
+            run = self.client.get_run(self.id)
+            return run.info.status == "FINISHED" and (not needs_test_metrics or "test_nll" in run.data.metrics)
+        return False

@@ -2,33 +2,43 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
-import sys
-import time
+import os
+from pathlib import Path
 
 import torch
 
+import models
 from models import build_model, save_checkpoint
-from pipeline import params as P, stage
+from pipeline import params as P, stage, training
 from pipeline.data import IMAGE_SHAPE, data_checksum, load_split, load_train_intensity, results_dir
-from pipeline.io import PipelineError, params_hash, write_json, write_text
-from pipeline.training import TrainingData, TrainingDiverged, fit, resolve_device
+from pipeline.io import PipelineError, params_hash, sha256_file, write_json, write_text
+from pipeline.tracking import Run
+from pipeline.training import TrainingData, TrainingDiverged, fit, resume_point
 
 
 def device_name(device: torch.device) -> str:
     return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu"
 
 
-def start_tracking(spec: P.ModelSpec, profile: str, tags: dict):
-    """The model's MLflow run, or None (with a warning) where MLflow is not installed."""
-    if importlib.util.find_spec("mlflow") is None:
-        print("warning: mlflow is not installed; this run is not tracked", file=sys.stderr)
-        return None
-    from pipeline.tracking import Run
-    logged = {"family": spec.family, "profile": profile,
-              **P.flatten(spec.kwargs, "model."), **P.flatten(vars(spec.train), "train.")}
-    return Run.start(spec.name, logged, tags)
+def logged_params(spec: P.ModelSpec, profile: str) -> dict:
+    return {"family": spec.family, "profile": profile,
+            **P.flatten(spec.kwargs, "model."), **P.flatten(vars(spec.train), "train.")}
+
+
+def code_digest() -> str:
+    """A digest of the code a resume state depends on (every model file and the training loop):
+    resuming across an edit could load weights into another architecture or mix two versions."""
+    files = [*sorted(Path(models.__file__).parent.glob("*.py")), Path(training.__file__)]
+    return params_hash({f"{f.parent.name}/{f.name}": sha256_file(f) for f in files})
+
+
+def resume_state_path(spec: P.ModelSpec, checksum: str) -> Path:
+    """Where `fit` keeps its resume state: keyed by everything that shapes the run, so a re-run with
+    other params, data or code starts over instead of resuming a different run."""
+    key = P.flatten({"family": spec.family, "kwargs": spec.kwargs, "train": vars(spec.train), "data": checksum,
+                     "code": code_digest()})
+    return results_dir(spec.name) / f".resume-{params_hash(key)}.pt"
 
 
 def curves_csv(history: list[dict]) -> str:
@@ -39,55 +49,94 @@ def curves_csv(history: list[dict]) -> str:
     return out.getvalue()
 
 
-def train(spec: P.ModelSpec, profile: str, quiet: bool = False) -> dict:
-    cfg = spec.train
-    torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg.device)
+def build(spec: P.ModelSpec, device: torch.device):
     try:
-        model = build_model(spec.family, IMAGE_SHAPE, **spec.kwargs).to(device)
+        return build_model(spec.family, IMAGE_SHAPE, **spec.kwargs).to(device)
     except (TypeError, ValueError) as e:
         raise PipelineError(f"models.{spec.name}: {e}") from None
+
+
+def use_deterministic_kernels() -> None:
+    """Make CUDA training repeatable bit for bit on the same GPU, driver and torch version: no
+    kernel that adds in a racing order (atomics), no cuDNN autotuning, a fixed cuBLAS workspace.
+    CPU kernels are deterministic already, so on CPU this changes nothing."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts: set it first
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+
+
+def train(spec: P.ModelSpec, profile: str, quiet: bool = False) -> dict:
+    """Fit one model, resuming from its resume state if a previous attempt was killed."""
+    cfg = spec.train
+    if cfg.deterministic:
+        use_deterministic_kernels()
+    torch.manual_seed(cfg.seed)
+    device = stage.device(cfg.device)
+    model = build(spec, device)  # params are checked before anything is read or written
+    checksum = data_checksum()
+    out = results_dir(spec.name)
+    state_path = resume_state_path(spec, checksum)
+    tags = {"model": spec.name, "family": spec.family, "profile": profile, "device": device_name(device),
+            "data_sha256": checksum, "estimator": model.estimator}
+    params = logged_params(spec, profile)
+    resumed_epoch, meta = resume_point(state_path)
+    if resumed_epoch:
+        print(f"train@{spec.name}: resuming after epoch {resumed_epoch} from {state_path}")
+    run = Run.resume_or_start(meta.get("mlflow_run_id"), spec.name, params, tags)
     train_data = TrainingData(load_split("train", cfg.max_train),
                               load_train_intensity(cfg.max_train) if cfg.dynamic_binarization else None,
                               device, cfg.dynamic_binarization)
     val = load_split("val", cfg.max_val)
-    checksum = data_checksum()
-    out = results_dir(spec.name)
     out.mkdir(parents=True, exist_ok=True)
     num_params = sum(p.numel() for p in model.parameters())
-    run = start_tracking(spec, profile, {"model": spec.name, "family": spec.family, "profile": profile,
-                                         "device": device_name(device), "data_sha256": checksum,
-                                         "estimator": model.estimator})
-    resume_key = P.flatten({"family": spec.family, "kwargs": spec.kwargs, "train": vars(cfg), "data": checksum})
-    state_path = out / f".resume-{params_hash(resume_key)}.pt"
+    best_epoch = [None]
 
     def save_best(m, epoch):
         save_checkpoint(out / "model.pt", m, spec.family, spec.kwargs, epoch=epoch, name=spec.name)
+        best_epoch[0] = epoch
 
     def log_epoch(record):
         if run is not None:
             run.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
 
-    started = time.perf_counter()
     try:
         history = fit(model, train_data, val, cfg, best_checkpoint=save_best, state_path=state_path,
+                      state_meta={"mlflow_run_id": run.id if run is not None else None},
                       on_epoch=log_epoch, quiet=quiet)
     except TrainingDiverged as e:
-        raise PipelineError(f"models.{spec.name}: {e}") from None
+        if run is not None:
+            run.set_tags({"error": str(e)})
+            run.finish("FAILED")
+        kept = (f"{out / 'model.pt'} holds the best epoch so far ({best_epoch[0]})" if best_epoch[0] is not None
+                else "no epoch finished, so there is no checkpoint")
+        raise PipelineError(f"models.{spec.name}: {e}; {kept}") from None
+    except RuntimeError as e:  # an op with no deterministic CUDA kernel names itself
+        if not (cfg.deterministic and "deterministic" in str(e)):
+            raise
+        raise PipelineError(f"models.{spec.name}: train.deterministic is set, but {stage.one_line(e)}") from None
     best = min(history, key=lambda r: r["val_nll"])
     summary = {"model": spec.name, "family": spec.family, "profile": profile, "device": device_name(device),
                "parameters": num_params, "epochs_run": len(history), "best_epoch": best["epoch"],
-               "best_val_nll": best["val_nll"], "train_seconds": round(time.perf_counter() - started, 2),
+               "best_val_nll": best["val_nll"], "train_seconds": round(history[-1]["seconds"], 2),
                "train_images": len(train_data), "val_images": len(val), "data_sha256": checksum,
+               "estimator": model.estimator, "params": params,
                "mlflow_run_id": run.id if run is not None else None}
+    if run is not None:  # before the outputs: if tracking fails here, a re-run resumes at the end
+        log_training(run, history, summary)
+        run.finish()
+    save_checkpoint(out / "model.pt", model, spec.family, spec.kwargs, epoch=best["epoch"], name=spec.name)
     write_text(out / "curves.csv", curves_csv(history))
     write_json(out / "train.json", summary)
-    state_path.unlink(missing_ok=True)
-    if run is not None:
-        run.log_metrics({"best_val_nll": best["val_nll"], "train_seconds": summary["train_seconds"],
-                         "parameters": num_params})
-        run.finish()
+    for state in out.glob(".resume-*.pt"):  # this run's, and those of abandoned runs with other params
+        state.unlink(missing_ok=True)
     return summary
+
+
+def log_training(run, history: list[dict], summary: dict) -> None:
+    """Per-epoch curves (those not logged yet) and the training summary; also used by pipeline.relog."""
+    run.log_history(history)
+    run.log_metrics({"best_val_nll": summary["best_val_nll"], "train_seconds": summary["train_seconds"],
+                     "parameters": summary["parameters"]})
 
 
 def main(argv=None) -> None:

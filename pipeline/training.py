@@ -6,6 +6,7 @@ import copy
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
@@ -34,6 +35,7 @@ class TrainConfig:
     seed: int = 0
     bf16: bool = True                     # bf16 autocast for training steps on CUDA (evaluation stays fp32)
     compile: bool = False                 # torch.compile the training loss
+    deterministic: bool = False           # CUDA: only deterministic kernels (slower; an op without one is an error)
     eval_batch_size: int = 1000
 
     def __post_init__(self):
@@ -41,18 +43,18 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0 or self.warmup_steps < 0:
-            raise ValueError("weight_decay and warmup_steps must be >= 0")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be > 0 or null, got {self.grad_clip}")
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"lr must be > 0 and finite, got {self.lr}")
+        if not (0 <= self.weight_decay < math.inf and self.warmup_steps >= 0):
+            raise ValueError("weight_decay (finite) and warmup_steps must be >= 0")
+        if self.grad_clip is not None and not 0 < self.grad_clip < math.inf:
+            raise ValueError(f"grad_clip must be > 0 and finite, or null; got {self.grad_clip}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
 
 class TrainingDiverged(RuntimeError):
-    pass
+    """A non-finite training loss or validation NLL; the message names the epoch and step."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -112,13 +114,16 @@ class TrainingData:
 def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: TrainConfig, *,
         best_checkpoint: Callable[[GenerativeModel, int], None] | None = None,
         state_path: str | Path | None = None,
+        state_meta: dict | None = None,
         on_epoch: Callable[[dict], None] | None = None,
         quiet: bool = False) -> list[dict]:
     """Train `model` (already on its device) and return one record per epoch.
 
     Keeps the weights with the best validation NLL (and calls `best_checkpoint` when they improve),
     stops after `patience` epochs without improvement, and, given `state_path`, saves everything
-    needed to resume after every epoch and resumes from it if it exists.
+    needed to resume after every epoch and resumes from it if it exists: killed at any point and
+    re-run, it ends with the same numbers as an uninterrupted run. `state_meta` (plain data, e.g.
+    a tracking run id) is saved with the state; `resume_point` reads it back.
     """
     device = model.device
     val = val.to(device, torch.float32)
@@ -132,12 +137,16 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
 
     state = {"epoch": 0, "history": [], "best_nll": math.inf, "best_state": None, "bad_epochs": 0}
     if state_path is not None and Path(state_path).exists():
-        state = _load_state(state_path, model, optimizer, schedule, shuffle)
+        state = _load_state(state_path, model, optimizer, schedule, shuffle) or state
+    state["meta"] = dict(state_meta or {})
+    if state["best_state"] is not None and best_checkpoint is not None:
+        _rewrite_best_checkpoint(model, state, best_checkpoint)
+    last_epoch = state["epoch"] if _patience_spent(state, cfg) else cfg.epochs  # resumed after an early stop
 
     bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=state["epoch"] * steps_per_epoch,
                disable=quiet, unit="step", dynamic_ncols=True, leave=False)
-    start = time.perf_counter() - sum(r["seconds"] for r in state["history"])
-    for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+    start = time.perf_counter() - (state["history"][-1]["seconds"] if state["history"] else 0.0)
+    for epoch in range(state["epoch"] + 1, last_epoch + 1):
         model.train()
         images = train.for_epoch(shuffle)
         order = torch.randperm(len(images), generator=shuffle).to(device)
@@ -158,11 +167,15 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
                 pending = []
             bar.update()
         val_nll = mean_nll(model, val, cfg.eval_batch_size)
+        if not math.isfinite(val_nll):
+            raise TrainingDiverged(f"validation NLL became {val_nll} after epoch {epoch} (step {steps_per_epoch}); "
+                                   "the last good checkpoint is kept (try a lower lr or grad_clip)")
         record = {"epoch": epoch, "train_loss": total / len(images), "val_nll": val_nll,
                   "lr": schedule.get_last_lr()[0], "seconds": time.perf_counter() - start}
         state["history"].append(record)
         if val_nll < state["best_nll"]:
-            state.update(best_nll=val_nll, bad_epochs=0, best_state=copy.deepcopy(model.state_dict()))
+            state.update(best_nll=val_nll, best_epoch=epoch, bad_epochs=0,
+                         best_state=copy.deepcopy(model.state_dict()))
             if best_checkpoint is not None:
                 best_checkpoint(model, epoch)
         else:
@@ -176,7 +189,7 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
         if not quiet:
             tqdm.write(f"epoch {epoch}/{cfg.epochs}  train {record['train_loss']:.2f}  val {val_nll:.2f} nats  "
                        f"({record['seconds']:.0f}s)")
-        if cfg.patience is not None and state["bad_epochs"] >= cfg.patience:
+        if _patience_spent(state, cfg):
             if not quiet:
                 tqdm.write(f"early stop: no better validation NLL for {cfg.patience} epochs")
             break
@@ -197,19 +210,51 @@ def _checked_sum(losses: list[torch.Tensor], epoch: int, last_step: int) -> floa
     return float(values.sum())
 
 
+def _rewrite_best_checkpoint(model, state: dict, best_checkpoint) -> None:
+    """On resume, write the best checkpoint again: DVC deletes a stage's outputs before re-running it."""
+    current = copy.deepcopy(model.state_dict())
+    model.load_state_dict(state["best_state"])
+    best_checkpoint(model, state["best_epoch"])
+    model.load_state_dict(current)
+
+
+def _patience_spent(state: dict, cfg: TrainConfig) -> bool:
+    return cfg.patience is not None and state["bad_epochs"] >= cfg.patience
+
+
 def _save_state(path, state, model, optimizer, schedule, shuffle) -> None:
+    """Write the resume state atomically and durably: a kill or a power cut leaves the previous
+    epoch's state or this one, never a torn file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({**state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(), "shuffle_rng": shuffle.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, tmp)
+    with open(tmp, "wb") as f:
+        torch.save({**state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(), "shuffle_rng": shuffle.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, f)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
-def _load_state(path, model, optimizer, schedule, shuffle) -> dict:
-    saved = torch.load(path, map_location=model.device, weights_only=False)
+def resume_point(path: str | Path | None) -> tuple[int, dict]:
+    """(the last finished epoch, the `state_meta`) of a resume state; (0, {}) if there is none to read."""
+    if path is None or not Path(path).exists():
+        return 0, {}
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # unreadable: fit() reports it and starts over
+        return 0, {}
+    return int(saved["epoch"]), dict(saved.get("meta") or {})
+
+
+def _load_state(path, model, optimizer, schedule, shuffle) -> dict | None:
+    try:
+        saved = torch.load(path, map_location=model.device, weights_only=True)
+    except Exception as e:  # written atomically, so only damage from outside gets here
+        warnings.warn(f"cannot read the resume state {path} ({type(e).__name__}: {e}); training from scratch")
+        return None
     model.load_state_dict(saved.pop("model"))
     optimizer.load_state_dict(saved.pop("optimizer"))
     schedule.load_state_dict(saved.pop("schedule"))

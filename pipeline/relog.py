@@ -1,0 +1,98 @@
+"""relog: rebuild MLflow runs from the DVC outputs, after stages ran untracked (MLFLOW_OPTIONAL=1
+while the server was down) or against another store.
+
+    python -m pipeline.relog              # every model of params.yaml whose run is missing, and the report
+    python -m pipeline.relog made nade    # just these models
+    python -m pipeline.relog --force      # re-log even models whose run looks complete
+
+Each model's run is rebuilt from results/<model>/train.json (params, tags, summary), curves.csv
+(one step per epoch), metrics.json and figures/, following the usual rule: it becomes the model's
+one current run, and an earlier run with the same params is replaced. It is tagged
+`relogged_from=<the id in train.json>`, so a later `evaluate` still finds it.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline import params as P, stage
+from pipeline.data import results_dir
+from pipeline.evaluate import log_evaluation
+from pipeline.io import PipelineError, read_json
+from pipeline.report import REPORT_DIR, log_to_mlflow as log_report
+from pipeline.tracking import OPTIONAL_ENV, Run, connect, tracking_uri
+from pipeline.train import log_training, logged_params
+
+
+def read_curves(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def is_logged(train: dict, has_metrics: bool) -> bool:
+    run = Run.open(train.get("mlflow_run_id"), train["model"], quiet=True)
+    return run is not None and run.is_complete(needs_test_metrics=has_metrics)
+
+
+def relog_model(name: str, params: dict, force: bool = False) -> str | None:
+    """Rebuild `name`'s run; returns its id, or None when the existing run is complete (and not `force`)."""
+    out = results_dir(name)
+    if not (out / "train.json").exists():
+        raise PipelineError(f"{out / 'train.json'} is missing: run `dvc repro train@{name}` first")
+    train = read_json(out / "train.json")
+    metrics = read_json(out / "metrics.json") if (out / "metrics.json").exists() else None
+    if not force and is_logged(train, metrics is not None):
+        return None
+    logged = train.get("params") or logged_params(P.model_spec(params, name), train["profile"])
+    tags = {"model": name, "family": train["family"], "profile": train["profile"], "device": train["device"],
+            "data_sha256": train["data_sha256"], "estimator": train.get("estimator", ""),
+            "relogged_from": train.get("mlflow_run_id") or "none"}
+    run = Run.start(name, logged, tags)
+    if run is None:
+        raise PipelineError("MLflow is not available: nothing was re-logged")
+    log_training(run, read_curves(out / "curves.csv"), train)
+    if metrics is not None:
+        timing = read_json(out / "eval.json") if (out / "eval.json").exists() else {}
+        log_evaluation(run, {**metrics, **timing}, sorted((out / "figures").glob("*.png")))
+    run.finish()
+    return run.id
+
+
+def relog_report() -> bool:
+    files = [REPORT_DIR / name for name in ("results.md", "results.csv", "nll.png", "samples.png", "curves.png")]
+    if not files[1].exists():
+        return False
+    table = pd.read_csv(files[1])
+    log_report(table, str(table.profile.iloc[0]), [f for f in files if f.exists()])
+    return True
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="*", help="model names (default: every model in params.yaml, and the report)")
+    parser.add_argument("--force", action="store_true", help="re-log runs that look complete too")
+    args = parser.parse_args(argv)
+    os.environ.pop(OPTIONAL_ENV, None)  # re-logging is the point here: a failure must say so
+    params = P.load()
+    names = args.models or P.model_names(params)
+    for name in names:
+        P.model_spec(params, name)  # unknown names fail before anything is logged
+    if connect() is None:
+        raise PipelineError("MLflow is not available: nothing was re-logged")
+    for name in names:
+        if not args.models and not (results_dir(name) / "train.json").exists():
+            print(f"relog@{name}: not trained yet, skipped")
+            continue
+        run_id = relog_model(name, params, args.force)
+        print(f"relog@{name}: " + (f"run {run_id}" if run_id else "already complete in MLflow (--force re-logs)"))
+    if not args.models and relog_report():
+        print("relog@report: done")
+    print(f"relog: tracking store {tracking_uri()}")
+
+
+if __name__ == "__main__":
+    stage.run(main)
