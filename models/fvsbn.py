@@ -21,3 +21,13 @@ class FVSBN(AutoregressiveModel):
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x.flatten(1)).view_as(x)
+
+    def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """One row of W per pixel: O(D) per pixel instead of a full pass."""
+        x = x.clone()
+        flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
+        weight = self.linear.weight * self.linear.mask
+        for i in range(self.num_pixels):
+            p = torch.sigmoid(flat_x @ weight[i] + self.linear.bias[i])
+            flat_x[:, i] = torch.where(flat_obs[:, i], flat_x[:, i], (flat_noise[:, i] < p).to(x.dtype))
+        return x

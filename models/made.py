@@ -78,6 +78,24 @@ class MADE(AutoregressiveModel):
             h = torch.relu(layer(h))
         return self.layers[-1](h).view_as(x)
 
+    def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Keeps the first layer's pre-activation and adds one input column per generated pixel,
+        and computes only pixel i's output: far cheaper than a full pass per pixel."""
+        x = x.clone()
+        flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
+        first, last = self.layers[0], self.layers[-1]
+        first_weight, last_weight = first.weight * first.mask, last.weight * last.mask
+        pre = first(flat_x)
+        for i in self.ordering().tolist():
+            h = torch.relu(pre)
+            for layer in self.layers[1:-1]:
+                h = torch.relu(layer(h))
+            p = torch.sigmoid(h @ last_weight[i] + last.bias[i])
+            new = torch.where(flat_obs[:, i], flat_x[:, i], (flat_noise[:, i] < p).to(x.dtype))
+            pre += (new - flat_x[:, i])[:, None] * first_weight[:, i]
+            flat_x[:, i] = new
+        return x
+
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         self.use_mask((self.mask_index + 1) % self.num_masks)
         return super().nll(x).mean()

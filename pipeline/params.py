@@ -17,7 +17,7 @@ import pydantic
 import yaml
 
 from models import FAMILIES, family_class
-from pipeline.io import REPO_ROOT, PipelineError
+from pipeline.io import PipelineError
 from pipeline.training import TrainConfig
 
 PROFILES = ("smoke", "quick", "full")
@@ -61,7 +61,7 @@ def _require_positive(config, *names):
 
 
 def load(path: str | Path | None = None) -> dict:
-    path = Path(path or REPO_ROOT / "params.yaml")
+    path = Path(path or "params.yaml")
     try:
         params = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
@@ -103,6 +103,7 @@ def model_spec(params: dict, name: str) -> ModelSpec:
         raise PipelineError(f"{where}.family: {family!r} is not one of {', '.join(sorted(FAMILIES))}")
     train_overrides = section.pop("train", None) or {}
     train_base = _overlay(params.get("train"), params["profile"], "train")
+    _validate(TrainConfig, train_base, "train")
     train = _validate(TrainConfig, {**train_base, **train_overrides}, f"train (with {where}.train)")
     kwargs = _validate_kwargs(family, section, where)
     return ModelSpec(name, family, kwargs, train)

@@ -87,6 +87,23 @@ def bar_chart(table: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def learning_curves(table: pd.DataFrame, path: Path) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for model in table.model:
+        curves = pd.read_csv(results_dir(model) / "curves.csv")
+        for ax, column in zip(axes, ("train_loss", "val_nll")):
+            ax.plot(curves.epoch, curves[column], marker=".", label=model)
+    for ax, title in zip(axes, ("training loss (nats)", "validation NLL (nats)")):
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_yscale("log")
+    axes[1].legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
 def samples_montage(table: pd.DataFrame, path: Path) -> None:
     cols = min(4, len(table))
     rows = math.ceil(len(table) / cols)
@@ -119,11 +136,12 @@ def main(argv=None) -> None:
     profile = P.profile_of(params)
     table = collect(P.model_names(params), profile)
     REPORT_DIR.mkdir(exist_ok=True)
-    files = [REPORT_DIR / name for name in ("results.md", "results.csv", "nll.png", "samples.png")]
+    files = [REPORT_DIR / name for name in ("results.md", "results.csv", "nll.png", "samples.png", "curves.png")]
     write_text(files[0], markdown(table, profile))
     write_text(files[1], table.to_csv(index=False))
     bar_chart(table, files[2])
     samples_montage(table, files[3])
+    learning_curves(table, files[4])
     log_to_mlflow(table, profile, files)
     print(f"report: {len(table)} models -> {REPORT_DIR}/results.md (best: {table.model[0]}, "
           f"{table.test_nll[0]:.2f} nats)")

@@ -31,9 +31,9 @@ def git_commit() -> str:
 
 
 def _client():
-    for name in ("mlflow", "alembic", "sqlalchemy"):  # their INFO lines drown the stage's own
-        logging.getLogger(name).setLevel(logging.WARNING)
     from mlflow.tracking import MlflowClient
+    for name in ("mlflow", "alembic"):  # their INFO lines (set up on import) drown the stage's own
+        logging.getLogger(name).setLevel(logging.WARNING)
     return MlflowClient(tracking_uri())
 
 

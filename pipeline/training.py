@@ -130,6 +130,7 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
     shuffle = torch.Generator().manual_seed(cfg.seed)
     loss_fn = torch.compile(model.loss) if cfg.compile else model.loss
     use_bf16 = cfg.bf16 and device.type == "cuda"
+    check_every = 1 if device.type == "cpu" else 50  # reading a loss on a GPU waits for it: not every step
 
     state = {"epoch": 0, "history": [], "best_nll": math.inf, "best_state": None, "bad_epochs": 0}
     if state_path is not None and Path(state_path).exists():
@@ -142,21 +143,21 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
         model.train()
         images = train.for_epoch(shuffle)
         order = torch.randperm(len(images), generator=shuffle).to(device)
-        total = 0.0
+        total, pending = 0.0, []
         for step in range(steps_per_epoch):
             batch = images[order[step * cfg.batch_size:(step + 1) * cfg.batch_size]]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 loss = loss_fn(batch)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"training loss became {float(loss)} at epoch {epoch}, step {step + 1}; "
-                                       "the last good checkpoint is kept (try a lower lr or grad_clip)")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             schedule.step()
-            total += float(loss.detach()) * len(batch)
+            pending.append(loss.detach() * len(batch))
+            if len(pending) == check_every or step == steps_per_epoch - 1:
+                total += _checked_sum(pending, epoch, step + 1)
+                pending = []
             bar.update()
         val_nll = mean_nll(model, val, cfg.eval_batch_size)
         record = {"epoch": epoch, "train_loss": total / len(images), "val_nll": val_nll,
@@ -185,6 +186,17 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
     if state["best_state"] is not None:
         model.load_state_dict(state["best_state"])
     return state["history"]
+
+
+def _checked_sum(losses: list[torch.Tensor], epoch: int, last_step: int) -> float:
+    """The sum of recent per-step losses; raises TrainingDiverged naming the first non-finite step."""
+    values = torch.stack(losses).float().cpu()
+    bad = (~torch.isfinite(values)).nonzero()
+    if len(bad):
+        step = last_step - len(values) + 1 + int(bad[0])
+        raise TrainingDiverged(f"training loss became {float(values[bad[0]])} at epoch {epoch}, step {step}; "
+                               "the last good checkpoint is kept (try a lower lr or grad_clip)")
+    return float(values.sum())
 
 
 def _save_state(path, state, model, optimizer, schedule, shuffle) -> None:

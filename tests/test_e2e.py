@@ -1,0 +1,105 @@
+"""End to end: `dvc repro` on the smoke profile in a temporary copy of the repository."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.e2e
+BIN = Path(sys.executable).parent
+
+
+def run(args, cwd, env) -> str:
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout + result.stderr
+
+
+def stages_run(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def edit_params(repo: Path, change) -> dict:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    change(params)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return params
+
+
+@pytest.fixture(scope="module")
+def pipeline_copy(tmp_path_factory, mnist_mirror):
+    """A smoke-profile copy of the repository after one full `dvc repro`."""
+    repo = tmp_path_factory.mktemp("e2e") / "repo"
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if (REPO / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, repo / name)
+    params = edit_params(repo, lambda p: p.update(profile="smoke"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(MNIST_MIRROR=str(mnist_mirror), PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", CI="true")
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    run([*git, "init", "-q"], repo, env)
+    run([*git, "add", "-A"], repo, env)
+    run([*git, "commit", "-qm", "copy"], repo, env)
+    output = run([str(BIN / "dvc"), "repro"], repo, env)
+    return repo, env, list(params["models"]), output
+
+
+def test_every_stage_ran_and_wrote_its_outputs(pipeline_copy):
+    repo, _, models, output = pipeline_copy
+    expected = {"prepare", "binarize", "report"} | {f"{s}@{m}" for s in ("train", "evaluate") for m in models}
+    assert stages_run(output) == expected
+    for model in models:
+        for name in ("model.pt", "train.json", "curves.csv", "metrics.json", "figures/samples.png"):
+            assert (repo / "results" / model / name).is_file(), f"{model}: {name} missing"
+    for name in ("results.md", "results.csv", "nll.png", "samples.png"):
+        assert (repo / "reports" / name).is_file()
+
+
+def test_metrics_are_declared_to_dvc(pipeline_copy):
+    repo, env, models, _ = pipeline_copy
+    import json
+    shown = json.loads(run([str(BIN / "dvc"), "metrics", "show", "--json"], repo, env))
+    metrics = next(iter(shown.values()))["data"]
+    for model in models:
+        values = metrics[f"results/{model}/metrics.json"]["data"]
+        assert values["test_nll"] > 0 and values["estimator"]
+
+
+def test_report_lists_every_model_with_its_estimator(pipeline_copy):
+    import pandas as pd
+    repo, _, models, _ = pipeline_copy
+    table = pd.read_csv(repo / "reports" / "results.csv")
+    assert sorted(table.model) == sorted(models)
+    assert set(table.profile) == {"smoke"} and table.estimator.notna().all()
+    assert "exact" in (repo / "reports" / "results.md").read_text()
+
+
+def test_mlflow_has_one_current_run_per_model_with_test_metrics(pipeline_copy):
+    from mlflow.tracking import MlflowClient
+    repo, _, models, _ = pipeline_copy
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("binarized-mnist")
+    runs = client.search_runs([experiment.experiment_id], "tags.current = 'true'")
+    by_name = {run.data.tags["name"]: run for run in runs}
+    assert len(runs) == len(by_name) == len(models) + 1  # + the report
+    for model in models:
+        run = by_name[model]
+        assert {"test_nll", "test_bpd", "val_nll"} <= set(run.data.metrics)
+        assert run.data.tags["profile"] == "smoke" and run.data.tags["estimator"]
+        assert client.list_artifacts(run.info.run_id, "figures")
+
+
+def test_second_repro_has_nothing_to_do_and_a_param_change_reruns_only_that_model(pipeline_copy):
+    repo, env, _, _ = pipeline_copy
+    assert stages_run(run([str(BIN / "dvc"), "repro"], repo, env)) == set()
+    edit_params(repo, lambda p: p["models"]["made"]["smoke"].update(hidden_sizes=[12]))
+    assert stages_run(run([str(BIN / "dvc"), "repro"], repo, env)) == {"train@made", "evaluate@made", "report"}

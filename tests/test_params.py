@@ -1,0 +1,84 @@
+"""params.yaml: profile overlays, and one-line errors that name the bad key."""
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from pipeline import params as P
+from pipeline.io import PipelineError
+from tests.conftest import REPO
+
+
+def write(tmp_path, params: dict):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+BASE = {
+    "profile": "quick",
+    "train": {"lr": 1e-3, "epochs": 3, "quick": {"epochs": 5, "batch_size": 20}},
+    "evaluate": {"samples": 16},
+    "models": {"made": {"family": "made", "hidden_sizes": [50], "train": {"lr": 3e-3},
+                        "quick": {"hidden_sizes": [20], "train": {"batch_size": 10}}}},
+}
+
+
+def test_the_repository_params_are_valid_for_every_profile():
+    params = P.load(REPO / "params.yaml")
+    for profile in P.PROFILES:
+        params["profile"] = profile
+        P.evaluate_config(params)
+        P.data_config(params)
+        for name in P.model_names(params):
+            P.model_spec(params, name)
+
+
+def test_more_specific_settings_win(tmp_path):
+    spec = P.model_spec(P.load(write(tmp_path, BASE)), "made")
+    assert spec.kwargs == {"hidden_sizes": [20]}
+    assert (spec.train.epochs, spec.train.lr, spec.train.batch_size) == (5, 3e-3, 10)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda p: p.update(profile="fast"), "profile: 'fast' is not one of smoke, quick, full"),
+    (lambda p: p.update(extra=1), "unknown key 'extra'"),
+    (lambda p: p["train"].update(lrr=1), "train.*unknown key 'lrr'; allowed: epochs"),
+    (lambda p: p["train"].update(lr="fast"), "train.*lr: .*number"),
+    (lambda p: p["train"].update(lr=-1), "lr must be > 0"),
+    (lambda p: p["train"]["quick"].update(epochs=0), "epochs must be >= 1"),
+    (lambda p: p["train"].update(optimizer="adagrad"), "optimizer: Input should be 'adam', 'adamw' or 'sgd'"),
+    (lambda p: p["models"]["made"].update(family="gan"), "models.made.family: 'gan' is not one of"),
+    (lambda p: p["models"]["made"].update(hidden=3), "models.made: unknown key 'hidden'; allowed: hidden_sizes"),
+    (lambda p: p["models"]["made"].update(num_masks="many"), "models.made: num_masks: .*integer"),
+])
+def test_bad_params_name_the_key(tmp_path, change, message):
+    params = yaml.safe_load(yaml.safe_dump(BASE))
+    change(params)
+    with pytest.raises(PipelineError, match=message):
+        loaded = P.load(write(tmp_path, params))
+        P.model_spec(loaded, "made")
+
+
+def test_unknown_model_name(tmp_path):
+    with pytest.raises(PipelineError, match="models.gan: no such model in params.yaml; defined: made"):
+        P.model_spec(P.load(write(tmp_path, BASE)), "gan")
+
+
+def test_evaluate_samples_must_make_a_square_grid(tmp_path):
+    params = P.load(write(tmp_path, {**BASE, "evaluate": {"samples": 10}}))
+    with pytest.raises(PipelineError, match="evaluate: samples must be a positive square"):
+        P.evaluate_config(params)
+
+
+def test_stage_exits_non_zero_with_one_line(tmp_path):
+    params = yaml.safe_load(yaml.safe_dump(BASE))
+    params["train"]["lr"] = "fast"
+    write(tmp_path, params)
+    (tmp_path / "pipeline").symlink_to(REPO / "pipeline")
+    (tmp_path / "models").symlink_to(REPO / "models")
+    result = subprocess.run([sys.executable, "-m", "pipeline.train", "made"], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: train")

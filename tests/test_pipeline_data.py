@@ -1,0 +1,103 @@
+"""prepare and binarize: verified downloads, no partial files, deterministic binarization."""
+import gzip
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pipeline import prepare as prep
+from pipeline.binarize import binarize
+from pipeline.data import load_split, unpack, pack
+from pipeline.io import PipelineError, sha256_file
+from pipeline.params import DataConfig
+from tests.conftest import REPO
+
+
+def test_prepare_writes_the_four_verified_files(raw_mnist):
+    assert sorted(p.name for p in raw_mnist.iterdir()) == sorted(prep.SHA256)
+    for name, expected in prep.SHA256.items():
+        assert sha256_file(raw_mnist / name) == expected
+
+
+@pytest.fixture
+def mirror_copy(tmp_path, mnist_mirror):
+    copy = tmp_path / "mirror"
+    shutil.copytree(mnist_mirror, copy)
+    return copy
+
+
+def corrupt(path):
+    data = bytearray(gzip.decompress(path.read_bytes()))
+    data[1000] ^= 0xFF
+    path.write_bytes(gzip.compress(bytes(data)))
+
+
+def truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("damage", [corrupt, truncate], ids=["corrupted", "truncated"])
+def test_prepare_rejects_a_damaged_file_and_writes_nothing(tmp_path, mirror_copy, monkeypatch, damage):
+    damage(mirror_copy / "t10k-images-idx3-ubyte.gz")
+    monkeypatch.setenv("MNIST_MIRROR", str(mirror_copy))
+    out = tmp_path / "raw"
+    with pytest.raises(PipelineError, match="t10k-images-idx3-ubyte"):
+        prep.prepare(out)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_unreachable_mirrors_suggest_the_offline_mirror(tmp_path, monkeypatch):
+    monkeypatch.delenv("MNIST_MIRROR", raising=False)
+    monkeypatch.setattr(prep, "official_mirrors", lambda: ["http://127.0.0.1:9/"])
+    with pytest.raises(PipelineError, match="MNIST_MIRROR"):
+        prep.prepare(tmp_path / "raw")
+
+
+def test_prepare_failure_is_one_line_on_stderr(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "pipeline.prepare"], cwd=tmp_path, capture_output=True,
+                            text=True, env={"MNIST_MIRROR": str(tmp_path / "nowhere"), "PYTHONPATH": str(REPO)})
+    assert result.returncode != 0
+    assert result.stderr.startswith("error: could not get a verified") and result.stderr.count("\n") == 1
+    assert not (tmp_path / "data").exists()
+
+
+def test_pack_roundtrip():
+    bits = np.random.default_rng(0).integers(0, 2, size=(5, 28, 28))
+    import torch
+    packed = pack(torch.from_numpy(bits))
+    assert packed.shape == (5, 98) and packed.dtype == np.uint8
+    assert np.array_equal(unpack(packed).squeeze(1).numpy(), bits)
+
+
+@pytest.fixture(scope="module")
+def binarized(raw_mnist, tmp_path_factory):
+    out = tmp_path_factory.mktemp("binarized")
+    return out, binarize(DataConfig("stochastic", seed=0), raw_mnist, out)
+
+
+def test_binarize_standard_split(binarized):
+    out, manifest = binarized
+    assert {k: v["images"] for k, v in manifest["splits"].items()} == {"train": 50000, "val": 10000, "test": 10000}
+    val = load_split("val", root=out)
+    assert val.shape == (10000, 1, 28, 28) and set(val.unique().tolist()) == {0.0, 1.0}
+    # Bernoulli(intensity) keeps the mean grey level: MNIST's is 0.1307
+    assert abs(manifest["splits"]["train"]["mean_pixel"] - 0.1307) < 0.002
+
+
+def test_binarize_is_deterministic(binarized, raw_mnist, tmp_path):
+    _, first = binarized
+    again = binarize(DataConfig("stochastic", seed=0), raw_mnist, tmp_path / "again")
+    other_seed = binarize(DataConfig("stochastic", seed=1), raw_mnist, tmp_path / "other")
+    assert again["sha256"] == first["sha256"]
+    assert other_seed["sha256"] != first["sha256"]
+
+
+def test_threshold_binarization(raw_mnist, tmp_path):
+    manifest = binarize(DataConfig("threshold"), raw_mnist, tmp_path)
+    from torchvision.datasets.mnist import read_image_file
+    expected = (read_image_file(str(raw_mnist / "t10k-images-idx3-ubyte")).float() / 255 > 0.5).float()
+    assert np.array_equal(load_split("test", root=tmp_path).squeeze(1).numpy(), expected.numpy())
+    assert manifest["binarization"] == "threshold"
