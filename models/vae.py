@@ -117,18 +117,21 @@ class VAE(GenerativeModel):
         self.reference = burda_reference(objective, train_samples, architecture)
 
     # --- the three distributions -------------------------------------------------------------
+    # validate_args=False: the scales are positive and the images binary by construction, and each
+    # validation would make the GPU wait for a Python-side check at every step.
     def posterior(self, x: torch.Tensor) -> Independent:
         mean, raw_scale = self.encoder(x).float().chunk(2, dim=-1)
-        return Independent(Normal(mean, F.softplus(raw_scale) + 1e-4), 1)
+        return Independent(Normal(mean, F.softplus(raw_scale) + 1e-4, validate_args=False), 1, validate_args=False)
 
     def prior(self) -> Independent:
         zeros = torch.zeros(self.latent_dim, device=self.device)
-        return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
+        return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1, validate_args=False)
 
     def likelihood(self, z: torch.Tensor) -> Independent:
         """p(x | z) for codes of shape (..., latent_dim): independent pixels, batch shape (...)."""
         logits = self.decoder(z.reshape(-1, self.latent_dim)).float()
-        return Independent(Bernoulli(logits=logits.view(*z.shape[:-1], *self.image_shape)), 3)
+        logits = logits.view(*z.shape[:-1], *self.image_shape)
+        return Independent(Bernoulli(logits=logits, validate_args=False), 3, validate_args=False)
 
     # --- bounds and estimates ----------------------------------------------------------------
     def log_weights(self, x: torch.Tensor, q: Independent, k: int) -> torch.Tensor:
