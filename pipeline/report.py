@@ -20,7 +20,7 @@ from pipeline.io import PipelineError, atomic_path, read_json, write_text  # noq
 REPORT_DIR = Path("reports")
 ESTIMATORS = {
     "exact": "exact log-likelihood",
-    "importance_sampled": "importance-sampled upper bound on the NLL",
+    "importance_sampled": "importance-sampled upper bound on the NLL (in expectation; tighter with more samples)",
     "elbo": "negative ELBO (upper bound on the NLL)",
     "dequantized": "dequantization upper bound on the discrete NLL",
 }
