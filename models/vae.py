@@ -39,25 +39,34 @@ def mlp(sizes: list[int], activation: str) -> nn.Sequential:
     return nn.Sequential(*layers[:-1])
 
 
-def conv_encoder(image_shape, channels: int, out_features: int, activation: str) -> nn.Sequential:
-    """Two stride-2 convolutions (H, W -> H/4, W/4), then a linear layer."""
+def mlp_pair(image_shape, hidden_sizes: list[int], latent_dim: int, activation: str):
+    """Encoder image -> (mean, raw scale) of the code, and decoder code -> pixel logits, the
+    decoder's hidden layers those of the encoder in reverse."""
+    if not hidden_sizes or min(hidden_sizes) < 1:
+        raise ValueError("hidden_sizes must be a non-empty list of positive sizes")
+    sizes = [math.prod(image_shape), *hidden_sizes]
+    encoder = nn.Sequential(nn.Flatten(), mlp([*sizes, 2 * latent_dim], activation))
+    decoder = nn.Sequential(mlp([latent_dim, *reversed(sizes)], activation), nn.Unflatten(1, tuple(image_shape)))
+    return encoder, decoder
+
+
+def conv_pair(image_shape, channels: int, latent_dim: int, activation: str):
+    """Encoder: two stride-2 convolutions (H, W -> H/4, W/4), then a linear layer to (mean, raw
+    scale). Decoder: the mirror image, a linear layer and two stride-2 transposed convolutions."""
     c, h, w = image_shape
+    if h % 4 or w % 4:
+        raise ValueError(f"architecture 'conv' needs height and width divisible by 4, got {tuple(image_shape)}")
     act = ACTIVATIONS[activation]
-    return nn.Sequential(
+    features = 2 * channels * (h // 4) * (w // 4)
+    encoder = nn.Sequential(
         nn.Conv2d(c, channels, 4, stride=2, padding=1), act(),
         nn.Conv2d(channels, 2 * channels, 4, stride=2, padding=1), act(),
-        nn.Flatten(), nn.Linear(2 * channels * (h // 4) * (w // 4), out_features))
-
-
-def conv_decoder(image_shape, channels: int, latent_dim: int, activation: str) -> nn.Sequential:
-    """The encoder mirrored: a linear layer, then two stride-2 transposed convolutions to logits."""
-    c, h, w = image_shape
-    act = ACTIVATIONS[activation]
-    return nn.Sequential(
-        nn.Linear(latent_dim, 2 * channels * (h // 4) * (w // 4)), act(),
-        nn.Unflatten(1, (2 * channels, h // 4, w // 4)),
+        nn.Flatten(), nn.Linear(features, 2 * latent_dim))
+    decoder = nn.Sequential(
+        nn.Linear(latent_dim, features), act(), nn.Unflatten(1, (2 * channels, h // 4, w // 4)),
         nn.ConvTranspose2d(2 * channels, channels, 4, stride=2, padding=1), act(),
         nn.ConvTranspose2d(channels, c, 4, stride=2, padding=1))
+    return encoder, decoder
 
 
 def burda_reference(objective: str, train_samples: int, architecture: str) -> Reference:
@@ -103,23 +112,16 @@ class VAE(GenerativeModel):
         self.latent_dim, self.objective = latent_dim, objective
         self.train_samples, self.eval_samples, self.val_samples = train_samples, eval_samples, val_samples
         if architecture == "mlp":
-            if not hidden_sizes or min(hidden_sizes) < 1:
-                raise ValueError("hidden_sizes must be a non-empty list of positive sizes")
-            sizes = [self.num_pixels, *hidden_sizes]
-            self.encoder = nn.Sequential(nn.Flatten(), mlp([*sizes, 2 * latent_dim], activation))
-            self.decoder = nn.Sequential(mlp([latent_dim, *reversed(sizes)], activation),
-                                         nn.Unflatten(1, self.image_shape))
+            self.encoder, self.decoder = mlp_pair(self.image_shape, hidden_sizes, latent_dim, activation)
         else:
-            if self.image_shape[1] % 4 or self.image_shape[2] % 4:
-                raise ValueError(f"architecture 'conv' needs height and width divisible by 4, got {self.image_shape}")
-            self.encoder = conv_encoder(self.image_shape, channels, 2 * latent_dim, activation)
-            self.decoder = conv_decoder(self.image_shape, channels, latent_dim, activation)
+            self.encoder, self.decoder = conv_pair(self.image_shape, channels, latent_dim, activation)
         self.reference = burda_reference(objective, train_samples, architecture)
 
     # --- the three distributions -------------------------------------------------------------
     # validate_args=False: the scales are positive and the images binary by construction, and each
     # validation would make the GPU wait for a Python-side check at every step.
     def posterior(self, x: torch.Tensor) -> Independent:
+        # softplus, not exp, keeps the scale positive without overflowing early in training
         mean, raw_scale = self.encoder(x).float().chunk(2, dim=-1)
         return Independent(Normal(mean, F.softplus(raw_scale) + 1e-4, validate_args=False), 1, validate_args=False)
 
