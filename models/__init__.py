@@ -15,6 +15,7 @@ FAMILIES = {
     "fvsbn": "models.fvsbn:FVSBN",
     "nade": "models.nade:NADE",
     "made": "models.made:MADE",
+    "vae": "models.vae:VAE",
 }
 
 

@@ -1,5 +1,6 @@
 """evaluate: test-set NLL (nats per image, with its standard error) and bits per dimension for one
-trained model, the estimator that produced them, and pictures: samples for every model, and for
+trained model, the estimator that produced them, the negative ELBO beside it for the models that
+have one (`negative_elbo`), and pictures: samples for every model, and for
 the models that have the capability, completions of test images from their top half (`complete`),
 Bernoulli means beside the samples (`sample_means`), reconstructions, latent interpolations and
 a 2-D latent scatter (`encode` / `decode`)."""
@@ -23,18 +24,34 @@ INTERPOLATION_STEPS = 10
 
 
 @torch.no_grad()
-def per_image_nll(model, data: torch.Tensor, batch_size: int) -> torch.Tensor:
-    device = model.device
-    return torch.cat([model.nll(data[i:i + batch_size].to(device)).double().cpu()
+def per_image(estimate, data: torch.Tensor, batch_size: int, device) -> torch.Tensor:
+    """`estimate(batch)` (one number per image) over `data`, batch by batch, in float64 on the CPU."""
+    return torch.cat([estimate(data[i:i + batch_size].to(device)).double().cpu()
                       for i in range(0, len(data), batch_size)])
 
 
+def per_image_nll(model, data: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return per_image(model.nll, data, batch_size, model.device)
+
+
+def mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
+    stderr = float(values.std() / math.sqrt(len(values))) if len(values) > 1 else 0.0
+    return float(values.mean()), stderr
+
+
 def nll_metrics(model, nll: torch.Tensor) -> dict:
-    mean = float(nll.mean())
-    stderr = float(nll.std() / math.sqrt(len(nll))) if len(nll) > 1 else 0.0
+    mean, stderr = mean_and_stderr(nll)
     return {"test_nll": mean, "test_nll_stderr": stderr,
             "test_bpd": mean / (model.num_pixels * math.log(2)),
             "estimator": model.estimator, "test_images": len(nll)}
+
+
+def elbo_metrics(model, test: torch.Tensor, batch_size: int) -> dict:
+    """The negative ELBO, an upper bound on the NLL looser than test_nll, for models that have one."""
+    if not has(model, "negative_elbo"):
+        return {}
+    mean, stderr = mean_and_stderr(per_image(model.negative_elbo, test, batch_size, model.device))
+    return {"test_neg_elbo": mean, "test_neg_elbo_stderr": stderr}
 
 
 def has(model, *capabilities: str) -> bool:
@@ -132,6 +149,7 @@ def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto") -> 
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
     metrics = nll_metrics(model, per_image_nll(model, test, cfg.batch_size))
+    metrics.update(elbo_metrics(model, test, cfg.batch_size))
     timing = {"eval_seconds": round(time.perf_counter() - started, 2), "device": str(device)}
     if model.reference is not None:
         metrics.update(reference_nll=model.reference.nll, reference_source=model.reference.source)
@@ -148,8 +166,9 @@ def main(argv=None) -> None:
     params = P.load()
     spec = P.model_spec(params, args.model)
     metrics = evaluate(spec.name, P.evaluate_config(params), spec.train.device)
+    elbo = f"; negative ELBO {metrics['test_neg_elbo']:.2f}" if "test_neg_elbo" in metrics else ""
     print(f"evaluate@{spec.name}: test NLL {metrics['test_nll']:.2f} ± {metrics['test_nll_stderr']:.2f} nats "
-          f"({metrics['estimator']}), {metrics['test_bpd']:.4f} bits/dim on {metrics['test_images']} images")
+          f"({metrics['estimator']}), {metrics['test_bpd']:.4f} bits/dim on {metrics['test_images']} images{elbo}")
 
 
 if __name__ == "__main__":

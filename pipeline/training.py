@@ -67,9 +67,11 @@ def resolve_device(name: str) -> torch.device:
 
 @torch.no_grad()
 def mean_nll(model: GenerativeModel, data: torch.Tensor, batch_size: int) -> float:
-    """Mean per-image NLL in nats, in fp32 and eval mode."""
+    """Mean per-image NLL in nats, in fp32 and eval mode. Models whose `nll` is costly (importance
+    sampling with many samples) may offer a cheaper `validation_nll` for model selection."""
     model.eval()
-    total = sum(float(model.nll(data[i:i + batch_size]).sum()) for i in range(0, len(data), batch_size))
+    estimate = getattr(model, "validation_nll", model.nll)
+    total = sum(float(estimate(data[i:i + batch_size]).sum()) for i in range(0, len(data), batch_size))
     return total / len(data)
 
 

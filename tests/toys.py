@@ -8,6 +8,7 @@ from models.bernoulli import IndependentBernoulli
 from models.fvsbn import FVSBN
 from models.made import MADE
 from models.nade import NADE
+from models.vae import VAE
 
 # name -> constructor taking an image shape; every one has an exact likelihood.
 EXACT = {
@@ -21,3 +22,11 @@ EXACT = {
 
 # Autoregressive ones: `logits(x)` must not depend on x_i or later pixels in `ordering()`.
 AUTOREGRESSIVE = {name: EXACT[name] for name in ("fvsbn", "nade", "made", "made_mask_ensemble")}
+
+# Latent-variable models: `nll` is an importance-sampled estimate, so they are tested on their own.
+LATENT = {
+    "vae": lambda shape: VAE(shape, latent_dim=2, hidden_sizes=[16], eval_samples=64),
+    "conv_vae": lambda shape: VAE(shape, architecture="conv", latent_dim=2, channels=4, eval_samples=64),
+    "iwae": lambda shape: VAE(shape, latent_dim=2, hidden_sizes=[16], objective="iwae", train_samples=5,
+                              eval_samples=64),
+}

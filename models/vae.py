@@ -1,0 +1,194 @@
+"""Variational autoencoders (Kingma & Welling 2014) and importance-weighted autoencoders (Burda et al.
+2016): one Gaussian latent layer with a standard-normal prior and a Bernoulli decoder.
+
+The ELBO is only a bound, so `nll` is the importance-sampled estimate the literature reports,
+
+    -log p(x) ~= -log (1/k) sum_j p(x | z_j) p(z_j) / q(z_j | x),   z_j ~ q(z | x),
+
+which is itself an upper bound in expectation that tightens as k grows; `negative_elbo` gives the
+(looser) negative ELBO for comparison.
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
+
+from models.base import GenerativeModel, Reference, uniform_noise
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+
+# Burda et al. 2016, Table 1, MNIST, one stochastic layer: test NLL by training objective and the
+# number of samples k it was trained with.
+BURDA_2016 = {("elbo", 1): 86.76, ("elbo", 5): 86.47, ("elbo", 50): 86.35,
+              ("iwae", 1): 86.76, ("iwae", 5): 85.54, ("iwae", 50): 84.78}
+
+# (samples x images) rows decoded at once when estimating the NLL: bounds memory for any k.
+ROWS_PER_CHUNK = 2 ** 15
+
+
+def mlp(sizes: list[int], activation: str) -> nn.Sequential:
+    """Linear layers with `activation` between them (none after the last)."""
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
+    return nn.Sequential(*layers[:-1])
+
+
+def mlp_pair(image_shape, hidden_sizes: list[int], latent_dim: int, activation: str):
+    """Encoder image -> (mean, raw scale) of the code, and decoder code -> pixel logits, the
+    decoder's hidden layers those of the encoder in reverse."""
+    if not hidden_sizes or min(hidden_sizes) < 1:
+        raise ValueError("hidden_sizes must be a non-empty list of positive sizes")
+    sizes = [math.prod(image_shape), *hidden_sizes]
+    encoder = nn.Sequential(nn.Flatten(), mlp([*sizes, 2 * latent_dim], activation))
+    decoder = nn.Sequential(mlp([latent_dim, *reversed(sizes)], activation), nn.Unflatten(1, tuple(image_shape)))
+    return encoder, decoder
+
+
+def conv_pair(image_shape, channels: int, latent_dim: int, activation: str):
+    """Encoder: two stride-2 convolutions (H, W -> H/4, W/4), then a linear layer to (mean, raw
+    scale). Decoder: the mirror image, a linear layer and two stride-2 transposed convolutions."""
+    c, h, w = image_shape
+    if h % 4 or w % 4:
+        raise ValueError(f"architecture 'conv' needs height and width divisible by 4, got {tuple(image_shape)}")
+    act = ACTIVATIONS[activation]
+    features = 2 * channels * (h // 4) * (w // 4)
+    encoder = nn.Sequential(
+        nn.Conv2d(c, channels, 4, stride=2, padding=1), act(),
+        nn.Conv2d(channels, 2 * channels, 4, stride=2, padding=1), act(),
+        nn.Flatten(), nn.Linear(features, 2 * latent_dim))
+    decoder = nn.Sequential(
+        nn.Linear(latent_dim, features), act(), nn.Unflatten(1, (2 * channels, h // 4, w // 4)),
+        nn.ConvTranspose2d(2 * channels, channels, 4, stride=2, padding=1), act(),
+        nn.ConvTranspose2d(channels, c, 4, stride=2, padding=1))
+    return encoder, decoder
+
+
+def burda_reference(objective: str, train_samples: int, architecture: str) -> Reference:
+    """The published number for this objective with the largest k up to `train_samples`."""
+    k = max(k for k in (1, 5, 50) if k <= train_samples)
+    network = "MLP 2x200 tanh" if architecture == "mlp" else "an MLP, not a conv net"
+    return Reference(BURDA_2016[objective, k],
+                     f"Burda et al. 2016 ({objective.upper()}, k={k}, {network}, one stochastic layer)")
+
+
+def log_mean_exp(values: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    return torch.logsumexp(values, dim) - math.log(values.shape[dim])
+
+
+class VAE(GenerativeModel):
+    """q(z|x) = N(mu(x), diag sigma(x)^2),  p(z) = N(0, I),  p(x|z) = prod_i Bernoulli(x_i; sigmoid(f(z)_i)).
+
+    objective: `elbo` trains on the negative ELBO (analytic KL, `train_samples` reparameterized
+    samples averaged in the reconstruction term); `iwae` on the negative k-sample importance-weighted
+    bound with k = `train_samples`. `eval_samples` samples estimate the test NLL and `val_samples`
+    the cheaper validation NLL used for early stopping. Log-probabilities are computed in fp32, so
+    training under bf16 autocast is safe.
+    """
+
+    estimator = "importance_sampled"
+
+    def __init__(self, image_shape=(1, 28, 28), architecture: Literal["mlp", "conv"] = "mlp",
+                 latent_dim: int = 50, hidden_sizes: list[int] = (200, 200), channels: int = 32,
+                 activation: Literal["tanh", "relu", "elu"] = "tanh",
+                 objective: Literal["elbo", "iwae"] = "elbo", train_samples: int = 1,
+                 eval_samples: int = 5000, val_samples: int = 10):
+        super().__init__(image_shape)
+        for key, value in (("latent_dim", latent_dim), ("channels", channels), ("train_samples", train_samples),
+                           ("eval_samples", eval_samples), ("val_samples", val_samples)):
+            if value < 1:
+                raise ValueError(f"{key} must be >= 1, got {value}")
+        if architecture not in ("mlp", "conv"):
+            raise ValueError(f"architecture must be 'mlp' or 'conv', got {architecture!r}")
+        if objective not in ("elbo", "iwae"):
+            raise ValueError(f"objective must be 'elbo' or 'iwae', got {objective!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+        self.latent_dim, self.objective = latent_dim, objective
+        self.train_samples, self.eval_samples, self.val_samples = train_samples, eval_samples, val_samples
+        if architecture == "mlp":
+            self.encoder, self.decoder = mlp_pair(self.image_shape, hidden_sizes, latent_dim, activation)
+        else:
+            self.encoder, self.decoder = conv_pair(self.image_shape, channels, latent_dim, activation)
+        self.reference = burda_reference(objective, train_samples, architecture)
+
+    # --- the three distributions -------------------------------------------------------------
+    # validate_args=False: the scales are positive and the images binary by construction, and each
+    # validation would make the GPU wait for a Python-side check at every step.
+    def posterior(self, x: torch.Tensor) -> Independent:
+        # softplus, not exp, keeps the scale positive without overflowing early in training
+        mean, raw_scale = self.encoder(x).float().chunk(2, dim=-1)
+        return Independent(Normal(mean, F.softplus(raw_scale) + 1e-4, validate_args=False), 1, validate_args=False)
+
+    def prior(self) -> Independent:
+        zeros = torch.zeros(self.latent_dim, device=self.device)
+        return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1, validate_args=False)
+
+    def likelihood(self, z: torch.Tensor) -> Independent:
+        """p(x | z) for codes of shape (..., latent_dim): independent pixels, batch shape (...)."""
+        logits = self.decoder(z.reshape(-1, self.latent_dim)).float()
+        logits = logits.view(*z.shape[:-1], *self.image_shape)
+        return Independent(Bernoulli(logits=logits, validate_args=False), 3, validate_args=False)
+
+    # --- bounds and estimates ----------------------------------------------------------------
+    def log_weights(self, x: torch.Tensor, q: Independent, k: int) -> torch.Tensor:
+        """log p(x, z_j) - log q(z_j | x) for k reparameterized draws z_j ~ q: shape (k, batch)."""
+        z = q.rsample((k,))
+        return self.likelihood(z).log_prob(x) + self.prior().log_prob(z) - q.log_prob(z)
+
+    def negative_elbo(self, x: torch.Tensor, samples: int = 1) -> torch.Tensor:
+        """-ELBO per image: analytic KL(q(z|x) || p(z)) minus a `samples`-draw reconstruction term."""
+        q = self.posterior(x)
+        reconstruction = self.likelihood(q.rsample((samples,))).log_prob(x).mean(0)
+        return kl_divergence(q, self.prior()) - reconstruction
+
+    def importance_sampled_nll(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """-log of the mean of k importance weights per image, drawn in chunks of samples so that
+        memory stays bounded; chunks are combined with logsumexp, so no weight is exponentiated."""
+        q = self.posterior(x)
+        chunk = max(1, ROWS_PER_CHUNK // len(x))
+        partial = [torch.logsumexp(self.log_weights(x, q, min(chunk, k - start)), 0) for start in range(0, k, chunk)]
+        return math.log(k) - torch.logsumexp(torch.stack(partial), 0)
+
+    def nll(self, x: torch.Tensor) -> torch.Tensor:
+        return self.importance_sampled_nll(x, self.eval_samples)
+
+    def validation_nll(self, x: torch.Tensor) -> torch.Tensor:
+        return self.importance_sampled_nll(x, self.val_samples)
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        if self.objective == "iwae":
+            return -log_mean_exp(self.log_weights(x, self.posterior(x), self.train_samples), 0).mean()
+        return self.negative_elbo(x, self.train_samples).mean()
+
+    # --- pictures ------------------------------------------------------------------------------
+    def prior_draws(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+        if generator is None:
+            return torch.randn(n, self.latent_dim, device=self.device)
+        return torch.randn(n, self.latent_dim, generator=generator, device=generator.device).to(self.device)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Binary images: z ~ p(z) first, then every pixel ~ Bernoulli(mean)."""
+        means = self.decode(self.prior_draws(n, generator))
+        return (uniform_noise(means.shape, generator, self.device) < means).float()
+
+    @torch.no_grad()
+    def sample_means(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The Bernoulli means behind `sample`'s images when given an identically seeded generator."""
+        return self.decode(self.prior_draws(n, generator))
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The posterior mean code, shape (batch, latent_dim)."""
+        return self.posterior(x).mean
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """The Bernoulli means p(x_i = 1 | z), shape (batch, C, H, W)."""
+        return self.likelihood(z).mean
