@@ -15,6 +15,9 @@ FAMILIES = {
     "fvsbn": "models.fvsbn:FVSBN",
     "nade": "models.nade:NADE",
     "made": "models.made:MADE",
+    "realnvp": "models.realnvp:RealNVP",
+    "glow": "models.glow:Glow",
+    "maf": "models.maf:MAF",
 }
 
 

@@ -4,6 +4,7 @@ Add a family here and the shared tests (normalization, dependency, sampling) cov
 """
 from __future__ import annotations
 
+from models import build_model
 from models.bernoulli import IndependentBernoulli
 from models.fvsbn import FVSBN
 from models.made import MADE
@@ -21,3 +22,12 @@ EXACT = {
 
 # Autoregressive ones: `logits(x)` must not depend on x_i or later pixels in `ordering()`.
 AUTOREGRESSIVE = {name: EXACT[name] for name in ("fvsbn", "nade", "made", "made_mask_ensemble")}
+
+# Flows on dequantized images: `nll` is an upper bound on the discrete NLL (estimator "dequantized").
+DEQUANTIZED_KWARGS = {
+    "realnvp": {"hidden_channels": 8, "num_blocks": 1, "scales": 1, "couplings": 2},
+    "glow": {"hidden_channels": 8, "steps": 2, "levels": 1},
+    "maf": {"num_layers": 3, "hidden_sizes": [16]},
+}
+DEQUANTIZED = {name: (lambda shape, name=name, **kw: build_model(name, shape, **DEQUANTIZED_KWARGS[name], **kw))
+               for name in DEQUANTIZED_KWARGS}
