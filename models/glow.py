@@ -19,9 +19,10 @@ class Glow(DequantizedFlow):
     def __init__(self, image_shape=(1, 28, 28), hidden_channels: int = 128, num_blocks: int = 1,
                  steps: int = 8, levels: int = 2,
                  dequantization: Literal["uniform", "variational"] = "uniform", dequantizer_hidden: int = 32,
-                 dequantizer_couplings: int = 2, logit_alpha: float = 1e-3, eval_samples: int = 1):
+                 dequantizer_couplings: int = 2, logit_alpha: float = 1e-3, eval_samples: int = 1,
+                 importance_weighted: bool = False):
         super().__init__(image_shape, dequantization, dequantizer_hidden, dequantizer_couplings,
-                         logit_alpha, eval_samples)
+                         logit_alpha, eval_samples, importance_weighted)
         require_positive(hidden_channels=hidden_channels, steps=steps, levels=levels)
         if num_blocks < 0:
             raise ValueError(f"num_blocks must be >= 0, got {num_blocks}")

@@ -18,9 +18,10 @@ class MAF(DequantizedFlow):
     def __init__(self, image_shape=(1, 28, 28), num_layers: int = 5, hidden_sizes: list[int] = (1024,),
                  actnorm: bool = True, scale_bound: float = 3.0, mask_seed: int = 0,
                  dequantization: Literal["uniform", "variational"] = "uniform", dequantizer_hidden: int = 32,
-                 dequantizer_couplings: int = 2, logit_alpha: float = 1e-3, eval_samples: int = 1):
+                 dequantizer_couplings: int = 2, logit_alpha: float = 1e-3, eval_samples: int = 1,
+                 importance_weighted: bool = False):
         super().__init__(image_shape, dequantization, dequantizer_hidden, dequantizer_couplings,
-                         logit_alpha, eval_samples)
+                         logit_alpha, eval_samples, importance_weighted)
         require_positive(num_layers=num_layers)
         if not hidden_sizes or min(hidden_sizes) < 1:
             raise ValueError("hidden_sizes must be a non-empty list of positive sizes")

@@ -17,9 +17,10 @@ class RealNVP(DequantizedFlow):
     def __init__(self, image_shape=(1, 28, 28), hidden_channels: int = 64, num_blocks: int = 2,
                  scales: int = 2, couplings: int = 3,
                  dequantization: Literal["uniform", "variational"] = "uniform", dequantizer_hidden: int = 32,
-                 dequantizer_couplings: int = 2, logit_alpha: float = 1e-3, eval_samples: int = 1):
+                 dequantizer_couplings: int = 2, logit_alpha: float = 1e-3, eval_samples: int = 1,
+                 importance_weighted: bool = False):
         super().__init__(image_shape, dequantization, dequantizer_hidden, dequantizer_couplings,
-                         logit_alpha, eval_samples)
+                         logit_alpha, eval_samples, importance_weighted)
         require_positive(hidden_channels=hidden_channels, couplings=couplings)
         if num_blocks < 0 or scales < 0:
             raise ValueError("num_blocks and scales must be >= 0")
