@@ -16,6 +16,9 @@ FAMILIES = {
     "nade": "models.nade:NADE",
     "made": "models.made:MADE",
     "vae": "models.vae:VAE",
+    "realnvp": "models.realnvp:RealNVP",
+    "glow": "models.glow:Glow",
+    "maf": "models.maf:MAF",
 }
 
 

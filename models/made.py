@@ -38,28 +38,19 @@ class MADE(AutoregressiveModel):
         self.use_mask(0)
 
     def _draw_degrees(self, hidden_sizes, num_masks, order_agnostic, seed) -> list[list[torch.Tensor]]:
-        """For every mask: the input degrees (position of each pixel in the ordering, 1..D) and
-        each hidden layer's degrees, drawn between the previous layer's minimum and D - 1."""
+        """The degrees of every layer (see `made_degrees`) for each mask; mask 0 uses raster order."""
         d, gen = self.num_pixels, torch.Generator().manual_seed(seed)
         all_degrees = []
         for k in range(num_masks):
             order = torch.randperm(d, generator=gen) if (order_agnostic and k > 0) else torch.arange(d)
-            inputs = torch.empty(d, dtype=torch.long)
-            inputs[order] = torch.arange(1, d + 1)
-            layer_degrees = [inputs]
-            for size in hidden_sizes:
-                low = min(int(layer_degrees[-1].min()), d - 1)
-                layer_degrees.append(torch.randint(low, d, (size,), generator=gen))
-            all_degrees.append(layer_degrees)
+            all_degrees.append(made_degrees(order, hidden_sizes, gen))
         return all_degrees
 
     def use_mask(self, k: int) -> None:
         if k == self.mask_index:
             return
-        degrees = self.degrees[k]
-        for layer, (prev, nxt) in zip(self.layers[:-1], zip(degrees[:-1], degrees[1:])):
-            layer.set_mask(nxt[:, None] >= prev[None, :])
-        self.layers[-1].set_mask(degrees[0][:, None] > degrees[-1][None, :])
+        for layer, mask in zip(self.layers, made_masks(self.degrees[k])):
+            layer.set_mask(mask)
         self.mask_index = k
 
     def get_extra_state(self):  # the current mask travels with the weights (resume, checkpoints)
@@ -128,3 +119,24 @@ class MADE(AutoregressiveModel):
     def complete(self, x, observed, generator=None):
         self.use_mask(0)
         return super().complete(x, observed, generator)
+
+
+def made_degrees(order: torch.Tensor, hidden_sizes: list[int], generator: torch.Generator) -> list[torch.Tensor]:
+    """The degree of every unit of a MADE over D = len(order) inputs: input `order[j]` gets degree
+    j + 1 (its position in the ordering), and each hidden layer's units get degrees drawn uniformly
+    between the previous layer's minimum and D - 1 (a unit of degree k may see inputs of degree <= k)."""
+    d = len(order)
+    inputs = torch.empty(d, dtype=torch.long)
+    inputs[order] = torch.arange(1, d + 1)
+    degrees = [inputs]
+    for size in hidden_sizes:
+        low = min(int(degrees[-1].min()), d - 1)
+        degrees.append(torch.randint(low, d, (size,), generator=generator))
+    return degrees
+
+
+def made_masks(degrees: list[torch.Tensor]) -> list[torch.Tensor]:
+    """One (out, in) 0/1 mask per layer for `made_degrees`: hidden units see units of degree <= theirs,
+    and output i sees only hidden units of degree < degree(input i), so it depends on earlier inputs only."""
+    hidden = [nxt[:, None] >= prev[None, :] for prev, nxt in zip(degrees[:-1], degrees[1:])]
+    return [*hidden, degrees[0][:, None] > degrees[-1][None, :]]

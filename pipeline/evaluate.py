@@ -102,11 +102,12 @@ def latent_figures(model, test, labels, cfg, out_dir: Path) -> list[Path]:
     weights = torch.linspace(0, 1, INTERPOLATION_STEPS, device=model.device)
     path_z = torch.stack([(1 - w) * z0 + w * z1 for w in weights], 1)  # (n, steps, ...)
     save_grid(model.decode(path_z.flatten(0, 1)), paths[1], nrow=INTERPOLATION_STEPS)
+    if z0.flatten(1).shape[1] != 2:  # no scatter, so no need to encode the whole test set
+        return paths
     codes = torch.cat([model.encode(test[i:i + cfg.batch_size].to(model.device)).flatten(1).cpu()
                        for i in range(0, len(test), cfg.batch_size)])
-    if codes.shape[1] == 2:
-        paths.append(out_dir / "latent_scatter.png")
-        latent_scatter(codes, labels, paths[-1])
+    paths.append(out_dir / "latent_scatter.png")
+    latent_scatter(codes, labels, paths[-1])
     return paths
 
 

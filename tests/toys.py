@@ -4,6 +4,7 @@ Add a family here and the shared tests (normalization, dependency, sampling) cov
 """
 from __future__ import annotations
 
+from models import build_model
 from models.bernoulli import IndependentBernoulli
 from models.fvsbn import FVSBN
 from models.made import MADE
@@ -30,3 +31,11 @@ LATENT = {
     "iwae": lambda shape: VAE(shape, latent_dim=2, hidden_sizes=[16], objective="iwae", train_samples=5,
                               eval_samples=64),
 }
+# Flows on dequantized images: `nll` is an upper bound on the discrete NLL (estimator "dequantized").
+DEQUANTIZED_KWARGS = {
+    "realnvp": {"hidden_channels": 8, "num_blocks": 1, "scales": 1, "couplings": 2},
+    "glow": {"hidden_channels": 8, "steps": 2, "levels": 1},
+    "maf": {"num_layers": 3, "hidden_sizes": [16]},
+}
+DEQUANTIZED = {name: (lambda shape, name=name, **kw: build_model(name, shape, **DEQUANTIZED_KWARGS[name], **kw))
+               for name in DEQUANTIZED_KWARGS}
