@@ -15,6 +15,10 @@ FAMILIES = {
     "fvsbn": "models.fvsbn:FVSBN",
     "nade": "models.nade:NADE",
     "made": "models.made:MADE",
+    "pixelcnn": "models.pixelcnn:PixelCNN",
+    "gated_pixelcnn": "models.gated_pixelcnn:GatedPixelCNN",
+    "rnn": "models.rnn:PixelRNN",
+    "transformer": "models.transformer:PixelTransformer",
 }
 
 

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 from models.bernoulli import IndependentBernoulli
 from models.fvsbn import FVSBN
+from models.gated_pixelcnn import GatedPixelCNN
 from models.made import MADE
 from models.nade import NADE
+from models.pixelcnn import PixelCNN
+from models.rnn import PixelRNN
+from models.transformer import PixelTransformer
 
 # name -> constructor taking an image shape; every one has an exact likelihood.
 EXACT = {
@@ -17,7 +21,13 @@ EXACT = {
     "made": lambda shape: MADE(shape, hidden_sizes=[24, 24]),
     "made_mask_ensemble": lambda shape: MADE(shape, hidden_sizes=[24], num_masks=4, order_agnostic=True,
                                              eval_masks=4),
+    "pixelcnn": lambda shape: PixelCNN(shape, channels=8, residual_blocks=2, first_kernel=5, head_channels=8),
+    "gated_pixelcnn": lambda shape: GatedPixelCNN(shape, channels=6, layers=3, first_kernel=5, head_channels=8),
+    "rnn_lstm": lambda shape: PixelRNN(shape, cell="lstm", hidden=8, embedding=4, input_window=3),
+    "rnn_gru": lambda shape: PixelRNN(shape, cell="gru", hidden=8, embedding=4, position_embedding=False),
+    "transformer": lambda shape: PixelTransformer(shape, dim=8, layers=2, heads=2, mlp_ratio=2, input_window=2),
 }
 
 # Autoregressive ones: `logits(x)` must not depend on x_i or later pixels in `ordering()`.
-AUTOREGRESSIVE = {name: EXACT[name] for name in ("fvsbn", "nade", "made", "made_mask_ensemble")}
+AUTOREGRESSIVE = {name: EXACT[name] for name in ("fvsbn", "nade", "made", "made_mask_ensemble", "pixelcnn",
+                                                 "gated_pixelcnn", "rnn_lstm", "rnn_gru", "transformer")}
