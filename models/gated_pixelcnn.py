@@ -114,6 +114,8 @@ class GatedPixelCNN(AutoregressiveModel):
         x = x.clone()
         height, width = self.image_shape[1:]
         start = first_position_to_fill(observed)
+        if start == self.num_pixels:
+            return x
         recorded = []
         self.trunk(x, recorded)
         pads = [layer.pad for layer in self.layers]

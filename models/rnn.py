@@ -39,7 +39,7 @@ class PixelRNN(AutoregressiveModel):
         # In fp32 even under bf16 autocast: rounding compounds over 784 recurrent steps, and cuDNN's
         # RNN kernels do not take bf16 everywhere.
         with torch.autocast(inputs.device.type, enabled=False):
-            return self.rnn(inputs.float(), state)
+            return self.rnn(inputs.to(self.out.weight.dtype), state)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         h, _ = self.run(self.inputs(x.flatten(1)))
