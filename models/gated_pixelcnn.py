@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import AutoregressiveModel
-from models.causal import conv_at, first_position_to_fill, pointwise, write
+from models.causal import conv_at, first_position_to_fill, one_thread_on_cpu, pointwise, write
 
 
 def gate(pre: torch.Tensor, dim: int = 1) -> torch.Tensor:
@@ -37,16 +37,17 @@ class GatedLayer(nn.Module):
     def __init__(self, in_channels: int, channels: int, kernel: int, first: bool, dropout: float):
         super().__init__()
         self.pad, self.first = kernel // 2, first
-        self.vertical = nn.Conv2d(in_channels, 2 * channels, (self.pad + 1, kernel))
-        self.horizontal = nn.Conv2d(in_channels, 2 * channels, (1, self.pad + (not first)))
+        self.vertical = nn.Conv2d(in_channels, 2 * channels, (self.pad + 1, kernel), padding=self.pad)
+        self.horizontal = nn.Conv2d(in_channels, 2 * channels, (1, self.pad + (not first)), padding=(0, self.pad))
         self.link = nn.Conv2d(2 * channels, 2 * channels, 1)
         self.out = nn.Conv2d(channels, channels, 1)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, v: torch.Tensor, h: torch.Tensor, record: list | None = None):
-        p, width = self.pad, h.shape[-1]
-        v_pre = self.vertical(F.pad(v, (p, p, p, 0)))
-        h_pre = self.horizontal(F.pad(h, (p, 0)))[..., :width] + self.link(shift_down(v_pre))
+        height, width = h.shape[-2:]
+        # the convolutions pad both sides (mkldnn's fast path); cropping keeps the causal half
+        v_pre = self.vertical(v)[..., :height, :]
+        h_pre = self.horizontal(h)[..., :width] + self.link(shift_down(v_pre))
         if record is not None:
             record.append((v, h, v_pre))
         return gate(v_pre), self.horizontal_output(h, h_pre)
@@ -58,7 +59,7 @@ class GatedLayer(nn.Module):
 
     def vertical_row(self, v_buffer: torch.Tensor, r: int) -> torch.Tensor:
         """The vertical pre-activation of row r, (B, 2C, 1, W), from a buffer whose rows <= r are set."""
-        return self.vertical(v_buffer[:, :, r:r + self.pad + 1])
+        return F.conv2d(v_buffer[:, :, r:r + self.pad + 1], self.vertical.weight, self.vertical.bias)
 
     def horizontal_step(self, h_buffer: torch.Tensor, link_row: torch.Tensor, r: int, c: int) -> torch.Tensor:
         """The horizontal output at (r, c), (B, C), from a buffer whose pixels before (r, c) (and
@@ -107,6 +108,7 @@ class GatedPixelCNN(AutoregressiveModel):
         return h[:, 0]
 
     @torch.no_grad()
+    @one_thread_on_cpu
     def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Raster-order sampling at the cost of about one forward pass: the horizontal stack is
         computed one position at a time, the vertical stack one row at a time once the row is done

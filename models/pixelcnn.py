@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import AutoregressiveModel, Reference
-from models.causal import conv_at, first_position_to_fill, flat_kernel, pointwise, write
+from models.causal import conv_at, first_position_to_fill, flat_kernel, one_thread_on_cpu, pointwise, write
 from models.layers import MaskedConv2d
 
 
@@ -82,6 +82,7 @@ class PixelCNN(AutoregressiveModel):
         return h[:, 0]
 
     @torch.no_grad()
+    @one_thread_on_cpu
     def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Raster-order sampling that computes each layer once per position instead of re-running
         the whole network per pixel: a feature at (r, c) depends only on pixels before (r, c), so

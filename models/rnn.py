@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from models.base import AutoregressiveModel, Reference
-from models.causal import CausalPixelEmbedding, first_position_to_fill
+from models.causal import CausalPixelEmbedding, first_position_to_fill, one_thread_on_cpu
 
 
 class PixelRNN(AutoregressiveModel):
@@ -46,6 +46,7 @@ class PixelRNN(AutoregressiveModel):
         return self.out(h).view_as(x)
 
     @torch.no_grad()
+    @one_thread_on_cpu
     def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """One recurrent step per pixel, carrying the hidden state; the observed prefix is one call."""
         x = x.clone()

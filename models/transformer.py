@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import AutoregressiveModel
-from models.causal import CausalPixelEmbedding, first_position_to_fill
+from models.causal import CausalPixelEmbedding, first_position_to_fill, one_thread_on_cpu
 
 
 class CausalSelfAttention(nn.Module):
@@ -86,6 +86,7 @@ class PixelTransformer(AutoregressiveModel):
         return self.out(self.features(x.flatten(1))).view_as(x)
 
     @torch.no_grad()
+    @one_thread_on_cpu
     def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """One position per step, attending to cached keys and values; the observed prefix is one pass."""
         x = x.clone()
