@@ -19,6 +19,10 @@ FAMILIES = {
     "realnvp": "models.realnvp:RealNVP",
     "glow": "models.glow:Glow",
     "maf": "models.maf:MAF",
+    "pixelcnn": "models.pixelcnn:PixelCNN",
+    "gated_pixelcnn": "models.gated_pixelcnn:GatedPixelCNN",
+    "rnn": "models.rnn:PixelRNN",
+    "transformer": "models.transformer:PixelTransformer",
 }
 
 

@@ -7,9 +7,13 @@ from __future__ import annotations
 from models import build_model
 from models.bernoulli import IndependentBernoulli
 from models.fvsbn import FVSBN
+from models.gated_pixelcnn import GatedPixelCNN
 from models.made import MADE
 from models.nade import NADE
 from models.vae import VAE
+from models.pixelcnn import PixelCNN
+from models.rnn import PixelRNN
+from models.transformer import PixelTransformer
 
 # name -> constructor taking an image shape; every one has an exact likelihood.
 EXACT = {
@@ -19,10 +23,14 @@ EXACT = {
     "made": lambda shape: MADE(shape, hidden_sizes=[24, 24]),
     "made_mask_ensemble": lambda shape: MADE(shape, hidden_sizes=[24], num_masks=4, order_agnostic=True,
                                              eval_masks=4),
+    "pixelcnn": lambda shape: PixelCNN(shape, channels=8, residual_blocks=2, first_kernel=5, head_channels=8),
+    "gated_pixelcnn": lambda shape: GatedPixelCNN(shape, channels=6, layers=3, first_kernel=5, head_channels=8),
+    "rnn_lstm": lambda shape: PixelRNN(shape, cell="lstm", hidden=8, embedding=4, input_window=3),
+    "rnn_gru": lambda shape: PixelRNN(shape, cell="gru", hidden=8, embedding=4, position_embedding=False),
+    "transformer": lambda shape: PixelTransformer(shape, dim=8, layers=2, heads=2, mlp_ratio=2, input_window=2),
 }
 
 # Autoregressive ones: `logits(x)` must not depend on x_i or later pixels in `ordering()`.
-AUTOREGRESSIVE = {name: EXACT[name] for name in ("fvsbn", "nade", "made", "made_mask_ensemble")}
 
 # Latent-variable models: `nll` is an importance-sampled estimate, so they are tested on their own.
 LATENT = {
@@ -39,3 +47,5 @@ DEQUANTIZED_KWARGS = {
 }
 DEQUANTIZED = {name: (lambda shape, name=name, **kw: build_model(name, shape, **DEQUANTIZED_KWARGS[name], **kw))
                for name in DEQUANTIZED_KWARGS}
+AUTOREGRESSIVE = {name: EXACT[name] for name in ("fvsbn", "nade", "made", "made_mask_ensemble", "pixelcnn",
+                                                 "gated_pixelcnn", "rnn_lstm", "rnn_gru", "transformer")}

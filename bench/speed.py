@@ -1,0 +1,146 @@
+"""Speed of every model on this machine: training throughput, test-set evaluation time and the time
+to sample 100 images, for the models in params.yaml built with a profile's settings (the active one
+unless --profile says otherwise). Weights and images are random: only the timings mean anything.
+
+    python -m bench.speed [--models pixelcnn,transformer] [--device auto] [--profile full]
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+
+from models import build_model
+from pipeline import params as P
+from pipeline.io import PipelineError
+from pipeline.training import make_optimizer, resolve_device
+
+IMAGE_SHAPE = (1, 28, 28)
+TEST_IMAGES = 10_000
+
+
+@dataclass
+class Timing:
+    model: str
+    parameters: int
+    train_images_per_s: float
+    eval_test_set_s: float
+    sample_100_s: float
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def random_images(n: int, device, generator: torch.Generator) -> torch.Tensor:
+    # about as many ink pixels as binarized MNIST (13%)
+    return (torch.rand((n, *IMAGE_SHAPE), generator=generator) < 0.13).float().to(device)
+
+
+def train_throughput(model, cfg, device, steps: int, generator) -> float:
+    """Images per second over `steps` optimizer steps (after two warm-up steps), as the training
+    loop runs them: the profile's batch size, optimizer and, on CUDA, bf16 autocast."""
+    optimizer = make_optimizer(model, cfg)
+    batch = random_images(cfg.batch_size, device, generator)
+    use_bf16 = cfg.bf16 and device.type == "cuda"
+    model.train()
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            loss = model.loss(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(2):
+        step()
+    seconds = timed(lambda: [step() for _ in range(steps)], device)
+    return steps * cfg.batch_size / seconds
+
+
+@torch.no_grad()
+def eval_seconds(model, images: int, batch_size: int, device, generator) -> float:
+    """Seconds for the NLL of `images` test-sized images (in fp32, eval mode, like the evaluate stage)."""
+    model.eval()
+    data = random_images(min(images, batch_size), device, generator)
+    model.nll(data[:2])  # warm-up
+    batches = math.ceil(images / batch_size)
+    return timed(lambda: [model.nll(data[:min(batch_size, images - i * batch_size)]) for i in range(batches)],
+                 device)
+
+
+def time_model(params: dict, name: str, device: torch.device, train_steps: int, eval_images: int) -> Timing:
+    spec = P.model_spec(params, name)
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    try:
+        model = build_model(spec.family, IMAGE_SHAPE, **spec.kwargs).to(device)
+    except (TypeError, ValueError) as e:
+        raise PipelineError(f"models.{name}: {e}") from None
+    throughput = train_throughput(model, spec.train, device, train_steps, generator)
+    evaluation = eval_seconds(model, eval_images, spec.train.eval_batch_size, device, generator)
+    model.eval()
+    sampling = timed(lambda: model.sample(100, torch.Generator(device).manual_seed(0)), device)
+    return Timing(name, sum(p.numel() for p in model.parameters()), throughput,
+                  evaluation * TEST_IMAGES / eval_images, sampling)
+
+
+def table(rows: list[Timing], eval_images: int) -> str:
+    source = "measured" if eval_images == TEST_IMAGES else f"from {eval_images}, x{TEST_IMAGES / eval_images:g}"
+    header = ["model", "parameters", "train images/s", f"eval 10k test images, s ({source})", "sample 100, s"]
+    body = [[r.model, f"{r.parameters:,}", f"{r.train_images_per_s:,.0f}", f"{r.eval_test_set_s:.1f}",
+             f"{r.sample_100_s:.2f}"] for r in rows]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    fmt = lambda line: "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)  # noqa: E731
+                                 for i, (cell, w) in enumerate(zip(line, widths)))
+    return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *map(fmt, body)])
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", help="comma-separated model names (default: all in params.yaml)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--profile", choices=P.PROFILES, help="whose model settings to use (default: params.yaml's)")
+    parser.add_argument("--train-steps", type=int, default=10, help="timed optimizer steps per model")
+    parser.add_argument("--eval-images", type=int, default=2000,
+                        help=f"images actually evaluated; the time is scaled to {TEST_IMAGES} test images")
+    args = parser.parse_args(argv)
+    if args.train_steps < 1 or not 1 <= args.eval_images <= TEST_IMAGES:
+        parser.error(f"need --train-steps >= 1 and 1 <= --eval-images <= {TEST_IMAGES}")
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    params = P.load()
+    if args.profile:
+        params["profile"] = args.profile
+    names = args.models.split(",") if args.models else P.model_names(params)
+    device = resolve_device(args.device)
+    label = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"profile {params['profile']}, device {label}, torch {torch.__version__}", flush=True)
+    rows = []
+    for name in names:
+        rows.append(time_model(params, name, device, args.train_steps, args.eval_images))
+        print(f"  {name}: done", file=sys.stderr, flush=True)
+    print(table(rows, args.eval_images))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (PipelineError, RuntimeError) as e:
+        sys.exit(f"error: {e}")

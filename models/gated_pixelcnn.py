@@ -1,0 +1,149 @@
+"""Gated PixelCNN (van den Oord et al. 2016, "Conditional Image Generation with PixelCNN Decoders").
+
+Two stacks replace the masked convolutions: a vertical stack that sees every pixel in the rows
+above (within its growing window, so there is no blind spot) and a horizontal stack that sees the
+pixels to the left on the current row. The vertical stack's output at row r also covers row r
+itself, so it reaches the horizontal stack shifted down by one row: row r gets vertical row r-1.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.base import AutoregressiveModel
+from models.causal import conv_at, first_position_to_fill, one_thread_on_cpu, pointwise, write
+
+
+def gate(pre: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    a, b = pre.chunk(2, dim)
+    return torch.tanh(a) * torch.sigmoid(b)
+
+
+def shift_down(t: torch.Tensor) -> torch.Tensor:
+    """Row r of the result is row r-1 of t (zeros on row 0)."""
+    return F.pad(t, (0, 0, 1, 0))[..., :-1, :]
+
+
+class GatedLayer(nn.Module):
+    """One layer of both stacks. With kernel k and p = k // 2:
+    vertical:   a (p+1) x k conv over rows r-p..r, columns c-p..c+p;
+    horizontal: a 1 x (p+1) conv over columns c-p..c of row r, or, in the first layer (which sees
+                the image itself), a 1 x p conv over columns c-p..c-1 (mask A);
+    then the horizontal pre-activation gets a 1x1 link from the vertical one of the row above,
+    both go through tanh(a) * sigmoid(b), and the horizontal stack has a 1x1 output conv and a
+    residual connection (after the first layer)."""
+
+    def __init__(self, in_channels: int, channels: int, kernel: int, first: bool, dropout: float):
+        super().__init__()
+        self.pad, self.first = kernel // 2, first
+        self.vertical = nn.Conv2d(in_channels, 2 * channels, (self.pad + 1, kernel), padding=self.pad)
+        self.horizontal = nn.Conv2d(in_channels, 2 * channels, (1, self.pad + (not first)), padding=(0, self.pad))
+        self.link = nn.Conv2d(2 * channels, 2 * channels, 1)
+        self.out = nn.Conv2d(channels, channels, 1)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, v: torch.Tensor, h: torch.Tensor, record: list | None = None):
+        height, width = h.shape[-2:]
+        # the convolutions pad both sides (mkldnn's fast path); cropping keeps the causal half
+        v_pre = self.vertical(v)[..., :height, :]
+        h_pre = self.horizontal(h)[..., :width] + self.link(shift_down(v_pre))
+        if record is not None:
+            record.append((v, h, v_pre))
+        return gate(v_pre), self.horizontal_output(h, h_pre)
+
+    def horizontal_output(self, h: torch.Tensor, h_pre: torch.Tensor) -> torch.Tensor:
+        out = self.dropout(gate(h_pre))
+        out = pointwise(self.out, out) if out.dim() == 2 else self.out(out)
+        return out if self.first else h + out
+
+    def vertical_row(self, v_buffer: torch.Tensor, r: int) -> torch.Tensor:
+        """The vertical pre-activation of row r, (B, 2C, 1, W), from a buffer whose rows <= r are set."""
+        return F.conv2d(v_buffer[:, :, r:r + self.pad + 1], self.vertical.weight, self.vertical.bias)
+
+    def horizontal_step(self, h_buffer: torch.Tensor, link_row: torch.Tensor, r: int, c: int) -> torch.Tensor:
+        """The horizontal output at (r, c), (B, C), from a buffer whose pixels before (r, c) (and
+        (r, c) itself after the first layer) are set; `link_row` is link(vertical row r - 1)."""
+        p, cols = self.pad, self.horizontal.kernel_size[1]
+        kernel = self.horizontal.weight.flatten(1)
+        h_pre = conv_at(h_buffer, kernel, self.horizontal.bias, r + p, c, 1, cols) + link_row[:, :, 0, c]
+        h_in = None if self.first else h_buffer[:, :, r + p, c + p]
+        return self.horizontal_output(h_in, h_pre)
+
+
+class GatedPixelCNN(AutoregressiveModel):
+    """`layers` gated layers (the first with first_kernel, the others with kernel), then ReLU, 1x1
+    conv (head_channels), ReLU, 1x1 conv to one Bernoulli logit per pixel."""
+
+    reference = None  # no binarized-MNIST number was published for the gated version
+
+    def __init__(self, image_shape=(1, 28, 28), channels: int = 128, layers: int = 15, first_kernel: int = 7,
+                 kernel: int = 3, head_channels: int = 256, dropout: float = 0.0):
+        super().__init__(image_shape)
+        if self.image_shape[0] != 1:
+            raise ValueError("gated_pixelcnn models single-channel images (image_shape[0] must be 1)")
+        for name, value in (("first_kernel", first_kernel), ("kernel", kernel)):
+            if value < 3 or value % 2 == 0:
+                raise ValueError(f"{name} must be an odd number >= 3, got {value}")
+        if channels < 1 or layers < 1 or head_channels < 1 or not 0 <= dropout < 1:
+            raise ValueError("need channels, layers, head_channels >= 1 and 0 <= dropout < 1")
+        self.layers = nn.ModuleList(
+            GatedLayer(1 if i == 0 else channels, channels, first_kernel if i == 0 else kernel, i == 0, dropout)
+            for i in range(layers))
+        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, head_channels, 1),
+                                  nn.ReLU(), nn.Conv2d(head_channels, 1, 1))
+
+    def trunk(self, x: torch.Tensor, record: list | None = None) -> torch.Tensor:
+        v = h = x
+        for layer in self.layers:
+            v, h = layer(v, h, record)
+        return h
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x))
+
+    def head_at(self, h: torch.Tensor) -> torch.Tensor:
+        for layer in self.head:
+            h = pointwise(layer, h) if isinstance(layer, nn.Conv2d) else layer(h)
+        return h[:, 0]
+
+    @torch.no_grad()
+    @one_thread_on_cpu
+    def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Raster-order sampling at the cost of about one forward pass: the horizontal stack is
+        computed one position at a time, the vertical stack one row at a time once the row is done
+        (its row r is only read by row r + 1). The observed prefix costs one ordinary forward pass."""
+        x = x.clone()
+        height, width = self.image_shape[1:]
+        start = first_position_to_fill(observed)
+        if start == self.num_pixels:
+            return x
+        recorded = []
+        self.trunk(x, recorded)
+        pads = [layer.pad for layer in self.layers]
+        v_buffers = [F.pad(v, (p, p, p, 0)) for (v, _, _), p in zip(recorded, pads)]
+        h_buffers = [v_buffers[0]] + [F.pad(h, (p, p, p, 0)) for (_, h, _), p in zip(recorded[1:], pads[1:])]
+        start_row = start // width
+        links = [layer.link(shift_down(v_pre)[..., start_row:start_row + 1, :])
+                 for layer, (_, _, v_pre) in zip(self.layers, recorded)]
+        for r in range(start_row, height):
+            for c in range(start % width if r == start_row else 0, width):
+                h = None
+                for i, layer in enumerate(self.layers):
+                    h = layer.horizontal_step(h_buffers[i], links[i], r, c)
+                    if i + 1 < len(self.layers):
+                        write(h_buffers[i + 1], pads[i + 1], r, c, h)
+                p = torch.sigmoid(self.head_at(h))
+                pixel = torch.where(observed[:, 0, r, c], x[:, 0, r, c], (noise[:, 0, r, c] < p).to(x.dtype))
+                x[:, 0, r, c] = pixel
+                write(v_buffers[0], pads[0], r, c, pixel[:, None])
+            self._advance_vertical(v_buffers, pads, links, r)
+        return x
+
+    def _advance_vertical(self, v_buffers, pads, links, r: int) -> None:
+        """Row r is complete: compute every layer's vertical row r, and the links row r + 1 reads."""
+        for i, layer in enumerate(self.layers):
+            v_pre = layer.vertical_row(v_buffers[i], r)
+            links[i] = layer.link(v_pre)
+            if i + 1 < len(self.layers):
+                v_buffers[i + 1][:, :, r + pads[i + 1], pads[i + 1]:-pads[i + 1]] = gate(v_pre)[:, :, 0]

@@ -1,0 +1,107 @@
+"""PixelCNN (van den Oord et al. 2016): a stack of masked convolutions in raster order.
+
+The masks make the receptive field of pixel i a "staircase" that misses some pixels above and to
+the right (the blind spot that the Gated PixelCNN removes).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.base import AutoregressiveModel, Reference
+from models.causal import conv_at, first_position_to_fill, flat_kernel, one_thread_on_cpu, pointwise, write
+from models.layers import MaskedConv2d
+
+
+class ResidualBlock(nn.Module):
+    """x + 1x1(relu(masked kxk(relu(1x1(relu(x)))))), halving the channels around the masked conv."""
+
+    def __init__(self, channels: int, kernel: int, dropout: float):
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, channels // 2, 1)
+        self.conv = MaskedConv2d("B", channels // 2, channels // 2, kernel)
+        self.expand = nn.Conv2d(channels // 2, channels, 1)
+        self.dropout = nn.Dropout(dropout)
+
+    def conv_input(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.reduce(torch.relu(x)))
+
+    def forward(self, x: torch.Tensor, record: list | None = None) -> torch.Tensor:
+        h = self.conv_input(x)
+        if record is not None:
+            record.append(h)
+        return x + self.expand(self.dropout(torch.relu(self.conv(h))))
+
+    def step(self, x: torch.Tensor, buffer: torch.Tensor, kernel: torch.Tensor, r: int, c: int) -> torch.Tensor:
+        """The block's output at (r, c) alone, writing its masked conv's input there into `buffer`."""
+        pad = self.conv.kernel_size[0] // 2
+        write(buffer, pad, r, c, torch.relu(pointwise(self.reduce, torch.relu(x))))
+        h = conv_at(buffer, kernel, self.conv.bias, r, c, pad + 1, 2 * pad + 1)
+        return x + pointwise(self.expand, torch.relu(h))
+
+
+class PixelCNN(AutoregressiveModel):
+    """A mask-A first_kernel x first_kernel conv, `residual_blocks` blocks with mask-B kernel x kernel
+    convs, then ReLU, 1x1 conv (head_channels), ReLU, 1x1 conv to one Bernoulli logit per pixel."""
+
+    reference = Reference(81.30, "van den Oord et al. 2016 (PixelCNN)")
+
+    def __init__(self, image_shape=(1, 28, 28), channels: int = 128, residual_blocks: int = 15,
+                 first_kernel: int = 7, kernel: int = 3, head_channels: int = 256, dropout: float = 0.0):
+        super().__init__(image_shape)
+        if self.image_shape[0] != 1:
+            raise ValueError("pixelcnn models single-channel images (image_shape[0] must be 1)")
+        if channels < 2 or channels % 2:
+            raise ValueError(f"channels must be an even number >= 2, got {channels}")
+        for name, value in (("first_kernel", first_kernel), ("kernel", kernel)):
+            if value < 1 or value % 2 == 0:
+                raise ValueError(f"{name} must be an odd number >= 1, got {value}")
+        if residual_blocks < 0 or head_channels < 1 or not 0 <= dropout < 1:
+            raise ValueError("need residual_blocks >= 0, head_channels >= 1 and 0 <= dropout < 1")
+        self.input_conv = MaskedConv2d("A", 1, channels, first_kernel)
+        self.blocks = nn.ModuleList(ResidualBlock(channels, kernel, dropout) for _ in range(residual_blocks))
+        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, head_channels, 1),
+                                  nn.ReLU(), nn.Conv2d(head_channels, 1, 1))
+
+    def trunk(self, x: torch.Tensor, record: list | None = None) -> torch.Tensor:
+        """Features before the head; `record` collects the input of every masked conv."""
+        if record is not None:
+            record.append(x)
+        h = self.input_conv(x)
+        for block in self.blocks:
+            h = block(h, record)
+        return h
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x))
+
+    def head_at(self, h: torch.Tensor) -> torch.Tensor:
+        for layer in self.head:
+            h = pointwise(layer, h) if isinstance(layer, nn.Conv2d) else layer(h)
+        return h[:, 0]
+
+    @torch.no_grad()
+    @one_thread_on_cpu
+    def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Raster-order sampling that computes each layer once per position instead of re-running
+        the whole network per pixel: a feature at (r, c) depends only on pixels before (r, c), so
+        once computed it stays valid. The observed prefix costs one ordinary forward pass."""
+        x = x.clone()
+        height, width = self.image_shape[1:]
+        convs = [self.input_conv] + [block.conv for block in self.blocks]
+        pads = [conv.kernel_size[0] // 2 for conv in convs]
+        kernels = [flat_kernel(conv, pad + 1, conv.weight * conv.mask) for conv, pad in zip(convs, pads)]
+        start = first_position_to_fill(observed)
+        recorded = []
+        self.trunk(x, recorded)
+        buffers = [F.pad(h, (pad, pad, pad, 0)) for h, pad in zip(recorded, pads)]
+        for r, c in ((i // width, i % width) for i in range(start, height * width)):
+            h = conv_at(buffers[0], kernels[0], self.input_conv.bias, r, c, pads[0] + 1, 2 * pads[0] + 1)
+            for block, buffer, kernel in zip(self.blocks, buffers[1:], kernels[1:]):
+                h = block.step(h, buffer, kernel, r, c)
+            p = torch.sigmoid(self.head_at(h))
+            pixel = torch.where(observed[:, 0, r, c], x[:, 0, r, c], (noise[:, 0, r, c] < p).to(x.dtype))
+            x[:, 0, r, c] = pixel
+            write(buffers[0], pads[0], r, c, pixel[:, None])
+        return x

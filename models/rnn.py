@@ -1,0 +1,67 @@
+"""A recurrent network (LSTM or GRU) over the raster-scanned pixels, one step per pixel.
+
+The published anchor is the Diagonal BiLSTM PixelRNN (van den Oord et al. 2016), a stronger
+two-dimensional recurrent model than this one-dimensional raster scan.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from models.base import AutoregressiveModel, Reference
+from models.causal import CausalPixelEmbedding, first_position_to_fill, one_thread_on_cpu
+
+
+class PixelRNN(AutoregressiveModel):
+    """Step t reads an embedding of the `input_window` pixels before t (plus, optionally, a learned
+    embedding of position t), updates a `layers`-deep LSTM/GRU state, and outputs the logit of x_t."""
+
+    reference = Reference(79.20, "van den Oord et al. 2016 (Diagonal BiLSTM PixelRNN, 7 layers; "
+                                 "a 2-D recurrence, not this raster-scan RNN)")
+
+    def __init__(self, image_shape=(1, 28, 28), cell: Literal["lstm", "gru"] = "lstm", hidden: int = 256,
+                 layers: int = 2, embedding: int = 64, input_window: int = 1, position_embedding: bool = True):
+        super().__init__(image_shape)
+        if hidden < 1 or layers < 1 or embedding < 1:
+            raise ValueError("hidden, layers and embedding must be >= 1")
+        self.embed = CausalPixelEmbedding(input_window, embedding)
+        self.position = nn.Parameter(torch.randn(self.num_pixels, embedding) * 0.02) if position_embedding else None
+        self.rnn = (nn.LSTM if cell == "lstm" else nn.GRU)(embedding, hidden, layers, batch_first=True)
+        self.out = nn.Linear(hidden, 1)
+
+    def inputs(self, flat_x: torch.Tensor) -> torch.Tensor:
+        e = self.embed(flat_x)
+        return e if self.position is None else e + self.position
+
+    def run(self, inputs: torch.Tensor, state=None):
+        # In fp32 even under bf16 autocast: rounding compounds over 784 recurrent steps, and cuDNN's
+        # RNN kernels do not take bf16 everywhere.
+        with torch.autocast(inputs.device.type, enabled=False):
+            return self.rnn(inputs.to(self.out.weight.dtype), state)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        h, _ = self.run(self.inputs(x.flatten(1)))
+        return self.out(h).view_as(x)
+
+    @torch.no_grad()
+    @one_thread_on_cpu
+    def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """One recurrent step per pixel, carrying the hidden state; the observed prefix is one call."""
+        x = x.clone()
+        flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
+        start = first_position_to_fill(observed)
+        state = None
+        if start > 0:
+            _, state = self.run(self.inputs(flat_x)[:, :start])
+        sequence = self.embed.padded_sequence(flat_x)
+        for t in range(start, self.num_pixels):
+            e = self.embed.step(sequence, t)
+            if self.position is not None:
+                e = e + self.position[t]
+            h, state = self.run(e[:, None], state)
+            p = torch.sigmoid(self.out(h[:, 0]))[:, 0]
+            flat_x[:, t] = torch.where(flat_obs[:, t], flat_x[:, t], (flat_noise[:, t] < p).to(x.dtype))
+            sequence[:, 0, self.embed.window + t] = flat_x[:, t]
+        return x

@@ -1,0 +1,111 @@
+"""A small ImageGPT-style causal transformer over the raster-scanned pixels (Chen et al. 2020).
+
+Position t reads an embedding of the pixels before it (a learned start token at t = 0) plus a
+learned position embedding; pre-LayerNorm blocks of causal self-attention and an MLP follow, and
+a linear head gives the logit of x_t. Sampling keeps a key/value cache: one position per step.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.base import AutoregressiveModel
+from models.causal import CausalPixelEmbedding, first_position_to_fill, one_thread_on_cpu
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, cache: tuple | None = None, t: int | None = None) -> torch.Tensor:
+        """x: (B, T, dim). Without `t`, the whole sequence (storing keys and values in `cache` if
+        given); with `t`, the single position t (T = 1), attending to the cache's positions <= t."""
+        batch, length, dim = x.shape
+        q, k, v = self.qkv(x).view(batch, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        if t is None:
+            if cache is not None:
+                cache[0][:, :, :length], cache[1][:, :, :length] = k, v
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                               dropout_p=self.dropout if self.training else 0.0)
+        else:
+            cache[0][:, :, t:t + 1], cache[1][:, :, t:t + 1] = k, v
+            y = F.scaled_dot_product_attention(q, cache[0][:, :, :t + 1], cache[1][:, :, :t + 1])
+        return self.proj(y.transpose(1, 2).reshape(batch, length, dim))
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_ratio: int, dropout: float):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = CausalSelfAttention(dim, heads, dropout)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim),
+                                 nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor, cache: tuple | None = None, t: int | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), cache, t)
+        return x + self.mlp(self.ln2(x))
+
+
+class PixelTransformer(AutoregressiveModel):
+    reference = None  # no binarized-MNIST number was published for an ImageGPT-style model
+
+    def __init__(self, image_shape=(1, 28, 28), dim: int = 256, layers: int = 8, heads: int = 8,
+                 mlp_ratio: int = 4, input_window: int = 1, dropout: float = 0.0):
+        super().__init__(image_shape)
+        if dim < 1 or layers < 1 or heads < 1 or mlp_ratio < 1:
+            raise ValueError("dim, layers, heads and mlp_ratio must be >= 1")
+        if dim % heads:
+            raise ValueError(f"dim ({dim}) must be a multiple of heads ({heads})")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.embed = CausalPixelEmbedding(input_window, dim)
+        self.position = nn.Parameter(torch.zeros(self.num_pixels, dim))
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout) for _ in range(layers))
+        self.ln_out = nn.LayerNorm(dim)
+        self.out = nn.Linear(dim, 1)
+        self.apply(self._init_weights)
+        nn.init.normal_(self.position, std=0.02)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Conv1d)):
+            nn.init.normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)
+
+    def features(self, flat_x: torch.Tensor, caches: list | None = None) -> torch.Tensor:
+        h = self.embed(flat_x) + self.position[:flat_x.shape[1]]
+        for i, block in enumerate(self.blocks):
+            h = block(h, None if caches is None else caches[i])
+        return self.ln_out(h)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.features(x.flatten(1))).view_as(x)
+
+    @torch.no_grad()
+    @one_thread_on_cpu
+    def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """One position per step, attending to cached keys and values; the observed prefix is one pass."""
+        x = x.clone()
+        flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
+        caches = [self._empty_cache(block, len(x), x) for block in self.blocks]
+        start = first_position_to_fill(observed)
+        if start > 0:
+            self.features(flat_x[:, :start], caches)
+        sequence = self.embed.padded_sequence(flat_x)
+        for t in range(start, self.num_pixels):
+            h = (self.embed.step(sequence, t) + self.position[t])[:, None]
+            for block, cache in zip(self.blocks, caches):
+                h = block(h, cache, t)
+            p = torch.sigmoid(self.out(self.ln_out(h[:, 0])))[:, 0]
+            flat_x[:, t] = torch.where(flat_obs[:, t], flat_x[:, t], (flat_noise[:, t] < p).to(x.dtype))
+            sequence[:, 0, self.embed.window + t] = flat_x[:, t]
+        return x
+
+    def _empty_cache(self, block: Block, batch: int, like: torch.Tensor) -> tuple:
+        heads, dim = block.attn.heads, self.position.shape[1]
+        shape = (batch, heads, self.num_pixels, dim // heads)
+        return like.new_zeros(shape), like.new_zeros(shape)
