@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.base import AutoregressiveModel
+
 
 class CausalPixelEmbedding(nn.Module):
     """Embeds position t of a raster-scanned image from the `window` pixels before it, x_{t-window..t-1}.
@@ -92,3 +94,25 @@ def one_thread_on_cpu(fill):
         finally:
             torch.set_num_threads(threads)
     return wrapper
+
+
+class ConvolutionalAutoregressive(AutoregressiveModel):
+    """What PixelCNN and Gated PixelCNN share: a masked-convolution `trunk`, then a head of ReLU,
+    1x1 conv (head_channels), ReLU, 1x1 conv to one Bernoulli logit per pixel."""
+
+    def build_head(self, channels: int, head_channels: int) -> None:
+        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, head_channels, 1),
+                                  nn.ReLU(), nn.Conv2d(head_channels, 1, 1))
+
+    def trunk(self, x: torch.Tensor, record: list | None = None) -> torch.Tensor:
+        """Features before the head; `record` collects what the family's `fill` needs to resume from."""
+        raise NotImplementedError
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x))
+
+    def head_at(self, h: torch.Tensor) -> torch.Tensor:
+        """The head at one position: (B, channels) features -> (B,) logits."""
+        for layer in self.head:
+            h = pointwise(layer, h) if isinstance(layer, nn.Conv2d) else layer(h)
+        return h[:, 0]

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import AutoregressiveModel
-from models.causal import conv_at, first_position_to_fill, one_thread_on_cpu, pointwise, write
+from models.causal import (ConvolutionalAutoregressive, conv_at, first_position_to_fill, one_thread_on_cpu,
+                           pointwise, write)
 
 
 def gate(pre: torch.Tensor, dim: int = 1) -> torch.Tensor:
@@ -83,7 +83,7 @@ class GatedLayer(nn.Module):
         return self.horizontal_output(h_in, h_pre)
 
 
-class GatedPixelCNN(AutoregressiveModel):
+class GatedPixelCNN(ConvolutionalAutoregressive):
     """`layers` gated layers (the first with first_kernel, the others with kernel), then ReLU, 1x1
     conv (head_channels), ReLU, 1x1 conv to one Bernoulli logit per pixel."""
 
@@ -102,22 +102,13 @@ class GatedPixelCNN(AutoregressiveModel):
         self.layers = nn.ModuleList(
             GatedLayer(1 if i == 0 else channels, channels, first_kernel if i == 0 else kernel, i == 0, dropout)
             for i in range(layers))
-        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, head_channels, 1),
-                                  nn.ReLU(), nn.Conv2d(head_channels, 1, 1))
+        self.build_head(channels, head_channels)
 
     def trunk(self, x: torch.Tensor, record: list | None = None) -> torch.Tensor:
         v = h = x
         for layer in self.layers:
             v, h = layer(v, h, record)
         return h
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.trunk(x))
-
-    def head_at(self, h: torch.Tensor) -> torch.Tensor:
-        for layer in self.head:
-            h = pointwise(layer, h) if isinstance(layer, nn.Conv2d) else layer(h)
-        return h[:, 0]
 
     @torch.no_grad()
     @one_thread_on_cpu

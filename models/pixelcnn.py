@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import AutoregressiveModel, Reference
-from models.causal import conv_at, first_position_to_fill, flat_kernel, one_thread_on_cpu, pointwise, write
+from models.base import Reference
+from models.causal import (ConvolutionalAutoregressive, conv_at, first_position_to_fill, flat_kernel,
+                           one_thread_on_cpu, pointwise, write)
 from models.layers import MaskedConv2d
 
 
@@ -41,7 +42,7 @@ class ResidualBlock(nn.Module):
         return x + pointwise(self.expand, torch.relu(h))
 
 
-class PixelCNN(AutoregressiveModel):
+class PixelCNN(ConvolutionalAutoregressive):
     """A mask-A first_kernel x first_kernel conv, `residual_blocks` blocks with mask-B kernel x kernel
     convs, then ReLU, 1x1 conv (head_channels), ReLU, 1x1 conv to one Bernoulli logit per pixel."""
 
@@ -61,8 +62,7 @@ class PixelCNN(AutoregressiveModel):
             raise ValueError("need residual_blocks >= 0, head_channels >= 1 and 0 <= dropout < 1")
         self.input_conv = MaskedConv2d("A", 1, channels, first_kernel)
         self.blocks = nn.ModuleList(ResidualBlock(channels, kernel, dropout) for _ in range(residual_blocks))
-        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, head_channels, 1),
-                                  nn.ReLU(), nn.Conv2d(head_channels, 1, 1))
+        self.build_head(channels, head_channels)
 
     def trunk(self, x: torch.Tensor, record: list | None = None) -> torch.Tensor:
         """Features before the head; `record` collects the input of every masked conv."""
@@ -72,14 +72,6 @@ class PixelCNN(AutoregressiveModel):
         for block in self.blocks:
             h = block(h, record)
         return h
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.trunk(x))
-
-    def head_at(self, h: torch.Tensor) -> torch.Tensor:
-        for layer in self.head:
-            h = pointwise(layer, h) if isinstance(layer, nn.Conv2d) else layer(h)
-        return h[:, 0]
 
     @torch.no_grad()
     @one_thread_on_cpu

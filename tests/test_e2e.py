@@ -1,7 +1,6 @@
 """End to end: `dvc repro` on the smoke profile in a temporary copy of the repository."""
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.drills.workspace import copy_repo
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -35,13 +34,7 @@ def edit_params(repo: Path, change) -> dict:
 @pytest.fixture(scope="module")
 def pipeline_copy(tmp_path_factory, mnist_mirror):
     """A smoke-profile copy of the repository after one full `dvc repro`."""
-    repo = tmp_path_factory.mktemp("e2e") / "repo"
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split()
-    for name in files:
-        if (REPO / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, repo / name)
+    repo = copy_repo(tmp_path_factory.mktemp("e2e") / "repo")
     params = edit_params(repo, lambda p: p.update(profile="smoke"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(MNIST_MIRROR=str(mnist_mirror), PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", CI="true")
