@@ -32,7 +32,7 @@ class NADE(AutoregressiveModel):
         return (self.b + (h * self.V).sum(2)).view_as(x)
 
     def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """O(D * H) per image: the hidden pre-activation grows by one column per pixel."""
+        """O(D * H) per image: the hidden pre-activation grows by one row of W per pixel."""
         x = x.clone()
         flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
         a = self.c.expand(len(x), -1).clone()
