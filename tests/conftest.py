@@ -3,15 +3,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def mirror_dir() -> Path:
-    """The local MNIST mirror: MNIST_MIRROR, else ../shared/data/mnist beside the checkout."""
-    path = Path(os.environ.get("MNIST_MIRROR") or REPO.parent / "shared" / "data" / "mnist")
-    if not (path / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"no local MNIST mirror at {path} (set MNIST_MIRROR)")
-    return path
+from tests.drills.workspace import REPO, mirror_dir  # noqa: F401 (REPO: for the tests that import it here)
 
 
 @pytest.fixture(scope="session")

@@ -1,22 +1,18 @@
 """End to end: `dvc repro` on the smoke profile in a temporary copy of the repository."""
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.drills.workspace import copy_repo
+from tests.drills.workspace import BIN, copy_repo, edit_params, git_repo, run
 
 pytestmark = pytest.mark.e2e
-BIN = Path(sys.executable).parent
 
 
-def run(args, cwd, env) -> str:
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+def dvc(args: list[str], repo: Path, env: dict) -> str:
+    result = run([str(BIN / "dvc"), *args], repo, env, timeout=900)
     return result.stdout + result.stderr
 
 
@@ -24,26 +20,17 @@ def stages_run(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-def edit_params(repo: Path, change) -> dict:
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    change(params)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return params
-
-
 @pytest.fixture(scope="module")
 def pipeline_copy(tmp_path_factory, mnist_mirror):
     """A smoke-profile copy of the repository after one full `dvc repro`."""
     repo = copy_repo(tmp_path_factory.mktemp("e2e") / "repo")
-    params = edit_params(repo, lambda p: p.update(profile="smoke"))
+    edit_params(repo, lambda p: p.update(profile="smoke"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(MNIST_MIRROR=str(mnist_mirror), PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", CI="true")
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
-    run([*git, "init", "-q"], repo, env)
-    run([*git, "add", "-A"], repo, env)
-    run([*git, "commit", "-qm", "copy"], repo, env)
-    output = run([str(BIN / "dvc"), "repro"], repo, env)
-    return repo, env, list(params["models"]), output
+    git_repo(repo, env)
+    output = dvc(["repro"], repo, env)
+    models = list(yaml.safe_load((repo / "params.yaml").read_text())["models"])
+    return repo, env, models, output
 
 
 def test_every_stage_ran_and_wrote_its_outputs(pipeline_copy):
@@ -60,7 +47,7 @@ def test_every_stage_ran_and_wrote_its_outputs(pipeline_copy):
 def test_metrics_are_declared_to_dvc(pipeline_copy):
     repo, env, models, _ = pipeline_copy
     import json
-    shown = json.loads(run([str(BIN / "dvc"), "metrics", "show", "--json"], repo, env))
+    shown = json.loads(dvc(["metrics", "show", "--json"], repo, env))
     metrics = next(iter(shown.values()))["data"]
     for model in models:
         values = metrics[f"results/{model}/metrics.json"]["data"]
@@ -93,6 +80,6 @@ def test_mlflow_has_one_current_run_per_model_with_test_metrics(pipeline_copy):
 
 def test_second_repro_has_nothing_to_do_and_a_param_change_reruns_only_that_model(pipeline_copy):
     repo, env, _, _ = pipeline_copy
-    assert stages_run(run([str(BIN / "dvc"), "repro"], repo, env)) == set()
+    assert stages_run(dvc(["repro"], repo, env)) == set()
     edit_params(repo, lambda p: p["models"]["made"]["smoke"].update(hidden_sizes=[12]))
-    assert stages_run(run([str(BIN / "dvc"), "repro"], repo, env)) == {"train@made", "evaluate@made", "report"}
+    assert stages_run(dvc(["repro"], repo, env)) == {"train@made", "evaluate@made", "report"}
