@@ -17,7 +17,7 @@ import torch
 from models import build_model
 from pipeline import params as P
 from pipeline.io import PipelineError
-from pipeline.training import make_optimizer, resolve_device
+from pipeline.training_loop import make_optimizer, resolve_device, train_step
 
 IMAGE_SHAPE = (1, 28, 28)
 TEST_IMAGES = 10_000
@@ -59,11 +59,7 @@ def train_throughput(model, cfg, device, steps: int, generator) -> float:
     model.train()
 
     def step():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            loss = model.loss(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(model, model.loss, optimizer, batch, use_bf16, cfg.grad_clip)
 
     for _ in range(2):
         step()

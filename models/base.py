@@ -1,12 +1,23 @@
-"""The interface every model family implements (see DESIGN.md, 'One interface for every family')."""
+"""The interface every model family implements (docs/architecture.md, 'The model interface').
+
+Every model is a `GenerativeModel`: `nll`, `loss` and `sample`, and the name of its `estimator`.
+What only some families can do is declared here as capabilities (runtime-checkable Protocols);
+the stages ask `isinstance(model, CanComplete)` and never which family they hold.
+"""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal, Protocol, get_args, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+# What a model's `nll` computes: the exact NLL, an importance-sampled estimate (an upper bound in
+# expectation), or a bound on the discrete NLL from a density over dequantized pixels.
+Estimator = Literal["exact", "importance_sampled", "dequantized"]
+ESTIMATORS: tuple[str, ...] = get_args(Estimator)
 
 
 @dataclass(frozen=True)
@@ -17,15 +28,34 @@ class Reference:
     source: str
 
 
+def require_positive(**values: int | None) -> None:
+    """The one check for settings that must be whole numbers >= 1 (None means 'not set')."""
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def require_sizes(**lists: list[int]) -> None:
+    """Layer sizes: a non-empty list of whole numbers >= 1."""
+    for name, sizes in lists.items():
+        if not sizes or min(sizes) < 1:
+            raise ValueError(f"{name} must be a non-empty list of positive sizes, got {list(sizes)}")
+
+
 class GenerativeModel(nn.Module):
     """A density model over binary images of shape `image_shape` = (C, H, W).
 
     `nll(x)` returns the per-image negative log-likelihood in nats, or the tightest upper bound the
-    family has; `estimator` names which one it is: exact, elbo, importance_sampled or dequantized.
+    family has; the class attribute `estimator` names which (one of ESTIMATORS).
     """
 
-    estimator: str = "exact"
+    estimator: Estimator = "exact"
     reference: Reference | None = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.estimator not in ESTIMATORS:
+            raise TypeError(f"{cls.__name__}.estimator must be one of {', '.join(ESTIMATORS)}, got {cls.estimator!r}")
 
     def __init__(self, image_shape: tuple[int, int, int]):
         super().__init__()
@@ -50,11 +80,60 @@ class GenerativeModel(nn.Module):
         raise NotImplementedError
 
 
+# --- optional capabilities -------------------------------------------------------------------------
+
+@runtime_checkable
+class CanComplete(Protocol):
+    """Inpainting: sample the pixels where `observed` is False given the others."""
+
+    def complete(self, x: torch.Tensor, observed: torch.Tensor,
+                 generator: torch.Generator | None = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class HasSampleMeans(Protocol):
+    """The Bernoulli means behind `sample`'s images, given an identically seeded generator."""
+
+    def sample_means(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class HasLatentCode(Protocol):
+    """An encoder and a decoder: reconstructions, interpolations, a scatter of the codes."""
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class HasValidationNLL(Protocol):
+    """A cheaper estimate than `nll` for model selection (e.g. fewer importance samples)."""
+
+    def validation_nll(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class HasNegativeELBO(Protocol):
+    """The negative ELBO per image: a looser bound reported beside the NLL estimate."""
+
+    def negative_elbo(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+# --- sampling helpers ------------------------------------------------------------------------------
+
 def uniform_noise(shape, generator: torch.Generator | None, device) -> torch.Tensor:
     """Uniform [0, 1) numbers drawn from `generator` (or the global RNG) on `device`."""
     if generator is None:
         return torch.rand(shape, device=device)
     return torch.rand(shape, generator=generator, device=generator.device).to(device)
+
+
+def draw_or_keep(observed: torch.Tensor, value: torch.Tensor, probability: torch.Tensor,
+                 noise: torch.Tensor) -> torch.Tensor:
+    """The pixel `value` where it is observed, else a draw from Bernoulli(probability): 1 where
+    the uniform `noise` falls below it. Every sampler's per-pixel step ends with this."""
+    return torch.where(observed, value, (noise < probability).to(value.dtype))
 
 
 class AutoregressiveModel(GenerativeModel):
@@ -96,5 +175,5 @@ class AutoregressiveModel(GenerativeModel):
             if flat_obs[:, i].all():
                 continue
             p = torch.sigmoid(self.logits(x).view(len(x), -1)[:, i])
-            flat_x[:, i] = torch.where(flat_obs[:, i], flat_x[:, i], (flat_noise[:, i] < p).to(x.dtype))
+            flat_x[:, i] = draw_or_keep(flat_obs[:, i], flat_x[:, i], p, flat_noise[:, i])
         return x

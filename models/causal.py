@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import AutoregressiveModel
+from models.base import AutoregressiveModel, require_positive
 
 
 class CausalPixelEmbedding(nn.Module):
@@ -24,8 +24,7 @@ class CausalPixelEmbedding(nn.Module):
 
     def __init__(self, window: int, dim: int):
         super().__init__()
-        if window < 1:
-            raise ValueError(f"input_window must be >= 1, got {window}")
+        require_positive(input_window=window)
         self.window = window
         self.conv = nn.Conv1d(2, dim, window)  # channels: pixel value, "before the image" indicator
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from models.base import AutoregressiveModel, Reference
-from models.layers import MaskedLinear
+from models.base import AutoregressiveModel, Reference, draw_or_keep
+from models.masked import MaskedLinear
 
 
 class FVSBN(AutoregressiveModel):
@@ -26,8 +26,8 @@ class FVSBN(AutoregressiveModel):
         """One row of W per pixel: O(D) per pixel instead of a full pass."""
         x = x.clone()
         flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
-        weight = self.linear.weight * self.linear.mask
+        weight = self.linear.masked_weight()
         for i in range(self.num_pixels):
             p = torch.sigmoid(flat_x @ weight[i] + self.linear.bias[i])
-            flat_x[:, i] = torch.where(flat_obs[:, i], flat_x[:, i], (flat_noise[:, i] < p).to(x.dtype))
+            flat_x[:, i] = draw_or_keep(flat_obs[:, i], flat_x[:, i], p, flat_noise[:, i])
         return x

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.base import draw_or_keep, require_positive
 from models.causal import (ConvolutionalAutoregressive, conv_at, first_position_to_fill, one_thread_on_cpu,
                            pointwise, write)
 
@@ -97,8 +98,9 @@ class GatedPixelCNN(ConvolutionalAutoregressive):
         for name, value in (("first_kernel", first_kernel), ("kernel", kernel)):
             if value < 3 or value % 2 == 0:
                 raise ValueError(f"{name} must be an odd number >= 3, got {value}")
-        if channels < 1 or layers < 1 or head_channels < 1 or not 0 <= dropout < 1:
-            raise ValueError("need channels, layers, head_channels >= 1 and 0 <= dropout < 1")
+        require_positive(channels=channels, layers=layers, head_channels=head_channels)
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.layers = nn.ModuleList(
             GatedLayer(1 if i == 0 else channels, channels, first_kernel if i == 0 else kernel, i == 0, dropout)
             for i in range(layers))
@@ -138,7 +140,7 @@ class GatedPixelCNN(ConvolutionalAutoregressive):
                     if i + 1 < len(self.layers):
                         write(h_buffers[i + 1], pads[i + 1], r, c, h)
                 p = torch.sigmoid(self.head_at(h))
-                pixel = torch.where(observed[:, 0, r, c], x[:, 0, r, c], (noise[:, 0, r, c] < p).to(x.dtype))
+                pixel = draw_or_keep(observed[:, 0, r, c], x[:, 0, r, c], p, noise[:, 0, r, c])
                 x[:, 0, r, c] = pixel
                 write(v_buffers[0], pads[0], r, c, pixel[:, None])
             self._advance_vertical(v_buffers, pads, links, r)

@@ -1,13 +1,57 @@
 """Glow (Kingma & Dhariwal 2018): steps of actnorm, invertible 1x1 convolution and affine coupling
-in a multi-scale architecture, trained on dequantized binary images (see models/flows.py)."""
+in a multi-scale architecture, trained on dequantized binary images (see models/dequantized.py)."""
 from __future__ import annotations
 
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from models.flows import (ActNorm, AffineCoupling, Compose, DequantizedFlow, InvertibleConv1x1, MultiScale,
-                          Squeeze, channel_mask, coupling_net, require_positive)
+from models.base import require_positive
+from models.dequantized import DequantizedFlow
+from models.transforms import (ActNorm, AffineCoupling, Compose, MultiScale, Squeeze, Transform, at_least_fp32,
+                               channel_mask, coupling_net, fp32)
+
+
+class InvertibleConv1x1(Transform):
+    """A learned channel mixing y = W x at every pixel (Glow), with W = P L (U + diag(sign * exp(log_s)))
+    in LU form so that log|det W| = sum(log_s) costs nothing and W stays invertible."""
+
+    def __init__(self, channels: int, generator: torch.Generator | None = None):
+        super().__init__()
+        q, _ = torch.linalg.qr(torch.randn(channels, channels, generator=generator))
+        p, lower, upper = torch.linalg.lu(q)
+        diagonal = torch.diagonal(upper)
+        self.register_buffer("p", p)
+        self.register_buffer("sign_s", torch.sign(diagonal))
+        self.register_buffer("lower_mask", torch.tril(torch.ones(channels, channels), -1))
+        self.lower = nn.Parameter(lower * self.lower_mask)
+        self.upper = nn.Parameter(torch.triu(upper, 1))
+        self.log_s = nn.Parameter(torch.log(diagonal.abs()))
+
+    def weight(self) -> torch.Tensor:
+        eye = torch.eye(len(self.log_s), device=self.log_s.device, dtype=self.log_s.dtype)
+        lower = self.lower * self.lower_mask + eye
+        upper = self.upper * self.lower_mask.T + torch.diag(self.sign_s * self.log_s.exp())
+        return self.p @ lower @ upper
+
+    def _log_det(self, x: torch.Tensor) -> torch.Tensor:
+        return (at_least_fp32(self.log_s).sum() * x[0, 0].numel()).expand(len(x))
+
+    def forward(self, x):
+        x = at_least_fp32(x)
+        with fp32(x.device.type):
+            y = F.conv2d(x, self.weight().to(x.dtype)[:, :, None, None])
+        return y, self._log_det(x)
+
+    def inverse(self, y):
+        y = at_least_fp32(y)
+        with fp32(y.device.type):
+            w_inv = torch.linalg.inv(self.weight().double()).to(y.dtype)
+            x = F.conv2d(y, w_inv[:, :, None, None])
+        return x, -self._log_det(y)
+
 
 
 class Glow(DequantizedFlow):

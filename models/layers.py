@@ -1,23 +1,9 @@
-"""Building blocks shared across families."""
+"""The masked convolution of PixelCNN (van den Oord et al. 2016)."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-
-class MaskedLinear(nn.Linear):
-    """A linear layer whose weight is multiplied by a fixed 0/1 mask of shape (out, in)."""
-
-    def __init__(self, in_features: int, out_features: int, bias: bool = True):
-        super().__init__(in_features, out_features, bias)
-        self.register_buffer("mask", torch.ones(out_features, in_features))
-
-    def set_mask(self, mask: torch.Tensor) -> None:
-        self.mask.copy_(mask.to(self.mask.dtype))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight * self.mask, self.bias)
 
 
 class MaskedConv2d(nn.Conv2d):

@@ -4,10 +4,9 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
-from models.base import AutoregressiveModel, Reference, uniform_noise
-from models.layers import MaskedLinear
+from models.base import AutoregressiveModel, Reference, draw_or_keep, require_sizes, uniform_noise
+from models.masked import MaskedMLP, made_degrees, made_masks
 
 
 class MADE(AutoregressiveModel):
@@ -25,13 +24,11 @@ class MADE(AutoregressiveModel):
     def __init__(self, image_shape=(1, 28, 28), hidden_sizes: list[int] = (500,), num_masks: int = 1,
                  order_agnostic: bool = False, eval_masks: int = 1, mask_seed: int = 0):
         super().__init__(image_shape)
-        if not hidden_sizes or min(hidden_sizes) < 1:
-            raise ValueError("hidden_sizes must be a non-empty list of positive sizes")
+        require_sizes(hidden_sizes=hidden_sizes)
         if num_masks < 1 or not 1 <= eval_masks <= num_masks:
             raise ValueError("need num_masks >= 1 and 1 <= eval_masks <= num_masks")
         d = self.num_pixels
-        sizes = [d, *hidden_sizes, d]
-        self.layers = nn.ModuleList(MaskedLinear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.mlp = MaskedMLP([d, *hidden_sizes, d])
         self.num_masks, self.eval_masks = num_masks, eval_masks
         self.degrees = self._draw_degrees(list(hidden_sizes), num_masks, order_agnostic, mask_seed)
         self.mask_index = -1
@@ -49,8 +46,7 @@ class MADE(AutoregressiveModel):
     def use_mask(self, k: int) -> None:
         if k == self.mask_index:
             return
-        for layer, mask in zip(self.layers, made_masks(self.degrees[k])):
-            layer.set_mask(mask)
+        self.mlp.set_masks(made_masks(self.degrees[k]))
         self.mask_index = k
 
     def get_extra_state(self):  # the current mask travels with the weights (resume, checkpoints)
@@ -64,25 +60,22 @@ class MADE(AutoregressiveModel):
         return torch.argsort(self.degrees[self.mask_index][0])
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.flatten(1)
-        for layer in self.layers[:-1]:
-            h = torch.relu(layer(h))
-        return self.layers[-1](h).view_as(x)
+        return self.mlp(x.flatten(1)).view_as(x)
 
     def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Keeps the first layer's pre-activation and adds one input column per generated pixel,
         and computes only pixel i's output: far cheaper than a full pass per pixel."""
         x = x.clone()
         flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
-        first, last = self.layers[0], self.layers[-1]
-        first_weight, last_weight = first.weight * first.mask, last.weight * last.mask
+        first, last = self.mlp.layers[0], self.mlp.layers[-1]
+        first_weight, last_weight = first.masked_weight(), last.masked_weight()
         pre = first(flat_x)
         for i in self.ordering().tolist():
             h = torch.relu(pre)
-            for layer in self.layers[1:-1]:
+            for layer in self.mlp.layers[1:-1]:
                 h = torch.relu(layer(h))
             p = torch.sigmoid(h @ last_weight[i] + last.bias[i])
-            new = torch.where(flat_obs[:, i], flat_x[:, i], (flat_noise[:, i] < p).to(x.dtype))
+            new = draw_or_keep(flat_obs[:, i], flat_x[:, i], p, flat_noise[:, i])
             pre += (new - flat_x[:, i])[:, None] * first_weight[:, i]
             flat_x[:, i] = new
         return x
@@ -120,23 +113,3 @@ class MADE(AutoregressiveModel):
         self.use_mask(0)
         return super().complete(x, observed, generator)
 
-
-def made_degrees(order: torch.Tensor, hidden_sizes: list[int], generator: torch.Generator) -> list[torch.Tensor]:
-    """The degree of every unit of a MADE over D = len(order) inputs: input `order[j]` gets degree
-    j + 1 (its position in the ordering), and each hidden layer's units get degrees drawn uniformly
-    between the previous layer's minimum and D - 1 (a unit of degree k may see inputs of degree <= k)."""
-    d = len(order)
-    inputs = torch.empty(d, dtype=torch.long)
-    inputs[order] = torch.arange(1, d + 1)
-    degrees = [inputs]
-    for size in hidden_sizes:
-        low = min(int(degrees[-1].min()), d - 1)
-        degrees.append(torch.randint(low, d, (size,), generator=generator))
-    return degrees
-
-
-def made_masks(degrees: list[torch.Tensor]) -> list[torch.Tensor]:
-    """One (out, in) 0/1 mask per layer for `made_degrees`: hidden units see units of degree <= theirs,
-    and output i sees only hidden units of degree < degree(input i), so it depends on earlier inputs only."""
-    hidden = [nxt[:, None] >= prev[None, :] for prev, nxt in zip(degrees[:-1], degrees[1:])]
-    return [*hidden, degrees[0][:, None] > degrees[-1][None, :]]

@@ -1,14 +1,103 @@
-"""MAF (Papamakarios et al. 2017): a stack of autoregressive affine layers, each conditioned by a MADE
-(the masks of models/made.py), with the order reversed between layers; trained on dequantized binary
-images (see models/flows.py)."""
+"""MAF (Papamakarios et al. 2017): a stack of autoregressive affine layers, each conditioned by a masked
+MLP (models/masked.py), with the order reversed between layers; trained on dequantized binary images
+(see models/dequantized.py)."""
 from __future__ import annotations
 
 from typing import Literal
 
 import torch
+from torch import nn
 
-from models.flows import (ActNorm, Compose, DequantizedFlow, Flatten, MaskedAffineAutoregressive, Permute,
-                          require_positive)
+from models.base import require_positive, require_sizes
+from models.dequantized import DequantizedFlow
+from models.masked import MaskedMLP, made_degrees, made_masks
+from models.transforms import ActNorm, Compose, Transform, at_least_fp32
+
+
+class Flatten(Transform):
+    """(N, *shape) -> (N, prod(shape)), for flows on vectors such as MAF."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, x):
+        return x.flatten(1), x.new_zeros(len(x), dtype=torch.float32)
+
+    def inverse(self, y):
+        return y.view(len(y), *self.shape), y.new_zeros(len(y), dtype=torch.float32)
+
+
+class Permute(Transform):
+    """Reorders the features of (N, D) vectors; reverse=True is the usual choice between MAF layers."""
+
+    def __init__(self, permutation: torch.Tensor):
+        super().__init__()
+        self.register_buffer("permutation", permutation.clone())
+        self.register_buffer("inverse_permutation", torch.argsort(permutation))
+
+    @classmethod
+    def reverse(cls, dim: int) -> Permute:
+        return cls(torch.arange(dim - 1, -1, -1))
+
+    def forward(self, x):
+        return x[:, self.permutation], x.new_zeros(len(x), dtype=torch.float32)
+
+    def inverse(self, y):
+        return y[:, self.inverse_permutation], y.new_zeros(len(y), dtype=torch.float32)
+
+
+class MaskedAffineAutoregressive(Transform):
+    """One MAF layer on (N, D) vectors: y_i = x_i * exp(log_s_i) + t_i with (t_i, log_s_i) computed
+    from x_<i by a masked MLP (MADE's masks, in the natural order 0..D-1), so the Jacobian is
+    triangular. Density evaluation is one pass; inversion (sampling) is D sequential steps.
+    log_s = bound * tanh(raw / bound) keeps every scale within exp(+-bound)."""
+
+    def __init__(self, dim: int, hidden_sizes: list[int], generator: torch.Generator | None = None,
+                 scale_bound: float = 3.0):
+        super().__init__()
+        degrees = made_degrees(torch.arange(dim), list(hidden_sizes), generator)
+        self.net = MaskedMLP([dim, *hidden_sizes, 2 * dim])
+        self.net.set_masks(made_masks(degrees, outputs_per_input=2))  # output i's shift, then its raw scale
+        nn.init.zeros_(self.net.layers[-1].weight)  # the identity at initialisation
+        nn.init.zeros_(self.net.layers[-1].bias)
+        self.dim, self.scale_bound = dim, scale_bound
+
+    def _bounded(self, raw: torch.Tensor) -> torch.Tensor:
+        return self.scale_bound * torch.tanh(raw / self.scale_bound)
+
+    def _shift_and_log_scale(self, x: torch.Tensor):
+        shift, raw = self.net(x).to(x.dtype).chunk(2, dim=1)
+        return shift, self._bounded(raw)
+
+    def forward(self, x):
+        x = at_least_fp32(x)
+        shift, log_s = self._shift_and_log_scale(x)
+        return x * log_s.exp() + shift, at_least_fp32(log_s.sum(1))
+
+    def inverse(self, y):
+        """Solves for x one feature at a time. The first hidden layer's pre-activations are updated in
+        place as each x_i is found (a rank-one update), and the last layer computes only the two
+        outputs of feature i, so a one-hidden-layer MADE costs O(hidden) per step, not a full pass."""
+        y = at_least_fp32(y)
+        weights = [layer.masked_weight().to(y.dtype) for layer in self.net.layers]
+        biases = [layer.bias.to(y.dtype) for layer in self.net.layers]
+        first_columns = weights[0].T.contiguous()  # row i: how x_i enters the first hidden layer
+        last_rows = torch.stack(weights[-1].chunk(2), 1)  # (D, 2, hidden): feature i's shift and raw scale
+        last_bias = torch.stack(biases[-1].chunk(2), 1)
+        first_pre = biases[0].expand(len(y), -1).clone()  # the first hidden layer's input while x = 0
+        x, log_s_all = torch.zeros_like(y), torch.zeros_like(y)
+        for i in range(self.dim):
+            h = torch.relu(first_pre)
+            for w, b in zip(weights[1:-1], biases[1:-1]):
+                h = torch.relu(torch.addmm(b, h, w.T))
+            shift, raw = torch.addmm(last_bias[i], h, last_rows[i].T).unbind(1)
+            log_s = self._bounded(raw)
+            x[:, i] = (y[:, i] - shift) * torch.exp(-log_s)
+            log_s_all[:, i] = log_s
+            first_pre.addcmul_(x[:, i:i + 1], first_columns[i])
+        return x, -at_least_fp32(log_s_all.sum(1))
+
 
 
 class MAF(DequantizedFlow):
@@ -23,8 +112,7 @@ class MAF(DequantizedFlow):
         super().__init__(image_shape, dequantization, dequantizer_hidden, dequantizer_couplings,
                          logit_alpha, eval_samples, importance_weighted)
         require_positive(num_layers=num_layers)
-        if not hidden_sizes or min(hidden_sizes) < 1:
-            raise ValueError("hidden_sizes must be a non-empty list of positive sizes")
+        require_sizes(hidden_sizes=hidden_sizes)
         if not scale_bound > 0:
             raise ValueError(f"scale_bound must be > 0, got {scale_bound}")
         d = self.num_pixels

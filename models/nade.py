@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import AutoregressiveModel, Reference
+from models.base import AutoregressiveModel, Reference, draw_or_keep, require_positive
 
 
 class NADE(AutoregressiveModel):
@@ -17,8 +17,7 @@ class NADE(AutoregressiveModel):
 
     def __init__(self, image_shape=(1, 28, 28), hidden: int = 500):
         super().__init__(image_shape)
-        if hidden < 1:
-            raise ValueError("hidden must be >= 1")
+        require_positive(hidden=hidden)
         d = self.num_pixels
         self.W = nn.Parameter(torch.randn(d, hidden) * 0.01)
         self.c = nn.Parameter(torch.zeros(hidden))
@@ -38,6 +37,6 @@ class NADE(AutoregressiveModel):
         a = self.c.expand(len(x), -1).clone()
         for i in range(self.num_pixels):
             p = torch.sigmoid(self.b[i] + torch.sigmoid(a) @ self.V[i])
-            flat_x[:, i] = torch.where(flat_obs[:, i], flat_x[:, i], (flat_noise[:, i] < p).to(x.dtype))
+            flat_x[:, i] = draw_or_keep(flat_obs[:, i], flat_x[:, i], p, flat_noise[:, i])
             a += flat_x[:, i:i + 1] * self.W[i]
         return x

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import Reference
+from models.base import Reference, draw_or_keep, require_positive
 from models.causal import (ConvolutionalAutoregressive, conv_at, first_position_to_fill, flat_kernel,
                            one_thread_on_cpu, pointwise, write)
 from models.layers import MaskedConv2d
@@ -58,8 +58,9 @@ class PixelCNN(ConvolutionalAutoregressive):
         for name, value in (("first_kernel", first_kernel), ("kernel", kernel)):
             if value < 1 or value % 2 == 0:
                 raise ValueError(f"{name} must be an odd number >= 1, got {value}")
-        if residual_blocks < 0 or head_channels < 1 or not 0 <= dropout < 1:
-            raise ValueError("need residual_blocks >= 0, head_channels >= 1 and 0 <= dropout < 1")
+        require_positive(head_channels=head_channels)
+        if residual_blocks < 0 or not 0 <= dropout < 1:
+            raise ValueError("need residual_blocks >= 0 and 0 <= dropout < 1")
         self.input_conv = MaskedConv2d("A", 1, channels, first_kernel)
         self.blocks = nn.ModuleList(ResidualBlock(channels, kernel, dropout) for _ in range(residual_blocks))
         self.build_head(channels, head_channels)
@@ -93,7 +94,7 @@ class PixelCNN(ConvolutionalAutoregressive):
             for block, buffer, kernel in zip(self.blocks, buffers[1:], kernels[1:]):
                 h = block.step(h, buffer, kernel, r, c)
             p = torch.sigmoid(self.head_at(h))
-            pixel = torch.where(observed[:, 0, r, c], x[:, 0, r, c], (noise[:, 0, r, c] < p).to(x.dtype))
+            pixel = draw_or_keep(observed[:, 0, r, c], x[:, 0, r, c], p, noise[:, 0, r, c])
             x[:, 0, r, c] = pixel
             write(buffers[0], pads[0], r, c, pixel[:, None])
         return x

@@ -1,11 +1,12 @@
 """RealNVP (Dinh et al. 2017): affine coupling layers with checkerboard and channel masks in a
-multi-scale architecture, trained on dequantized binary images (see models/flows.py)."""
+multi-scale architecture, trained on dequantized binary images (see models/dequantized.py)."""
 from __future__ import annotations
 
 from typing import Literal
 
-from models.flows import (AffineCoupling, Compose, DequantizedFlow, MultiScale, Squeeze, channel_mask,
-                          checkerboard_mask, coupling_net, require_positive)
+from models.base import require_positive
+from models.dequantized import DequantizedFlow
+from models.transforms import AffineCoupling, Compose, MultiScale, Squeeze, channel_mask, checkerboard_mask, coupling_net
 
 
 class RealNVP(DequantizedFlow):

@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models.base import AutoregressiveModel, Reference
+from models.base import AutoregressiveModel, Reference, draw_or_keep, require_positive
 from models.causal import CausalPixelEmbedding, first_position_to_fill, one_thread_on_cpu
 
 
@@ -24,8 +24,7 @@ class PixelRNN(AutoregressiveModel):
     def __init__(self, image_shape=(1, 28, 28), cell: Literal["lstm", "gru"] = "lstm", hidden: int = 256,
                  layers: int = 2, embedding: int = 64, input_window: int = 1, position_embedding: bool = True):
         super().__init__(image_shape)
-        if hidden < 1 or layers < 1 or embedding < 1:
-            raise ValueError("hidden, layers and embedding must be >= 1")
+        require_positive(hidden=hidden, layers=layers, embedding=embedding)
         self.embed = CausalPixelEmbedding(input_window, embedding)
         self.position = nn.Parameter(torch.randn(self.num_pixels, embedding) * 0.02) if position_embedding else None
         self.rnn = (nn.LSTM if cell == "lstm" else nn.GRU)(embedding, hidden, layers, batch_first=True)
@@ -62,6 +61,6 @@ class PixelRNN(AutoregressiveModel):
                 e = e + self.position[t]
             h, state = self.run(e[:, None], state)
             p = torch.sigmoid(self.out(h[:, 0]))[:, 0]
-            flat_x[:, t] = torch.where(flat_obs[:, t], flat_x[:, t], (flat_noise[:, t] < p).to(x.dtype))
+            flat_x[:, t] = draw_or_keep(flat_obs[:, t], flat_x[:, t], p, flat_noise[:, t])
             sequence[:, 0, self.embed.window + t] = flat_x[:, t]
         return x

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import AutoregressiveModel
+from models.base import AutoregressiveModel, draw_or_keep, require_positive
 from models.causal import CausalPixelEmbedding, first_position_to_fill, one_thread_on_cpu
 
 
@@ -56,8 +56,7 @@ class PixelTransformer(AutoregressiveModel):
     def __init__(self, image_shape=(1, 28, 28), dim: int = 256, layers: int = 8, heads: int = 8,
                  mlp_ratio: int = 4, input_window: int = 1, dropout: float = 0.0):
         super().__init__(image_shape)
-        if dim < 1 or layers < 1 or heads < 1 or mlp_ratio < 1:
-            raise ValueError("dim, layers, heads and mlp_ratio must be >= 1")
+        require_positive(dim=dim, layers=layers, heads=heads, mlp_ratio=mlp_ratio)
         if dim % heads:
             raise ValueError(f"dim ({dim}) must be a multiple of heads ({heads})")
         if not 0 <= dropout < 1:
@@ -101,7 +100,7 @@ class PixelTransformer(AutoregressiveModel):
             for block, cache in zip(self.blocks, caches):
                 h = block(h, cache, t)
             p = torch.sigmoid(self.out(self.ln_out(h[:, 0])))[:, 0]
-            flat_x[:, t] = torch.where(flat_obs[:, t], flat_x[:, t], (flat_noise[:, t] < p).to(x.dtype))
+            flat_x[:, t] = draw_or_keep(flat_obs[:, t], flat_x[:, t], p, flat_noise[:, t])
             sequence[:, 0, self.embed.window + t] = flat_x[:, t]
         return x
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
-from models.base import GenerativeModel, Reference, uniform_noise
+from models.base import GenerativeModel, Reference, require_positive, require_sizes, uniform_noise
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
@@ -42,8 +42,7 @@ def mlp(sizes: list[int], activation: str) -> nn.Sequential:
 def mlp_pair(image_shape, hidden_sizes: list[int], latent_dim: int, activation: str):
     """Encoder image -> (mean, raw scale) of the code, and decoder code -> pixel logits, the
     decoder's hidden layers those of the encoder in reverse."""
-    if not hidden_sizes or min(hidden_sizes) < 1:
-        raise ValueError("hidden_sizes must be a non-empty list of positive sizes")
+    require_sizes(hidden_sizes=hidden_sizes)
     sizes = [math.prod(image_shape), *hidden_sizes]
     encoder = nn.Sequential(nn.Flatten(), mlp([*sizes, 2 * latent_dim], activation))
     decoder = nn.Sequential(mlp([latent_dim, *reversed(sizes)], activation), nn.Unflatten(1, tuple(image_shape)))
@@ -99,10 +98,8 @@ class VAE(GenerativeModel):
                  objective: Literal["elbo", "iwae"] = "elbo", train_samples: int = 1,
                  eval_samples: int = 5000, val_samples: int = 10):
         super().__init__(image_shape)
-        for key, value in (("latent_dim", latent_dim), ("channels", channels), ("train_samples", train_samples),
-                           ("eval_samples", eval_samples), ("val_samples", val_samples)):
-            if value < 1:
-                raise ValueError(f"{key} must be >= 1, got {value}")
+        require_positive(latent_dim=latent_dim, channels=channels, train_samples=train_samples,
+                         eval_samples=eval_samples, val_samples=val_samples)
         if architecture not in ("mlp", "conv"):
             raise ValueError(f"architecture must be 'mlp' or 'conv', got {architecture!r}")
         if objective not in ("elbo", "iwae"):

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from models import load_checkpoint
+from models.base import CanComplete, HasLatentCode, HasNegativeELBO, HasSampleMeans
 from pipeline import params as P, stage
 from pipeline.data import load_labels, load_split, results_dir
 from pipeline.figures import save_grid, top_half_mask
@@ -48,14 +49,10 @@ def nll_metrics(model, nll: torch.Tensor) -> dict:
 
 def elbo_metrics(model, test: torch.Tensor, batch_size: int) -> dict:
     """The negative ELBO, an upper bound on the NLL looser than test_nll, for models that have one."""
-    if not has(model, "negative_elbo"):
+    if not isinstance(model, HasNegativeELBO):
         return {}
     mean, stderr = mean_and_stderr(per_image(model.negative_elbo, test, batch_size, model.device))
     return {"test_neg_elbo": mean, "test_neg_elbo_stderr": stderr}
-
-
-def has(model, *capabilities: str) -> bool:
-    return all(callable(getattr(model, name, None)) for name in capabilities)
 
 
 def render_figures(model, test: torch.Tensor, labels: torch.Tensor, cfg: P.EvaluateConfig,
@@ -66,12 +63,12 @@ def render_figures(model, test: torch.Tensor, labels: torch.Tensor, cfg: P.Evalu
     nrow = int(math.isqrt(cfg.samples))
     written = [out_dir / "samples.png"]
     save_grid(model.sample(cfg.samples, seeded()), written[0], nrow)
-    if has(model, "sample_means"):  # the same seed: the means of the very samples above
+    if isinstance(model, HasSampleMeans):  # the same seed: the means of the very samples above
         written.append(out_dir / "sample_means.png")
         save_grid(model.sample_means(cfg.samples, seeded()), written[-1], nrow)
-    if has(model, "complete"):
+    if isinstance(model, CanComplete):
         written.append(completions(model, test, cfg, out_dir / "completions.png", seeded()))
-    if has(model, "encode", "decode"):
+    if isinstance(model, HasLatentCode):
         written += latent_figures(model, test, labels, cfg, out_dir)
     return written
 

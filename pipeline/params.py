@@ -18,8 +18,9 @@ import pydantic
 import yaml
 
 from models import FAMILIES, family_class
+from models.base import require_positive
 from pipeline.io import PipelineError
-from pipeline.training import TrainConfig
+from pipeline.training_loop import TrainConfig
 
 PROFILES = ("smoke", "quick", "full")
 TOP_LEVEL_KEYS = ("profile", "data", "train", "evaluate", "models")
@@ -52,7 +53,7 @@ class EvaluateConfig:
     def __post_init__(self):
         if self.samples < 1 or int(self.samples ** 0.5) ** 2 != self.samples:
             raise ValueError("samples must be a positive square number (it is drawn as a grid)")
-        _require_positive(self, "completions", "batch_size", "max_test")
+        require_positive(completions=self.completions, batch_size=self.batch_size, max_test=self.max_test)
 
 
 @dataclass(frozen=True)
@@ -61,13 +62,6 @@ class ModelSpec:
     family: str
     kwargs: dict
     train: TrainConfig
-
-
-def _require_positive(config, *names):
-    for name in names:
-        value = getattr(config, name)
-        if value is not None and value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
 
 
 def load(path: str | Path | None = None) -> dict:

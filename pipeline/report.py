@@ -20,7 +20,6 @@ REPORT_DIR = Path("reports")
 ESTIMATORS = {
     "exact": "exact log-likelihood",
     "importance_sampled": "importance-sampled upper bound on the NLL (in expectation; tighter with more samples)",
-    "elbo": "negative ELBO (upper bound on the NLL)",
     "dequantized": "dequantization upper bound on the discrete NLL",
 }
 

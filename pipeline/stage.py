@@ -22,7 +22,7 @@ def parse_args(description: str, argv=None, with_model: bool = False) -> argpars
 def device(setting: str):
     """The torch device for `train.device`; a CUDA device asked for on a machine without one is a
     params error, not a crash."""
-    from pipeline.training import resolve_device
+    from pipeline.training_loop import resolve_device
     try:
         return resolve_device(setting)
     except RuntimeError as e:

@@ -10,11 +10,12 @@ import torch
 
 import models
 from models import build_model, save_checkpoint
-from pipeline import params as P, stage, training
+from pipeline import params as P, stage, training_loop
 from pipeline.data import IMAGE_SHAPE, data_checksum, load_split, load_train_intensity, results_dir
+from pipeline.digest import family_digest
 from pipeline.io import PipelineError, params_hash, sha256_file, write_json, write_text
 from pipeline.tracking import Run
-from pipeline.training import TrainingData, TrainingDiverged, fit, resume_point
+from pipeline.training_loop import TrainingData, TrainingDiverged, fit, resume_point
 
 
 def device_name(device: torch.device) -> str:
@@ -26,18 +27,17 @@ def logged_params(spec: P.ModelSpec, profile: str) -> dict:
             **P.flatten(spec.kwargs, "model."), **P.flatten(vars(spec.train), "train.")}
 
 
-def code_digest() -> str:
-    """A digest of the code a resume state depends on (every model file and the training loop):
+def code_digest(family: str) -> str:
+    """A digest of the code a resume state depends on (the family's code and the training loop):
     resuming across an edit could load weights into another architecture or mix two versions."""
-    files = [*sorted(Path(models.__file__).parent.glob("*.py")), Path(training.__file__)]
-    return params_hash({f"{f.parent.name}/{f.name}": sha256_file(f) for f in files})
+    return params_hash({"family": family_digest(family, models.FAMILIES), "loop": sha256_file(training_loop.__file__)})
 
 
 def resume_state_path(spec: P.ModelSpec, checksum: str) -> Path:
     """Where `fit` keeps its resume state: keyed by everything that shapes the run, so a re-run with
     other params, data or code starts over instead of resuming a different run."""
     key = P.flatten({"family": spec.family, "kwargs": spec.kwargs, "train": vars(spec.train), "data": checksum,
-                     "code": code_digest()})
+                     "code": code_digest(spec.family)})
     return results_dir(spec.name) / f".resume-{params_hash(key)}.pt"
 
 
@@ -89,42 +89,42 @@ def train(spec: P.ModelSpec, profile: str, quiet: bool = False) -> dict:
     val = load_split("val", cfg.max_val)
     out.mkdir(parents=True, exist_ok=True)
     num_params = sum(p.numel() for p in model.parameters())
-    best_epoch = [None]
 
-    def save_best(m, epoch):
-        save_checkpoint(out / "model.pt", m, spec.family, spec.kwargs, epoch=epoch, name=spec.name)
-        best_epoch[0] = epoch
+    def save(epoch: int) -> None:
+        save_checkpoint(out / "model.pt", model, spec.family, spec.kwargs, epoch=epoch, name=spec.name)
 
-    def log_epoch(record):
+    def log_epoch(record: dict, improved: bool) -> None:
         if run is not None:
             run.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
 
     try:
-        history = fit(model, train_data, val, cfg, best_checkpoint=save_best, state_path=state_path,
-                      state_meta={"mlflow_run_id": run.id if run is not None else None},
-                      on_epoch=log_epoch, quiet=quiet)
+        result = fit(model, train_data, val, cfg, state_path=state_path,
+                     meta={"mlflow_run_id": run.id if run is not None else None}, on_epoch=log_epoch, quiet=quiet)
     except TrainingDiverged as e:
         if run is not None:
             run.set_tags({"error": str(e)})
             run.finish("FAILED")
-        kept = (f"{out / 'model.pt'} holds the best epoch so far ({best_epoch[0]})" if best_epoch[0] is not None
-                else "no epoch finished, so there is no checkpoint")
+        kept = "no epoch finished, so there is no checkpoint"
+        if e.best_weights is not None:
+            model.load_state_dict(e.best_weights)
+            save(e.best_epoch)
+            kept = f"{out / 'model.pt'} holds the best epoch so far ({e.best_epoch})"
         raise PipelineError(f"models.{spec.name}: {e}; {kept}") from None
     except RuntimeError as e:  # an op with no deterministic CUDA kernel names itself
         if not (cfg.deterministic and "deterministic" in str(e)):
             raise
         raise PipelineError(f"models.{spec.name}: train.deterministic is set, but {stage.one_line(e)}") from None
-    best = min(history, key=lambda r: r["val_nll"])
+    history = result.history
     summary = {"model": spec.name, "family": spec.family, "profile": profile, "device": device_name(device),
-               "parameters": num_params, "epochs_run": len(history), "best_epoch": best["epoch"],
-               "best_val_nll": best["val_nll"], "train_seconds": round(history[-1]["seconds"], 2),
+               "parameters": num_params, "epochs_run": len(history), "best_epoch": result.best_epoch,
+               "best_val_nll": result.best_val_nll, "train_seconds": round(history[-1]["seconds"], 2),
                "train_images": len(train_data), "val_images": len(val), "data_sha256": checksum,
                "estimator": model.estimator, "params": params,
                "mlflow_run_id": run.id if run is not None else None}
     if run is not None:  # before the outputs: if tracking fails here, a re-run resumes at the end
         log_training(run, history, summary)
         run.finish()
-    save_checkpoint(out / "model.pt", model, spec.family, spec.kwargs, epoch=best["epoch"], name=spec.name)
+    save(result.best_epoch)
     write_text(out / "curves.csv", curves_csv(history))
     write_json(out / "train.json", summary)
     for state in out.glob(".resume-*.pt"):  # this run's, and those of abandoned runs with other params

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import models
-from pipeline import train as train_stage, training
-from pipeline.training import TrainConfig, TrainingData, TrainingDiverged, fit, resume_point
+from pipeline import train as train_stage, training_loop
+from pipeline.training_loop import TrainConfig, TrainingData, TrainingDiverged, fit, resume_point
 from tests import toys
 from tests.drills import faults
 from tests.drills.workspace import call_stage, mlflow_runs, synthetic_data, write_params
@@ -45,12 +45,12 @@ def run_fit(make_model, state_path, kill_after: int | None = None, cfg: TrainCon
     model = make_model(SHAPE)
     train, val = toy_data()
 
-    def on_epoch(record):
+    def on_epoch(record, improved):
         if record["epoch"] == kill_after:
             raise Killed
 
-    history = fit(model, train, val, cfg, state_path=state_path, on_epoch=on_epoch, quiet=True)
-    return history, model
+    result = fit(model, train, val, cfg, state_path=state_path, on_epoch=on_epoch, quiet=True)
+    return result.history, model
 
 
 def without_time(history):
@@ -100,7 +100,7 @@ def test_a_damaged_resume_state_is_reported_and_training_starts_over(tmp_path):
 
 def test_a_run_that_stopped_early_does_not_train_on_when_resumed(tmp_path, monkeypatch):
     worse_each_epoch = iter(range(100, 200))
-    monkeypatch.setattr(training, "mean_nll", lambda *args: float(next(worse_each_epoch)))
+    monkeypatch.setattr(training_loop, "mean_nll", lambda *args: float(next(worse_each_epoch)))
     cfg = TrainConfig(**{**vars(CFG), "epochs": 10, "patience": 2})
     state = tmp_path / "state.pt"
     history, _ = run_fit(toy_families()["bernoulli"], state, cfg=cfg)
@@ -124,17 +124,15 @@ def test_resumed_run_counts_the_time_already_spent_once(tmp_path):
 def test_nan_loss_names_epoch_and_step_and_keeps_the_last_good_state(tmp_path):
     model = faults.NaNAt(SHAPE, nan_epoch=2, nan_step=3, steps_per_epoch=3)
     train, val = toy_data()
-    saved = []
-    with pytest.raises(TrainingDiverged, match=r"epoch 2, step 3"):
-        fit(model, train, val, CFG, state_path=tmp_path / "state.pt", quiet=True,
-            best_checkpoint=lambda m, epoch: saved.append(epoch))
-    assert saved == [1]
+    with pytest.raises(TrainingDiverged, match=r"epoch 2, step 3") as diverged:
+        fit(model, train, val, CFG, state_path=tmp_path / "state.pt", quiet=True)
+    assert diverged.value.best_epoch == 1
     assert resume_point(tmp_path / "state.pt")[0] == 1
 
 
 def test_non_finite_validation_nll_stops_training(tmp_path, monkeypatch):
     values = iter([5.0, math.inf])
-    monkeypatch.setattr(training, "mean_nll", lambda *args: next(values))
+    monkeypatch.setattr(training_loop, "mean_nll", lambda *args: next(values))
     with pytest.raises(TrainingDiverged, match=r"validation NLL became inf after epoch 2"):
         run_fit(toy_families()["bernoulli"], tmp_path / "state.pt")
 

@@ -1,4 +1,5 @@
 """End to end: `dvc repro` on the smoke profile in a temporary copy of the repository."""
+import json
 import os
 import re
 from pathlib import Path
@@ -35,7 +36,7 @@ def pipeline_copy(tmp_path_factory, mnist_mirror):
 
 def test_every_stage_ran_and_wrote_its_outputs(pipeline_copy):
     repo, _, models, output = pipeline_copy
-    expected = {"prepare", "binarize", "report"} | {f"{s}@{m}" for s in ("train", "evaluate") for m in models}
+    expected = {"digest", "prepare", "binarize", "report"} | {f"{s}@{m}" for s in ("train", "evaluate") for m in models}
     assert stages_run(output) == expected
     for model in models:
         for name in ("model.pt", "train.json", "curves.csv", "metrics.json", "figures/samples.png"):
@@ -46,7 +47,6 @@ def test_every_stage_ran_and_wrote_its_outputs(pipeline_copy):
 
 def test_metrics_are_declared_to_dvc(pipeline_copy):
     repo, env, models, _ = pipeline_copy
-    import json
     shown = json.loads(dvc(["metrics", "show", "--json"], repo, env))
     metrics = next(iter(shown.values()))["data"]
     for model in models:
@@ -83,3 +83,27 @@ def test_second_repro_has_nothing_to_do_and_a_param_change_reruns_only_that_mode
     assert stages_run(dvc(["repro"], repo, env)) == set()
     edit_params(repo, lambda p: p["models"]["made"]["smoke"].update(hidden_sizes=[12]))
     assert stages_run(dvc(["repro"], repo, env)) == {"train@made", "evaluate@made", "report"}
+
+
+def stale_after_editing(repo: Path, env: dict, code_file: str) -> set[str]:
+    """The stages `dvc status` calls stale once a comment is added to `code_file` and the digests
+    are brought up to date."""
+    path = repo / code_file
+    path.write_text(path.read_text() + "# an edit\n")
+    dvc(["repro", "digest"], repo, env)
+    return set(json.loads(dvc(["status", "--json"], repo, env)))
+
+
+def both_stages(*models: str) -> set[str]:
+    return {f"{stage}@{model}" for stage in ("train", "evaluate") for model in models}
+
+
+def test_editing_a_family_makes_only_its_own_stages_stale(pipeline_copy):
+    repo, env, _, _ = pipeline_copy
+    dvc(["repro"], repo, env)
+    assert stale_after_editing(repo, env, "models/glow.py") == both_stages("glow")
+    assert stale_after_editing(repo, env, "models/transforms.py") == both_stages("glow", "realnvp", "maf")
+    assert stale_after_editing(repo, env, "models/masked.py") == both_stages("glow", "realnvp", "maf", "made", "fvsbn")
+    stale = both_stages("glow", "realnvp", "maf", "made", "fvsbn", "vae", "iwae", "conv_vae")
+    assert stale_after_editing(repo, env, "models/vae.py") == stale
+    assert stages_run(dvc(["repro"], repo, env)) == stale | {"report"}

@@ -1,4 +1,5 @@
-"""Checks for the flow building blocks (models/flows.py) and the dequantized flows built from them."""
+"""Checks for the flow building blocks (models/transforms.py, models/dequantized.py, the layers of Glow
+and MAF) and the dequantized flows built from them."""
 import math
 
 import numpy as np
@@ -7,11 +8,11 @@ import torch
 from torch import nn
 
 from models import build_model, load_checkpoint, save_checkpoint
-from models.flows import (ActNorm, AffineCoupling, Compose, Flatten, InvertibleConv1x1, LogitTransform,
-                          MaskedAffineAutoregressive, MultiScale, Permute, Squeeze, VariationalDequantizer,
-                          channel_mask, checkerboard_mask, coupling_net, standard_normal_log_prob)
-from models.glow import Glow
-from models.maf import MAF
+from models.dequantized import LogitTransform, VariationalDequantizer
+from models.glow import Glow, InvertibleConv1x1
+from models.maf import MAF, Flatten, MaskedAffineAutoregressive, Permute
+from models.transforms import (ActNorm, AffineCoupling, Compose, MultiScale, Squeeze, channel_mask, checkerboard_mask,
+                               coupling_net, standard_normal_log_prob)
 from models.realnvp import RealNVP
 from tests.helpers import all_binary_images, randomize
 from tests.toys import DEQUANTIZED, DEQUANTIZED_KWARGS

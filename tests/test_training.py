@@ -6,7 +6,7 @@ import torch
 
 from models.bernoulli import IndependentBernoulli
 from models.made import MADE
-from pipeline.training import TrainConfig, TrainingData, TrainingDiverged, fit, mean_nll
+from pipeline.training_loop import TrainConfig, TrainingData, TrainingDiverged, fit, mean_nll
 
 SHAPE = (1, 4, 4)
 
@@ -32,8 +32,8 @@ def train_made(cfg: TrainConfig, **kwargs):
     model = MADE(SHAPE, hidden_sizes=[32], num_masks=2, order_agnostic=True, eval_masks=2)
     train, _ = toy_data(1000, seed=0)
     val, _ = toy_data(500, seed=1)
-    history = fit(model, TrainingData(train, None, "cpu", False), val, cfg, quiet=True, **kwargs)
-    return model, history
+    result = fit(model, TrainingData(train, None, "cpu", False), val, cfg, quiet=True, **kwargs)
+    return model, result.history
 
 
 def test_fit_approaches_the_entropy_of_the_data():
@@ -55,12 +55,12 @@ def test_same_seed_same_history_and_weights():
 
 
 def test_keeps_the_best_epoch_and_stops_early():
-    saved = []
+    improved = []
     model, history = train_made(config(lr=0.5, epochs=30, patience=2),
-                                best_checkpoint=lambda m, epoch: saved.append(epoch))
+                                on_epoch=lambda record, better: better and improved.append(record["epoch"]))
     best = min(history, key=lambda r: r["val_nll"])
     assert len(history) < 30 and history[-1]["epoch"] - best["epoch"] == 2
-    assert saved[-1] == best["epoch"]
+    assert improved[-1] == best["epoch"]
     val, _ = toy_data(500, seed=1)
     assert mean_nll(model, val, 500) == pytest.approx(best["val_nll"], rel=1e-6)
 
@@ -70,7 +70,7 @@ class Interrupted(Exception):
 
 
 def interrupt_after(epoch):
-    def on_epoch(record):
+    def on_epoch(record, improved):
         if record["epoch"] == epoch:
             raise Interrupted
     return on_epoch

@@ -1,0 +1,28 @@
+"""Checkpoints: everything needed to rebuild a trained model, in one file."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from models.base import GenerativeModel
+
+
+def save_checkpoint(path: str | os.PathLike, model: GenerativeModel, family: str, kwargs: dict, **meta) -> None:
+    """Write the family, its constructor arguments and the weights, atomically (temp file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    state = {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in model.state_dict().items()}
+    torch.save({"family": family, "kwargs": kwargs, "image_shape": model.image_shape,
+                "state_dict": state, "meta": meta}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[GenerativeModel, dict]:
+    """The model (in eval mode, on `device`) and the checkpoint's contents."""
+    from models import build_model
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    model = build_model(ckpt["family"], ckpt["image_shape"], **ckpt["kwargs"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device).eval(), ckpt

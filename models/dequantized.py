@@ -1,0 +1,158 @@
+"""Flows on binary images: dequantization and the dequantized-flow model that RealNVP, Glow and MAF extend.
+
+Flows model continuous densities, so `DequantizedFlow` fits them to binary images lifted into
+[0, 2)^D by dequantization noise (x + u, u in [0, 1)^D: each pixel value owns a unit-wide bin) and
+then into logit space; its `nll` is the bound -log P(x) <= E_q[log q(u|x) - log p(x + u)].
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.base import GenerativeModel, require_positive, uniform_noise
+from models.transforms import (AffineCoupling, Transform, at_least_fp32, checkerboard_mask, coupling_net, fp32,
+                               per_example, standard_normal_log_prob)
+
+class LogitTransform(Transform):
+    """Dequantized pixels v in [0, num_bins) -> logit space: w = logit(alpha + (1 - 2 alpha) v / num_bins).
+    alpha keeps w finite at the edges; the log-det counts both the scaling and the logit."""
+
+    def __init__(self, alpha: float = 1e-3, num_bins: int = 2):
+        super().__init__()
+        if not 0 < alpha < 0.5:
+            raise ValueError(f"logit_alpha must be in (0, 0.5), got {alpha}")
+        self.alpha, self.num_bins = alpha, num_bins
+
+    def forward(self, v):
+        with fp32(v.device.type):
+            v = at_least_fp32(v)
+            s = self.alpha + (1 - 2 * self.alpha) * v / self.num_bins
+            w = torch.log(s) - torch.log1p(-s)
+            log_det = math.log((1 - 2 * self.alpha) / self.num_bins) - torch.log(s) - torch.log1p(-s)
+        return w, at_least_fp32(per_example(log_det))
+
+    def inverse(self, w):
+        with fp32(w.device.type):
+            w = at_least_fp32(w)
+            s = torch.sigmoid(w)
+            v = (s - self.alpha) * self.num_bins / (1 - 2 * self.alpha)
+            # log|ds/dw| = log s(1 - s) = -softplus(-w) - softplus(w)
+            log_det = -F.softplus(-w) - F.softplus(w) - math.log((1 - 2 * self.alpha) / self.num_bins)
+        return v, at_least_fp32(per_example(log_det))
+
+
+def normal_noise(shape, generator: torch.Generator | None, device) -> torch.Tensor:
+    """Standard normal numbers drawn from `generator` (or the global RNG) on `device`."""
+    if generator is None:
+        return torch.randn(shape, device=device)
+    return torch.randn(shape, generator=generator, device=generator.device).to(device)
+
+
+class UniformDequantizer(nn.Module):
+    """v = x + u with u ~ U[0, 1)^D: q(u|x) = 1 on the pixel's unit bin, so log q = 0."""
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
+        u = uniform_noise(x.shape, generator, x.device)
+        return x + u, torch.zeros(len(x), device=x.device)
+
+
+class VariationalDequantizer(nn.Module):
+    """A learned noise distribution q(u|x) (Flow++): eps ~ N(0, I), then an elementwise affine map and
+    `couplings` checkerboard affine couplings, all conditioned on features of x, then u = sigmoid(h),
+    so u lies in (0, 1)^D and log q(u|x) = log N(eps) - log|det du/deps|."""
+
+    def __init__(self, image_shape: tuple[int, int, int], hidden_channels: int, couplings: int):
+        super().__init__()
+        c = image_shape[0]
+        self.features = nn.Sequential(nn.Conv2d(c, hidden_channels, 3, padding=1), nn.ReLU(),
+                                      nn.Conv2d(hidden_channels, hidden_channels, 3, padding=1), nn.ReLU())
+        # an all-zero mask makes a coupling an elementwise affine map whose shift and scale depend on x only
+        masks = [torch.zeros(image_shape)] + [checkerboard_mask(image_shape, k % 2) for k in range(couplings)]
+        self.couplings = nn.ModuleList(
+            AffineCoupling(mask, coupling_net(2 * c + hidden_channels, hidden_channels, 2 * c, 0)) for mask in masks)
+
+    def transform(self, eps: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """eps -> u given x, and log|det du/deps|."""
+        context = self.features(2 * x - 1)
+        h, total = eps, eps.new_zeros(len(eps))
+        for coupling in self.couplings:
+            h, log_det = coupling(h, context)
+            total = total + log_det
+        with fp32(h.device.type):
+            u = torch.sigmoid(h)
+            total = total + per_example(F.logsigmoid(h) + F.logsigmoid(-h))
+        return u, total
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
+        eps = normal_noise(x.shape, generator, x.device).to(at_least_fp32(x).dtype)
+        u, log_det = self.transform(eps, x)
+        return x + u, standard_normal_log_prob(eps) - log_det
+
+
+class DequantizedFlow(GenerativeModel):
+    """A flow over dequantized binary images: v = x + u in [0, 2)^D -> logit space -> `self.flow` -> z,
+    with a standard-normal base. `nll(x)` is the dequantization bound in nats,
+    E_q[log q(u|x) - log p(x + u)] >= -log P(x), estimated with `eval_samples` draws at evaluation
+    (one draw while training); with `importance_weighted`, the draws are combined into the tighter
+    importance-weighted bound -log mean_k p(x + u_k) / q(u_k|x) (Hoogeboom et al. 2020).
+    Subclasses build `self.flow`, an image-to-flat-vector Transform.
+    """
+
+    estimator = "dequantized"
+
+    def __init__(self, image_shape, dequantization: str = "uniform", dequantizer_hidden: int = 32,
+                 dequantizer_couplings: int = 2, logit_alpha: float = 1e-3, eval_samples: int = 1,
+                 importance_weighted: bool = False):
+        super().__init__(image_shape)
+        if dequantization not in ("uniform", "variational"):
+            raise ValueError(f"dequantization must be 'uniform' or 'variational', got {dequantization!r}")
+        require_positive(dequantizer_hidden=dequantizer_hidden, eval_samples=eval_samples)
+        if dequantizer_couplings < 0:
+            raise ValueError(f"dequantizer_couplings must be >= 0, got {dequantizer_couplings}")
+        if dequantization == "uniform":
+            self.dequantizer = UniformDequantizer()
+        else:
+            self.dequantizer = VariationalDequantizer(self.image_shape, dequantizer_hidden, dequantizer_couplings)
+        self.preprocess = LogitTransform(logit_alpha, num_bins=2)
+        self.eval_samples, self.importance_weighted = eval_samples, importance_weighted
+        self.flow: Transform | None = None
+
+    def log_density(self, v: torch.Tensor) -> torch.Tensor:
+        """log p(v) for dequantized images v in [0, 2)^D (a density with respect to v, in fp32)."""
+        w, logit_log_det = self.preprocess(v)
+        z, flow_log_det = self.flow(w)
+        return standard_normal_log_prob(z) + logit_log_det + flow_log_det
+
+    def dequantization_bound(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One-draw estimate of E_q[log q(u|x) - log p(x + u)] per image."""
+        v, log_q = self.dequantizer(x, generator)
+        return log_q - self.log_density(v)
+
+    def nll(self, x: torch.Tensor) -> torch.Tensor:
+        draws = 1 if self.training else self.eval_samples
+        bounds = torch.stack([self.dequantization_bound(x) for _ in range(draws)])
+        if self.importance_weighted and draws > 1:
+            # -log mean_k p(x + u_k) / q(u_k|x): also >= -log P(x) in expectation, and tighter
+            return -(torch.logsumexp(-bounds, 0) - math.log(draws))
+        return bounds.mean(0)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The latent of each image dequantized at its bins' centres (x + 0.5): deterministic."""
+        w, _ = self.preprocess(x + 0.5)
+        return self.flow(w)[0]
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Invert the flow and quantize: each pixel is the bin its continuous value falls into."""
+        w, _ = self.flow.inverse(z)
+        v, _ = self.preprocess.inverse(w)
+        return (v >= 1).float().view(len(z), *self.image_shape)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+        z = normal_noise((n, self.num_pixels), generator, self.device) * temperature
+        return self.decode(z)

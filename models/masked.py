@@ -1,0 +1,72 @@
+"""Masked linear layers and the masked MLP of MADE (Germain et al. 2015), shared by FVSBN, MADE and MAF.
+
+A MADE gives every unit a degree: input `order[j]` gets j + 1, and a hidden unit of degree k may
+see units of degree <= k. An output for input i may see only hidden units of degree < degree(i),
+so it depends on the inputs before i in the ordering and on nothing else.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MaskedLinear(nn.Linear):
+    """A linear layer whose weight is multiplied by a fixed 0/1 mask of shape (out, in)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__(in_features, out_features, bias)
+        self.register_buffer("mask", torch.ones(out_features, in_features))
+
+    def set_mask(self, mask: torch.Tensor) -> None:
+        self.mask.copy_(mask.to(self.mask.dtype))
+
+    def masked_weight(self) -> torch.Tensor:
+        return self.weight * self.mask
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.masked_weight(), self.bias)
+
+
+class MaskedMLP(nn.Module):
+    """Masked linear layers of `sizes` = [inputs, *hidden, outputs] with ReLU between them."""
+
+    def __init__(self, sizes: list[int]):
+        super().__init__()
+        self.layers = nn.ModuleList(MaskedLinear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+
+    def set_masks(self, masks: list[torch.Tensor]) -> None:
+        for layer, mask in zip(self.layers, masks, strict=True):
+            layer.set_mask(mask)
+
+    def hidden(self, h: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer's activations for inputs `h`."""
+        for layer in self.layers[:-1]:
+            h = torch.relu(layer(h))
+        return h
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers[-1](self.hidden(x))
+
+
+def made_degrees(order: torch.Tensor, hidden_sizes: list[int], generator: torch.Generator) -> list[torch.Tensor]:
+    """The degree of every unit of a MADE over D = len(order) inputs: input `order[j]` gets degree
+    j + 1, and each hidden layer's units get degrees drawn uniformly between the previous layer's
+    minimum and D - 1."""
+    d = len(order)
+    inputs = torch.empty(d, dtype=torch.long)
+    inputs[order] = torch.arange(1, d + 1)
+    degrees = [inputs]
+    for size in hidden_sizes:
+        low = min(int(degrees[-1].min()), d - 1)
+        degrees.append(torch.randint(low, d, (size,), generator=generator))
+    return degrees
+
+
+def made_masks(degrees: list[torch.Tensor], outputs_per_input: int = 1) -> list[torch.Tensor]:
+    """One (out, in) 0/1 mask per layer for `made_degrees`: hidden units see units of degree <= theirs,
+    and output i sees only hidden units of degree < degree(input i). With `outputs_per_input` = k
+    the output layer has k blocks of D outputs (e.g. MAF's shift and scale), each masked alike."""
+    hidden = [nxt[:, None] >= prev[None, :] for prev, nxt in zip(degrees[:-1], degrees[1:])]
+    output = degrees[0][:, None] > degrees[-1][None, :]
+    return [*hidden, output.repeat(outputs_per_input, 1)]

@@ -1,0 +1,291 @@
+"""The training loop every family shares (the `train` stage, pipeline/train.py, runs it for one model).
+Imports only torch and tqdm, so it also runs where DVC and MLflow are not installed (e.g. a bare GPU
+machine)."""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Callable, Literal
+
+import torch
+from tqdm.auto import tqdm
+
+from models.base import GenerativeModel, HasValidationNLL, require_positive
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 100
+    lr: float = 1e-3
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    weight_decay: float = 0.0
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    warmup_steps: int = 0
+    grad_clip: float | None = None        # max gradient norm; None: no clipping
+    patience: int | None = 10             # epochs without a better validation NLL before stopping
+    max_train: int | None = None          # use only the first N training images (None: all)
+    max_val: int | None = None            # use only the first N validation images (None: all)
+    dynamic_binarization: bool = False    # resample the training set from intensities every epoch
+    device: str = "auto"                  # auto | cpu | cuda | cuda:N
+    seed: int = 0
+    bf16: bool = True                     # bf16 autocast for training steps on CUDA (evaluation stays fp32)
+    compile: bool = False                 # torch.compile the training loss
+    deterministic: bool = False           # CUDA: only deterministic kernels (slower; an op without one is an error)
+    eval_batch_size: int = 1000
+
+    def __post_init__(self):
+        require_positive(**{name: getattr(self, name) for name in
+                            ("epochs", "batch_size", "patience", "max_train", "max_val", "eval_batch_size")})
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"lr must be > 0 and finite, got {self.lr}")
+        if not (0 <= self.weight_decay < math.inf and self.warmup_steps >= 0):
+            raise ValueError("weight_decay (finite) and warmup_steps must be >= 0")
+        if self.grad_clip is not None and not 0 < self.grad_clip < math.inf:
+            raise ValueError(f"grad_clip must be > 0 and finite, or null; got {self.grad_clip}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+class TrainingDiverged(RuntimeError):
+    """A non-finite training loss or validation NLL; the message names the epoch and step.
+    `best_epoch` and `best_weights` are those of the best epoch before it (None if none finished)."""
+
+    def __init__(self, message: str, best_epoch: int | None = None, best_weights: dict | None = None):
+        super().__init__(message)
+        self.best_epoch, self.best_weights = best_epoch, best_weights
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} was asked for but CUDA is not available; use device: auto or cpu")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def mean_nll(model: GenerativeModel, data: torch.Tensor, batch_size: int) -> float:
+    """Mean per-image NLL in nats, in fp32 and eval mode. Models whose `nll` is costly (importance
+    sampling with many samples) may offer a cheaper `validation_nll` for model selection."""
+    model.eval()
+    estimate = model.validation_nll if isinstance(model, HasValidationNLL) else model.nll
+    total = sum(float(estimate(data[i:i + batch_size]).sum()) for i in range(0, len(data), batch_size))
+    return total / len(data)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_schedule(optimizer, cfg: TrainConfig, total_steps: int):
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.lr_schedule == "constant":
+            return 1.0
+        progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class TrainingData:
+    """The training images on the training device; with dynamic binarization, redrawn each epoch."""
+
+    def __init__(self, binary: torch.Tensor, intensity: torch.Tensor | None, device, dynamic: bool):
+        if dynamic and intensity is None:
+            raise ValueError("dynamic binarization needs the training intensities")
+        self.dynamic = dynamic
+        self.images = binary.to(device, torch.float32)
+        self.probabilities = intensity.to(device, torch.float32) / 255 if dynamic else None
+
+    def __len__(self):
+        return len(self.images)
+
+    def for_epoch(self, generator: torch.Generator) -> torch.Tensor:
+        if self.dynamic:
+            noise = torch.rand(self.probabilities.shape, generator=generator).to(self.probabilities.device)
+            self.images = (noise < self.probabilities).float()
+        return self.images
+
+
+def train_step(model: GenerativeModel, loss_fn: Callable, optimizer: torch.optim.Optimizer, batch: torch.Tensor,
+               bf16: bool = False, grad_clip: float | None = None) -> torch.Tensor:
+    """One optimizer step on `batch` (bf16 autocast around the loss when asked); returns the loss,
+    detached: reading its value would make a GPU wait, so the caller decides when."""
+    with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=bf16):
+        loss = loss_fn(batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss.detach()
+
+
+@dataclass
+class LoopState:
+    """What `fit` carries from epoch to epoch, and saves after each one so that a killed run resumes."""
+
+    epoch: int = 0                      # the last finished epoch
+    history: list[dict] = field(default_factory=list)
+    best_nll: float = math.inf
+    best_epoch: int | None = None
+    best_weights: dict | None = None    # the model's state_dict at best_epoch
+    bad_epochs: int = 0                 # epochs since the best one
+    meta: dict = field(default_factory=dict)  # the caller's plain data (e.g. a tracking run id)
+
+    def finish_epoch(self, record: dict, model: GenerativeModel) -> bool:
+        """Append `record`; True if its validation NLL is the best so far (its weights are kept)."""
+        self.history.append(record)
+        self.epoch = record["epoch"]
+        if record["val_nll"] < self.best_nll:
+            self.best_nll, self.best_epoch, self.bad_epochs = record["val_nll"], record["epoch"], 0
+            self.best_weights = copy.deepcopy(model.state_dict())
+            return True
+        self.bad_epochs += 1
+        return False
+
+    def patience_spent(self, patience: int | None) -> bool:
+        return patience is not None and self.bad_epochs >= patience
+
+    def save(self, path: str | Path, model, optimizer, schedule, shuffle: torch.Generator) -> None:
+        """Write the state with everything else a resume needs, atomically and durably: a kill or a
+        power cut leaves the previous epoch's state or this one, never a torn file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        own = {f.name: getattr(self, f.name) for f in fields(self)}
+        with open(tmp, "wb") as f:
+            torch.save({**own, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "schedule": schedule.state_dict(), "shuffle_rng": shuffle.get_state(),
+                        "torch_rng": torch.get_rng_state(),
+                        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | Path, model, optimizer, schedule, shuffle: torch.Generator) -> LoopState | None:
+        """Restore the model, optimizer, schedule and random generators from `path` and return the
+        state; None (with a warning) if the file cannot be read."""
+        try:
+            saved = torch.load(path, map_location=model.device, weights_only=True)
+        except Exception as e:  # written atomically, so only damage from outside gets here
+            warnings.warn(f"cannot read the resume state {path} ({type(e).__name__}: {e}); training from scratch")
+            return None
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        shuffle.set_state(saved["shuffle_rng"].cpu())
+        torch.set_rng_state(saved["torch_rng"].cpu())
+        if saved["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        return cls(**{f.name: saved[f.name] for f in fields(cls)})
+
+
+def resume_point(path: str | Path | None) -> tuple[int, dict]:
+    """(the last finished epoch, the caller's `meta`) of a resume state; (0, {}) if there is none to read."""
+    if path is None or not Path(path).exists():
+        return 0, {}
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # unreadable: fit() reports it and starts over
+        return 0, {}
+    return int(saved["epoch"]), dict(saved.get("meta") or {})
+
+
+@dataclass(frozen=True)
+class FitResult:
+    history: list[dict]   # one record per epoch: epoch, train_loss, val_nll, lr, seconds (cumulative)
+    best_epoch: int
+    best_val_nll: float
+
+
+def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: TrainConfig, *,
+        state_path: str | Path | None = None, meta: dict | None = None,
+        on_epoch: Callable[[dict, bool], None] | None = None, quiet: bool = False) -> FitResult:
+    """Train `model` (already on its device); it ends holding the weights of its best epoch.
+
+    Selects on the validation NLL and stops after `patience` epochs without a better one. Given
+    `state_path`, saves a `LoopState` after every epoch (with `meta`, plain data for the caller) and
+    resumes from it if it exists: killed at any point and re-run, it ends with the same numbers as
+    an uninterrupted run. `on_epoch(record, improved)` is called after every epoch.
+    """
+    device = model.device
+    val = val.to(device, torch.float32)
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    optimizer = make_optimizer(model, cfg)
+    schedule = make_schedule(optimizer, cfg, cfg.epochs * steps_per_epoch)
+    shuffle = torch.Generator().manual_seed(cfg.seed)
+    loss_fn = torch.compile(model.loss) if cfg.compile else model.loss
+    use_bf16 = cfg.bf16 and device.type == "cuda"
+    check_every = 1 if device.type == "cpu" else 50  # reading a loss on a GPU waits for it: not every step
+
+    state = LoopState()
+    if state_path is not None and Path(state_path).exists():
+        state = LoopState.load(state_path, model, optimizer, schedule, shuffle) or state
+    state.meta = dict(meta or {})
+    last_epoch = state.epoch if state.patience_spent(cfg.patience) else cfg.epochs  # resumed after an early stop
+
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=state.epoch * steps_per_epoch,
+               disable=quiet, unit="step", dynamic_ncols=True, leave=False)
+    start = time.perf_counter() - (state.history[-1]["seconds"] if state.history else 0.0)
+    for epoch in range(state.epoch + 1, last_epoch + 1):
+        model.train()
+        images = train.for_epoch(shuffle)
+        order = torch.randperm(len(images), generator=shuffle).to(device)
+        total, pending = 0.0, []
+        for step in range(steps_per_epoch):
+            batch = images[order[step * cfg.batch_size:(step + 1) * cfg.batch_size]]
+            loss = train_step(model, loss_fn, optimizer, batch, use_bf16, cfg.grad_clip)
+            schedule.step()
+            pending.append(loss * len(batch))
+            if len(pending) == check_every or step == steps_per_epoch - 1:
+                total += _checked_sum(pending, epoch, step + 1, state)
+                pending = []
+            bar.update()
+        val_nll = mean_nll(model, val, cfg.eval_batch_size)
+        if not math.isfinite(val_nll):
+            raise TrainingDiverged(f"validation NLL became {val_nll} after epoch {epoch} (step {steps_per_epoch}); "
+                                   "the last good checkpoint is kept (try a lower lr or grad_clip)",
+                                   state.best_epoch, state.best_weights)
+        record = {"epoch": epoch, "train_loss": total / len(images), "val_nll": val_nll,
+                  "lr": schedule.get_last_lr()[0], "seconds": time.perf_counter() - start}
+        improved = state.finish_epoch(record, model)
+        if state_path is not None:
+            state.save(state_path, model, optimizer, schedule, shuffle)
+        bar.set_postfix(epoch=epoch, val_nll=f"{val_nll:.2f}")
+        if on_epoch is not None:
+            on_epoch(record, improved)
+        if not quiet:
+            tqdm.write(f"epoch {epoch}/{cfg.epochs}  train {record['train_loss']:.2f}  val {val_nll:.2f} nats  "
+                       f"({record['seconds']:.0f}s)")
+        if state.patience_spent(cfg.patience):
+            if not quiet:
+                tqdm.write(f"early stop: no better validation NLL for {cfg.patience} epochs")
+            break
+    bar.close()
+    if state.best_weights is not None:
+        model.load_state_dict(state.best_weights)
+    return FitResult(state.history, state.best_epoch, state.best_nll)
+
+
+def _checked_sum(losses: list[torch.Tensor], epoch: int, last_step: int, state: LoopState) -> float:
+    """The sum of recent per-step losses; raises TrainingDiverged naming the first non-finite step."""
+    values = torch.stack(losses).float().cpu()
+    bad = (~torch.isfinite(values)).nonzero()
+    if len(bad):
+        step = last_step - len(values) + 1 + int(bad[0])
+        raise TrainingDiverged(f"training loss became {float(values[bad[0]])} at epoch {epoch}, step {step}; "
+                               "the last good checkpoint is kept (try a lower lr or grad_clip)",
+                               state.best_epoch, state.best_weights)
+    return float(values.sum())

@@ -1,0 +1,66 @@
+"""The model interface as declared in models/base.py, and the docs that describe it."""
+import re
+
+import pytest
+import torch
+
+from models import FAMILIES, build_model
+from models.base import (ESTIMATORS, CanComplete, GenerativeModel, HasLatentCode, HasNegativeELBO, HasSampleMeans,
+                         HasValidationNLL, draw_or_keep)
+from pipeline.io import REPO_ROOT
+from pipeline.report import ESTIMATORS as REPORT_LEGEND
+from tests.toys import AUTOREGRESSIVE, DEQUANTIZED, LATENT
+
+SHAPE = (1, 4, 4)
+
+
+def test_capabilities_are_found_by_their_declarations():
+    for make in AUTOREGRESSIVE.values():
+        model = make(SHAPE)
+        assert isinstance(model, CanComplete) and not isinstance(model, HasLatentCode)
+    for make in LATENT.values():
+        model = make(SHAPE)
+        assert all(isinstance(model, c) for c in (HasSampleMeans, HasLatentCode, HasValidationNLL, HasNegativeELBO))
+        assert not isinstance(model, CanComplete)
+    for make in DEQUANTIZED.values():
+        model = make(SHAPE)
+        assert isinstance(model, HasLatentCode) and not isinstance(model, (CanComplete, HasSampleMeans))
+
+
+def test_every_family_names_an_estimator_from_the_closed_set_and_the_report_explains_it():
+    assert set(REPORT_LEGEND) == set(ESTIMATORS)
+    for family in FAMILIES:
+        assert build_model(family, (1, 8, 8), **small_kwargs(family)).estimator in ESTIMATORS
+
+
+def test_an_estimator_outside_the_set_is_refused_when_the_class_is_defined():
+    with pytest.raises(TypeError, match="estimator"):
+        type("Bound", (GenerativeModel,), {"estimator": "elbo"})
+
+
+def test_draw_or_keep_keeps_observed_pixels_and_draws_the_others():
+    observed = torch.tensor([True, True, False, False])
+    value = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    drawn = draw_or_keep(observed, value, torch.tensor([0.0, 1.0, 0.3, 0.3]), torch.tensor([0.5, 0.5, 0.2, 0.4]))
+    assert drawn.tolist() == [1.0, 0.0, 1.0, 0.0]
+
+
+def test_every_file_the_code_and_docs_point_to_exists():
+    pattern = re.compile(r"\b(?:models|pipeline|tests|bench|docs)/[A-Za-z_/]+\.(?:py|md|yaml)\b")
+    sources = [*REPO_ROOT.glob("models/*.py"), *REPO_ROOT.glob("pipeline/*.py"), *REPO_ROOT.glob("bench/*.py"),
+               *REPO_ROOT.glob("docs/*.md"), REPO_ROOT / "README.md", REPO_ROOT / "dvc.yaml", REPO_ROOT / "params.yaml"]
+    missing = {(source.name, ref) for source in sources for ref in pattern.findall(source.read_text())
+               if not (REPO_ROOT / ref).exists()}
+    assert not missing
+
+
+def small_kwargs(family: str) -> dict:
+    return {"made": {"hidden_sizes": [8]}, "nade": {"hidden": 4},
+            "vae": {"hidden_sizes": [8], "latent_dim": 2, "eval_samples": 2, "val_samples": 1},
+            "realnvp": {"hidden_channels": 4, "num_blocks": 0, "scales": 1, "couplings": 1},
+            "glow": {"hidden_channels": 4, "num_blocks": 0, "steps": 1, "levels": 1},
+            "maf": {"num_layers": 1, "hidden_sizes": [8]},
+            "pixelcnn": {"channels": 4, "residual_blocks": 1, "first_kernel": 3, "head_channels": 4},
+            "gated_pixelcnn": {"channels": 4, "layers": 1, "first_kernel": 3, "head_channels": 4},
+            "rnn": {"hidden": 4, "layers": 1, "embedding": 4},
+            "transformer": {"dim": 4, "layers": 1, "heads": 1}}.get(family, {})
