@@ -31,6 +31,7 @@ class MADE(AutoregressiveModel):
         self.mlp = MaskedMLP([d, *hidden_sizes, d])
         self.num_masks, self.eval_masks = num_masks, eval_masks
         self.degrees = self._draw_degrees(list(hidden_sizes), num_masks, order_agnostic, mask_seed)
+        self._device_masks: dict[int, list[torch.Tensor]] = {}
         self.mask_index = -1
         self.use_mask(0)
 
@@ -46,8 +47,20 @@ class MADE(AutoregressiveModel):
     def use_mask(self, k: int) -> None:
         if k == self.mask_index:
             return
-        self.mlp.set_masks(made_masks(self.degrees[k]))
+        self.mlp.set_masks(self.device_masks(k))
         self.mask_index = k
+
+    def device_masks(self, k: int) -> list[torch.Tensor]:
+        """Mask k's layer masks as bool tensors on the model's device, built once per device: switching
+        masks (every training step with num_masks > 1, every mask of the ensemble at evaluation) then
+        costs no host work and no host-to-device copy. At 2 x 8000 hidden units a mask set takes 77 MB."""
+        if k not in self._device_masks:
+            self._device_masks[k] = [mask.to(self.device) for mask in made_masks(self.degrees[k])]
+        return self._device_masks[k]
+
+    def _apply(self, fn, *args, **kwargs):  # .to(device) and friends: masks are rebuilt on the new device
+        self._device_masks.clear()
+        return super()._apply(fn, *args, **kwargs)
 
     def get_extra_state(self):  # the current mask travels with the weights (resume, checkpoints)
         return {"mask_index": self.mask_index}
