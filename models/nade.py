@@ -2,10 +2,21 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from models.base import AutoregressiveModel, Reference, draw_or_keep, require_positive
+
+# Memory and speed: the pre-activations of all pixels form a (batch, pixels, hidden) tensor, 800 MB at
+# batch 512 and 500 hidden units, and elementwise passes over it are memory-bound. NADELogits walks the
+# pixels in blocks, carrying the running pre-activation from block to block, and recomputes each block in
+# backward instead of storing it, so memory is one block plus O(batch * hidden). On CPU a block is one
+# pixel, whose (batch, hidden) slab stays in cache, unless slabs are under SMALL_SLAB numbers: then
+# per-op overhead would dominate and a block takes up to CPU_BLOCK_NUMBERS (not always: torch's cumsum
+# within a block costs several times more per number than a pixel's own ops). GPUs are bound by kernel
+# launches instead, so their blocks are large.
+SMALL_SLAB = 2 ** 14
+CPU_BLOCK_NUMBERS = 2 ** 18
+GPU_BLOCK_NUMBERS = 2 ** 24
 
 
 class NADE(AutoregressiveModel):
@@ -25,10 +36,10 @@ class NADE(AutoregressiveModel):
         self.b = nn.Parameter(torch.zeros(d))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        contrib = x.flatten(1).unsqueeze(2) * self.W             # (B, D, H): x_j W_j
-        before = F.pad(contrib.cumsum(1)[:, :-1], (0, 0, 1, 0))  # exclusive sum over j < i
-        h = torch.sigmoid(self.c + before)                       # (B, D, H); H last is ~1.7x faster on CPU
-        return (self.b + (h * self.V).sum(2)).view_as(x)
+        # fp32 even under autocast: each pre-activation is a sum over up to 784 pixels.
+        with torch.autocast(x.device.type, enabled=False):
+            flat = NADELogits.apply(x.flatten(1).to(self.W.dtype), self.W, self.c, self.V, self.b)
+        return flat.view(x.shape)
 
     def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """O(D * H) per image: the hidden pre-activation grows by one row of W per pixel."""
@@ -40,3 +51,83 @@ class NADE(AutoregressiveModel):
             flat_x[:, i] = draw_or_keep(flat_obs[:, i], flat_x[:, i], p, flat_noise[:, i])
             a += flat_x[:, i:i + 1] * self.W[i]
         return x
+
+
+class NADELogits(torch.autograd.Function):
+    """(x (B, D), W, c, V, b) -> NADE's logits (B, D), block by block over the pixels.
+
+    Works with z_i = a_i / 2 and u_i = tanh(z_i) = 2 h_i - 1, so logit_i = b_i + (sum(V_i) + V_i . u_i) / 2:
+    on CPU torch's tanh is faster than its sigmoid, which slows down ~5x once inputs are large (its
+    exp underflows to denormals). Pixel-major inside: a block's z is (K, B, H)."""
+
+    @staticmethod
+    def forward(ctx, x, W, c, V, b):
+        xt, half_W = x.t().contiguous(), W / 2
+        size = _block_size(*xt.shape, W.shape[1], xt.device)
+        z = (c / 2).expand(len(x), -1).contiguous()  # z at the first pixel of the current block
+        u = z.new_empty(size, *z.shape)  # reused for every block
+        Vu = xt.new_empty(xt.shape)
+        for x_k, W_k, V_k, Vu_k in _split(size, xt, half_W, V.unsqueeze(2), Vu.unsqueeze(2)):
+            torch.bmm(_tanh_z(z, x_k, W_k, out=u[:len(x_k)]), V_k, out=Vu_k)
+            z.addmm_(x_k.t(), W_k)
+        ctx.save_for_backward(xt, W, V, z)
+        return (Vu.t() / 2 + (b + V.sum(1) / 2)).contiguous()
+
+    @staticmethod
+    def backward(ctx, grad):
+        xt, W, V, z = ctx.saved_tensors
+        z = z.clone()  # walked back to the first pixel; backward may run again (retain_graph)
+        half_W, half_grad = W / 2, grad.t().contiguous() / 2  # half_grad: dL/d(V_i . u_i), (D, B)
+        size = _block_size(*xt.shape, W.shape[1], xt.device)
+        grad_xt = torch.empty_like(xt)
+        grad_W, grad_V = torch.empty_like(W), torch.empty_like(V)
+        u = z.new_empty(size, *z.shape)
+        later = torch.zeros_like(z)  # dL/dz summed over the pixels after the current block
+        blocks = _split(size, xt, half_W, V.unsqueeze(1), half_grad, grad_W.unsqueeze(1), grad_V.unsqueeze(1),
+                        grad_xt.unsqueeze(2))
+        for x_k, W_k, V_k, g_k, grad_W_k, grad_V_k, grad_x_k in reversed(blocks):
+            z.addmm_(x_k.t(), W_k, alpha=-1)  # undo the forward's step
+            tanh_z = _tanh_z(z, x_k, W_k, out=u[:len(x_k)])
+            torch.bmm(g_k.unsqueeze(1), tanh_z, out=grad_V_k)
+            # dL/dz_i = g_i V_i (1 - u_i^2), written over u
+            grad_z = torch.ops.aten.tanh_backward.grad_input(V_k, tanh_z, grad_input=tanh_z).mul_(g_k.unsqueeze(2))
+            after = _sums_after(later, grad_z)  # a_i contains x_j W_j for all j < i
+            torch.bmm(x_k.unsqueeze(1), after, out=grad_W_k)
+            if ctx.needs_input_grad[0]:
+                torch.bmm(after, W_k.unsqueeze(2), out=grad_x_k)
+            torch.add(after[0], grad_z[0], out=later)
+        grad_V += half_grad.sum(1, keepdim=True)  # logit_i's sum(V_i) / 2 term
+        grad_x = grad_xt.t() if ctx.needs_input_grad[0] else None
+        return grad_x, grad_W / 2, later.sum(0) / 2, grad_V, grad.sum(0)
+
+
+def _block_size(pixels: int, batch: int, hidden: int, device: torch.device) -> int:
+    """Pixels per block (see the comment on SMALL_SLAB)."""
+    slab = max(1, batch * hidden)
+    if device.type != "cpu":
+        return max(1, min(pixels, GPU_BLOCK_NUMBERS // slab))
+    return 1 if slab >= SMALL_SLAB else min(pixels, CPU_BLOCK_NUMBERS // slab)
+
+
+def _split(size: int, *tensors: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+    """Per block of `size` pixels, the tensors' slices along their first (pixel) dimension."""
+    return list(zip(*(t.split(size) for t in tensors)))
+
+
+def _tanh_z(z: torch.Tensor, xt: torch.Tensor, half_W: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """out (K, B, H) = tanh(z + sum_{j<i} x_j W_j / 2) for each pixel i of a block; z (B, H) is at its first."""
+    if len(xt) == 1:
+        return torch.tanh(z, out=out[0]).unsqueeze(0)
+    out[0] = z
+    torch.mul(xt[:-1].unsqueeze(2), half_W[:-1].unsqueeze(1), out=out[1:])
+    return out.cumsum_(0).tanh_()
+
+
+def _sums_after(later: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """(K, B, H): later + sum_{i>j} grad_i for each pixel j of a block, i within the block."""
+    if len(grad) == 1:
+        return later.unsqueeze(0)
+    inclusive = grad.cumsum(0)
+    total = later + inclusive[-1]
+    return inclusive.neg_().add_(total)  # exactly zero where later and every grad_i after j are zero
+

@@ -1,0 +1,91 @@
+"""NADE's blockwise forward/backward (NADELogits) against its definition, a plain loop over pixels."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models import nade
+from models.nade import NADE
+from tests.helpers import randomize
+
+
+def loop_logits(model: NADE, x: torch.Tensor) -> torch.Tensor:
+    """logit_i = b_i + V_i . sigmoid(c + sum_{j<i} x_j W_j), one pixel at a time, through plain autograd."""
+    flat = x.flatten(1)
+    a = model.c.expand(len(x), -1)
+    logits = []
+    for i in range(flat.shape[1]):
+        logits.append(model.b[i] + torch.sigmoid(a) @ model.V[i])
+        a = a + flat[:, i:i + 1] * model.W[i]
+    return torch.stack(logits, 1).view_as(x)
+
+
+def bce_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+
+
+def values_and_gradients(model: NADE, x: torch.Tensor, logits_fn) -> list[torch.Tensor]:
+    """Logits, NLL and the gradients of NLL plus a random projection of the logits w.r.t. x and every parameter."""
+    x = x.detach().requires_grad_()
+    logits = logits_fn(x)
+    nll = bce_nll(logits, x)
+    projection = torch.randn(logits.shape, generator=torch.Generator().manual_seed(7), dtype=logits.dtype)
+    loss = nll.sum() + (logits * projection).sum()
+    grads = torch.autograd.grad(loss, [x, model.W, model.c, model.V, model.b])
+    return [logits.detach(), nll.detach(), *grads]
+
+
+BLOCKINGS = {  # (SMALL_SLAB, CPU_BLOCK_NUMBERS) -> pixels per block, given batch * hidden numbers per pixel
+    "one_pixel": lambda slab: (1, 2 ** 18),
+    "three_pixels": lambda slab: (slab + 1, 3 * slab),
+    "seven_pixels": lambda slab: (slab + 1, 7 * slab),
+    "whole_image": lambda slab: (slab + 1, 10 ** 9),
+}
+
+
+@pytest.mark.parametrize("blocking", BLOCKINGS)
+@pytest.mark.parametrize("shape, hidden, batch", [((1, 4, 4), 8, 5), ((1, 5, 7), 13, 1), ((1, 6, 6), 1, 11),
+                                                  ((2, 3, 3), 20, 9)])
+def test_blockwise_equals_pixel_loop(monkeypatch, blocking, shape, hidden, batch):
+    small_slab, block_numbers = BLOCKINGS[blocking](batch * hidden)
+    monkeypatch.setattr(nade, "SMALL_SLAB", small_slab)
+    monkeypatch.setattr(nade, "CPU_BLOCK_NUMBERS", block_numbers)
+    model = randomize(NADE(shape, hidden=hidden).double(), std=0.7)
+    x = torch.bernoulli(torch.full((batch, *shape), 0.4, dtype=torch.float64),
+                        generator=torch.Generator().manual_seed(3))
+    fast = values_and_gradients(model, x, model.logits)
+    slow = values_and_gradients(model, x, lambda x: loop_logits(model, x))
+    for name, f, s in zip(["logits", "nll", "x", "W", "c", "V", "b"], fast, slow):
+        torch.testing.assert_close(f, s, rtol=0, atol=1e-5, msg=lambda m: f"{name}: {m}")
+    torch.testing.assert_close(model.nll(x), slow[1], rtol=0, atol=1e-5)
+
+
+def test_saturated_hidden_units_match_the_loop():
+    """Large weights push the hidden units to 0 and 1, where tanh(a / 2) stands in for sigmoid(a)."""
+    model = randomize(NADE((1, 5, 5), hidden=6).double(), std=8.0)
+    x = torch.bernoulli(torch.full((4, 1, 5, 5), 0.5, dtype=torch.float64), generator=torch.Generator().manual_seed(4))
+    fast = values_and_gradients(model, x, model.logits)
+    slow = values_and_gradients(model, x, lambda x: loop_logits(model, x))
+    for f, s in zip(fast, slow):
+        torch.testing.assert_close(f, s, rtol=1e-9, atol=1e-5)
+
+
+def test_block_sizes():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert nade._block_size(784, 512, 500, cpu) == 1
+    assert nade._block_size(784, 50, 8, cpu) == min(784, nade.CPU_BLOCK_NUMBERS // 400)
+    assert nade._block_size(784, 1, 1, cpu) == 784
+    assert 1 <= nade._block_size(784, 512, 500, gpu) < 784
+    assert nade._block_size(784, 10 ** 5, 10 ** 3, gpu) == 1
+
+
+def test_bf16_autocast_runs_in_float32_and_matches():
+    model = randomize(NADE((1, 4, 4), hidden=8))
+    x = torch.bernoulli(torch.full((6, 1, 4, 4), 0.5), generator=torch.Generator().manual_seed(5))
+    expected = model.nll(x)
+    expected_grads = torch.autograd.grad(expected.sum(), list(model.parameters()))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # backward inside too: its matmuls must stay fp32
+        nll = model.nll(x)
+        grads = torch.autograd.grad(nll.sum(), list(model.parameters()))
+    assert nll.dtype == torch.float32
+    torch.testing.assert_close(nll, expected)
+    torch.testing.assert_close(grads, expected_grads)
