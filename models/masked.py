@@ -12,19 +12,19 @@ from torch import nn
 
 
 class MaskedLinear(nn.Linear):
-    """A linear layer whose weight is multiplied by a 0/1 mask of shape (out, in).
-
-    The mask is kept in the weight's dtype (on a CPU, a float times a bool mask is twice as slow as
-    a float times a float one) and is not saved with the weights: the family's constructor builds
-    it again from its own arguments."""
+    """A linear layer whose weight is multiplied by a 0/1 mask of shape (out, in), bool or in the
+    weight's dtype. The mask is not saved with the weights: the family's constructor builds it
+    again from its own arguments."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__(in_features, out_features, bias)
         self.register_buffer("mask", torch.ones(out_features, in_features), persistent=False)
 
     def set_mask(self, mask: torch.Tensor) -> None:
-        """Use `mask` (0/1 or bool) from now on; no copy when it is already on the weight's device and dtype."""
-        self.mask = mask.to(self.weight.device, self.weight.dtype)
+        """Use `mask` from now on: a bool one stays bool, any other becomes the weight's dtype; no
+        copy when it already is on the weight's device and of that dtype."""
+        dtype = torch.bool if mask.dtype == torch.bool else self.weight.dtype
+        self.mask = mask.to(self.weight.device, dtype)
 
     def masked_weight(self) -> torch.Tensor:
         return self.weight * self.mask
