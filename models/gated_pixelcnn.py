@@ -21,6 +21,12 @@ def gate(pre: torch.Tensor, dim: int = 1) -> torch.Tensor:
     return torch.tanh(a) * torch.sigmoid(b)
 
 
+def channels_last(t: torch.Tensor) -> torch.Tensor:
+    """oneDNN's own layout: convolutions and 1x1 links on it avoid a reorder (and PyTorch's slow
+    fallback for strided inputs); a 1-channel tensor cannot carry it, so each layer's outputs do."""
+    return t.contiguous(memory_format=torch.channels_last)
+
+
 def shift_down(t: torch.Tensor) -> torch.Tensor:
     """Row r of the result is row r-1 of t (zeros on row 0)."""
     return F.pad(t, (0, 0, 1, 0))[..., :-1, :]
@@ -51,15 +57,17 @@ class GatedLayer(nn.Module):
 
     def forward(self, v: torch.Tensor, h: torch.Tensor, record: list | None = None):
         height = h.shape[-2]
-        # the convolutions pad both sides (mkldnn's fast path); cropping keeps the causal half
-        v_pre = self.vertical(v)[..., :height, :]
-        h_pre = self.horizontal_conv(h) + self.link(shift_down(v_pre))
+        # the vertical conv pads both sides (mkldnn's fast path); its first `height` rows are the causal ones
+        v_full = channels_last(self.vertical(v))
+        v_pre = v_full[..., :height, :]
+        # link(shift_down(v_pre)), with the link applied to the dense v_full (a strided input sends a
+        # 1x1 conv to PyTorch's slow fallback) and its bias moved into the horizontal conv's
+        link = F.pad(F.conv2d(v_full, self.link.weight)[..., :height - 1, :], (0, 0, 1, 0))
+        h_pre = channels_last(F.conv2d(h, self.horizontal.weight * self.horizontal_mask,
+                                       self.horizontal.bias + self.link.bias, padding=(0, self.pad))) + link
         if record is not None:
             record.append((v, h, v_pre))
         return gate(v_pre), self.horizontal_output(h, h_pre)
-
-    def horizontal_conv(self, h: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(h, self.horizontal.weight * self.horizontal_mask, self.horizontal.bias, padding=(0, self.pad))
 
     def horizontal_output(self, h: torch.Tensor, h_pre: torch.Tensor) -> torch.Tensor:
         out = self.dropout(gate(h_pre))

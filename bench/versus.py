@@ -1,0 +1,153 @@
+"""Training speed of our models against pytorch-generative's (EugenHotaj) on this CPU, at the sizes
+its reproduce() scripts train: one step (forward, loss, backward, Adam step) on random binary
+images, the two models timed alternately in one process; images per second, higher is better.
+
+    python -m bench.versus --reference /tmp/pg [--models nade,made] [--rounds N]
+
+--reference is a directory holding an exported `pytorch_generative` package. Only its model
+modules are imported (its package __init__ would pull in datasets and the trainer).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import statistics
+import sys
+import time
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from models import build_model
+
+IMAGE_SHAPE = (1, 28, 28)
+
+
+@dataclass(frozen=True)
+class Case:
+    size: str
+    batch: int
+    ours: tuple[str, dict]
+    reference: tuple[str, str, dict]
+
+
+# our kwargs mirror the reference's: its PixelCNN has 2 * residual_channels channels between the
+# blocks, and its Gated PixelCNN has an input layer before its n_gated layers
+CASES = {
+    "fvsbn": Case("784 pixels", 512, ("fvsbn", {}),
+                  ("fvbn", "FullyVisibleBeliefNetwork", {"n_dims": 784})),
+    "nade": Case("500 hidden", 512, ("nade", {"hidden": 500}),
+                 ("nade", "NADE", {"input_dim": 784, "hidden_dim": 500})),
+    "made": Case("1 x 8000 hidden, 1 mask", 64, ("made", {"hidden_sizes": [8000], "num_masks": 1}),
+                 ("made", "MADE", {"input_dim": 784, "hidden_dims": [8000], "n_masks": 1})),
+    "pixelcnn": Case("15 blocks x 16 ch, head 32", 256,
+                     ("pixelcnn", {"channels": 32, "residual_blocks": 15, "head_channels": 32}),
+                     ("pixel_cnn", "PixelCNN", {"n_residual": 15, "residual_channels": 16, "head_channels": 32})),
+    "gated_pixelcnn": Case("10 layers x 128 ch, head 32", 128,
+                           ("gated_pixelcnn", {"channels": 128, "layers": 11, "head_channels": 32}),
+                           ("gated_pixel_cnn", "GatedPixelCNN", {"n_gated": 10, "gated_channels": 128,
+                                                                 "head_channels": 32})),
+    "transformer": Case("8 blocks x 64 dim, 2 heads", 64,
+                        ("transformer", {"dim": 64, "layers": 8, "heads": 2}),
+                        ("image_gpt", "ImageGPT", {"n_transformer_blocks": 8, "n_attention_heads": 2,
+                                                   "n_embedding_channels": 64})),
+}
+
+
+def train_step(model, optimizer, batch: torch.Tensor) -> torch.Tensor:
+    loss = model.loss(batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def reference_step(model, optimizer, batch: torch.Tensor) -> torch.Tensor:
+    logits = model(batch)
+    loss = F.binary_cross_entropy_with_logits(logits, batch, reduction="none").flatten(1).sum(1).mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def import_reference(root: Path) -> None:
+    """Registers `pytorch_generative` and its `models` subpackage as bare packages, so that their
+    submodules import without running the package __init__ files."""
+    package = root / "pytorch_generative"
+    if not (package / "models" / "autoregressive").is_dir():
+        raise SystemExit(f"error: no pytorch-generative package at {package} (pass --reference DIR "
+                         f"where DIR/pytorch_generative/models/autoregressive exists)")
+    for name, path in (("pytorch_generative", package), ("pytorch_generative.models", package / "models")):
+        module = types.ModuleType(name)
+        module.__path__ = [str(path)]
+        sys.modules[name] = module
+
+
+def reference_model(case: Case):
+    module, cls, kwargs = case.reference
+    return getattr(importlib.import_module(f"pytorch_generative.models.autoregressive.{module}"), cls)(**kwargs)
+
+
+def steps_per_second(step, model, optimizer, batch, steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        step(model, optimizer, batch)
+    return steps / (time.perf_counter() - start)
+
+
+def compare(name: str, rounds: int, min_seconds: float = 1.0) -> tuple[str, str, float, float, float]:
+    """(model, size, reference img/s, ours img/s, median over rounds of ours / reference)."""
+    case = CASES[name]
+    torch.manual_seed(0)
+    batch = (torch.rand((case.batch, *IMAGE_SHAPE)) < 0.13).float()  # binarized MNIST's ink fraction
+    ours = build_model(case.ours[0], IMAGE_SHAPE, **case.ours[1]).train()
+    theirs = reference_model(case).train()
+    sides = [(reference_step, theirs, torch.optim.Adam(theirs.parameters())),
+             (train_step, ours, torch.optim.Adam(ours.parameters()))]
+    steps = []
+    for side in sides:
+        side[0](*side[1:], batch)
+        steps.append(max(1, round(min_seconds * steps_per_second(*side, batch, 1))))
+    rates = [[], []]
+    for r in range(rounds):
+        order = (0, 1) if r % 2 == 0 else (1, 0)
+        for i in order:
+            rates[i].append(steps_per_second(*sides[i], batch, steps[i]) * case.batch)
+    ratio = statistics.median(o / t for t, o in zip(*rates))
+    return name, case.size, statistics.median(rates[0]), statistics.median(rates[1]), ratio
+
+
+def table(rows) -> str:
+    header = ["model", "size", "batch", "reference img/s", "ours img/s", "ours / reference"]
+    body = [[m, s, str(CASES[m].batch), f"{t:,.0f}", f"{o:,.0f}", f"{r:.2f}x"] for m, s, t, o, r in rows]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+                     for line in [header, *body])
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference", type=Path, required=True,
+                        help="directory containing pytorch-generative's pytorch_generative package")
+    parser.add_argument("--models", default=",".join(CASES), help=f"comma-separated, from: {', '.join(CASES)}")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating timed rounds per model")
+    args = parser.parse_args(argv)
+    names = args.models.split(",")
+    unknown = [n for n in names if n not in CASES]
+    if unknown or args.rounds < 1:
+        parser.error(f"unknown model(s) {', '.join(unknown)}" if unknown else "--rounds must be >= 1")
+    import_reference(args.reference)
+    print(f"torch {torch.__version__}, cpu, {torch.get_num_threads()} threads, {args.rounds} rounds", flush=True)
+    rows = []
+    for name in names:
+        rows.append(compare(name, args.rounds))
+        print(f"  {name}: done", file=sys.stderr, flush=True)
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
