@@ -3,6 +3,7 @@ to sample 100 images, for the models in params.yaml built with a profile's setti
 unless --profile says otherwise). Weights and images are random: only the timings mean anything.
 
     python -m bench.speed [--models pixelcnn,transformer] [--device auto] [--profile full]
+    python -m bench.speed --versus DIR [--models nade,made]   # against pytorch-generative, see bench/versus.py
 """
 from __future__ import annotations
 
@@ -113,6 +114,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--train-steps", type=int, default=10, help="timed optimizer steps per model")
     parser.add_argument("--eval-images", type=int, default=2000,
                         help=f"images actually evaluated; the time is scaled to {TEST_IMAGES} test images")
+    parser.add_argument("--versus", metavar="DIR", help="instead, one training step at pytorch-generative's "
+                        "reproduce() sizes against its models, from a checkout in DIR (bench/versus.py)")
     args = parser.parse_args(argv)
     if args.train_steps < 1 or not 1 <= args.eval_images <= TEST_IMAGES:
         parser.error(f"need --train-steps >= 1 and 1 <= --eval-images <= {TEST_IMAGES}")
@@ -121,6 +124,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.versus:
+        from bench import versus
+        versus.main(["--reference", args.versus, *(["--models", args.models] if args.models else [])])
+        return
     params = P.load()
     if args.profile:
         params["profile"] = args.profile

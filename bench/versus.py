@@ -1,11 +1,13 @@
 """Training speed of our models against pytorch-generative's (EugenHotaj) on this CPU, at the sizes
-its reproduce() scripts train: one step (forward, loss, backward, Adam step) on random binary
-images, the two models timed alternately in one process; images per second, higher is better.
+its reproduce() scripts train: one step (forward, loss, backward, Adam step; ours through the
+training loop's own `train_step`) on random binary images, the two models timed alternately in one
+process; images per second, higher is better.
 
-    python -m bench.versus --reference /tmp/pg [--models nade,made] [--rounds N]
+    python -m bench.versus --reference DIR [--models nade,made] [--rounds N]
 
---reference is a directory holding an exported `pytorch_generative` package. Only its model
-modules are imported (its package __init__ would pull in datasets and the trainer).
+DIR holds a checkout of pytorch-generative (its `pytorch_generative` package); nothing of it is
+installed or copied. Only its model modules are imported (its package __init__ would pull in
+datasets and the trainer).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from models import build_model
+from pipeline.training_loop import TrainConfig, make_optimizer, train_step
 
 IMAGE_SHAPE = (1, 28, 28)
 
@@ -57,12 +60,8 @@ CASES = {
 }
 
 
-def train_step(model, optimizer, batch: torch.Tensor) -> torch.Tensor:
-    loss = model.loss(batch)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.detach()
+def our_step(model, optimizer, batch: torch.Tensor) -> torch.Tensor:
+    return train_step(model, model.loss, optimizer, batch)
 
 
 def reference_step(model, optimizer, batch: torch.Tensor) -> torch.Tensor:
@@ -106,8 +105,8 @@ def compare(name: str, rounds: int, min_seconds: float = 1.0) -> tuple[str, str,
     batch = (torch.rand((case.batch, *IMAGE_SHAPE)) < 0.13).float()  # binarized MNIST's ink fraction
     ours = build_model(case.ours[0], IMAGE_SHAPE, **case.ours[1]).train()
     theirs = reference_model(case).train()
-    sides = [(reference_step, theirs, torch.optim.Adam(theirs.parameters())),
-             (train_step, ours, torch.optim.Adam(ours.parameters()))]
+    sides = [(reference_step, theirs, torch.optim.Adam(theirs.parameters())),  # as its trainer makes it
+             (our_step, ours, make_optimizer(ours, TrainConfig()))]  # as our training loop makes it
     steps = []
     for side in sides:
         side[0](*side[1:], batch)
