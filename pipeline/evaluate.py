@@ -141,6 +141,8 @@ def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto") -> 
         if not (out / needed).exists():
             raise PipelineError(f"{out / needed} is missing: run `dvc repro train@{name}` first")
     device = stage.device(device_setting)
+    # TF32 (on by default for cuDNN convolutions) keeps 10 mantissa bits: the test NLL is computed in true fp32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     run = Run.open(read_json(out / "train.json").get("mlflow_run_id"), name)  # an unreachable server fails here
     model, checkpoint = load_checkpoint(out / "model.pt", device)
     test = load_split("test", cfg.max_test)

@@ -116,6 +116,10 @@ def model_spec(params: dict, name: str) -> ModelSpec:
     train_base = _overlay(params.get("train"), params["profile"], "train")
     _validate(TrainConfig, train_base, "train")
     train = _validate(TrainConfig, {**train_base, **train_overrides}, f"train (with {where}.train)")
+    if train.dynamic_binarization and data_config(params).binarization == "threshold":
+        raise PipelineError(f"{where}: train.dynamic_binarization draws training images from the grey levels, "
+                            "but data.binarization: threshold makes the test set by thresholding them; "
+                            "use one regime for both")
     kwargs = _validate_kwargs(family, section, where)
     return ModelSpec(name, family, kwargs, train)
 

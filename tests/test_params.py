@@ -52,6 +52,8 @@ def test_more_specific_settings_win(tmp_path):
     (lambda p: p["models"]["made"].update(family="gan"), "models.made.family: 'gan' is not one of"),
     (lambda p: p["models"]["made"].update(hidden=3), "models.made: unknown key 'hidden'; allowed: hidden_sizes"),
     (lambda p: p["models"]["made"].update(num_masks="many"), "models.made: num_masks: .*integer"),
+    (lambda p: p.update(data={"binarization": "threshold"}) or p["train"].update(dynamic_binarization=True),
+     "models.made: train.dynamic_binarization .* data.binarization: threshold"),
 ])
 def test_bad_params_name_the_key(tmp_path, change, message):
     params = yaml.safe_load(yaml.safe_dump(BASE))
