@@ -15,7 +15,6 @@ import argparse
 import importlib
 import statistics
 import sys
-import time
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from bench.speed import random_images, timed
 from models import build_model
 from pipeline.training_loop import TrainConfig, make_optimizer, train_step
 
@@ -92,17 +92,14 @@ def reference_model(case: Case):
 
 
 def steps_per_second(step, model, optimizer, batch, steps: int) -> float:
-    start = time.perf_counter()
-    for _ in range(steps):
-        step(model, optimizer, batch)
-    return steps / (time.perf_counter() - start)
+    return steps / timed(lambda: [step(model, optimizer, batch) for _ in range(steps)], batch.device)
 
 
 def compare(name: str, rounds: int, min_seconds: float = 1.0) -> tuple[str, str, float, float, float]:
     """(model, size, reference img/s, ours img/s, median over rounds of ours / reference)."""
     case = CASES[name]
     torch.manual_seed(0)
-    batch = (torch.rand((case.batch, *IMAGE_SHAPE)) < 0.13).float()  # binarized MNIST's ink fraction
+    batch = random_images(case.batch, "cpu", torch.Generator().manual_seed(0))
     ours = build_model(case.ours[0], IMAGE_SHAPE, **case.ours[1]).train()
     theirs = reference_model(case).train()
     sides = [(reference_step, theirs, torch.optim.Adam(theirs.parameters())),  # as its trainer makes it

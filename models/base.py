@@ -161,7 +161,8 @@ class AutoregressiveModel(GenerativeModel):
         return self.complete(x, torch.zeros_like(x, dtype=torch.bool), generator)
 
     @torch.no_grad()
-    def complete(self, x: torch.Tensor, observed: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def complete(self, x: torch.Tensor, observed: torch.Tensor,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
         """Sample the pixels where `observed` is False given the others (exact when the observed
         pixels come first in the model's ordering, as the top half does in raster order)."""
         noise = uniform_noise(x.shape, generator, x.device)

@@ -70,6 +70,13 @@ def pointwise(conv: nn.Conv2d, h: torch.Tensor) -> torch.Tensor:
     return F.linear(h, conv.weight.flatten(1), conv.bias)
 
 
+def channels_last(t: torch.Tensor) -> torch.Tensor:
+    """oneDNN's own layout: the convolutional models' convolutions and 1x1 links on it avoid a reorder
+    (and PyTorch's slow fallback for strided inputs). A 1-channel image cannot carry it, so the first
+    layer's output is converted."""
+    return t.contiguous(memory_format=torch.channels_last)
+
+
 def first_position_to_fill(observed: torch.Tensor) -> int:
     """Raster index of the first pixel that some image in the batch must sample: everything before
     it is observed in every image, so a single ordinary forward pass covers that prefix."""

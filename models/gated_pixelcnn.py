@@ -12,19 +12,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import draw_or_keep, require_positive
-from models.causal import (ConvolutionalAutoregressive, conv_at, first_position_to_fill, one_thread_on_cpu,
-                           pointwise, write)
+from models.causal import (ConvolutionalAutoregressive, channels_last, conv_at, first_position_to_fill,
+                           one_thread_on_cpu, pointwise, write)
 
 
 def gate(pre: torch.Tensor, dim: int = 1) -> torch.Tensor:
     a, b = pre.chunk(2, dim)
     return torch.tanh(a) * torch.sigmoid(b)
-
-
-def channels_last(t: torch.Tensor) -> torch.Tensor:
-    """oneDNN's own layout: convolutions and 1x1 links on it avoid a reorder (and PyTorch's slow
-    fallback for strided inputs); a 1-channel tensor cannot carry it, so each layer's outputs do."""
-    return t.contiguous(memory_format=torch.channels_last)
 
 
 def shift_down(t: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,8 @@ from typing import Literal
 
 from models.base import require_positive
 from models.dequantized import DequantizedFlow
-from models.transforms import AffineCoupling, Compose, MultiScale, Squeeze, channel_mask, checkerboard_mask, coupling_net
+from models.transforms import (AffineCoupling, Compose, MultiScale, Squeeze, channel_mask, checkerboard_mask,
+                               coupling_net)
 
 
 class RealNVP(DequantizedFlow):
