@@ -10,6 +10,7 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from models import load_checkpoint
@@ -22,6 +23,7 @@ from pipeline.tracking import Run
 
 COMPLETIONS_PER_IMAGE = 5
 INTERPOLATION_STEPS = 10
+PER_IMAGE_FILE = "test_nll.npy"  # one NLL per test image, in test-set order: for paired comparisons
 
 
 @torch.no_grad()
@@ -33,6 +35,11 @@ def per_image(estimate, data: torch.Tensor, batch_size: int, device) -> torch.Te
 
 def per_image_nll(model, data: torch.Tensor, batch_size: int) -> torch.Tensor:
     return per_image(model.nll, data, batch_size, model.device)
+
+
+def save_per_image(path: Path, nll: torch.Tensor) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, nll.numpy())
 
 
 def mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
@@ -148,7 +155,8 @@ def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto") -> 
     test = load_split("test", cfg.max_test)
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    metrics = nll_metrics(model, per_image_nll(model, test, cfg.batch_size))
+    test_nll = per_image_nll(model, test, cfg.batch_size)
+    metrics = nll_metrics(model, test_nll)
     metrics.update(elbo_metrics(model, test, cfg.batch_size))
     timing = {"eval_seconds": round(time.perf_counter() - started, 2), "device": str(device)}
     if model.reference is not None:
@@ -156,6 +164,7 @@ def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto") -> 
     with atomic_dir(out / "figures") as tmp:
         names = [p.name for p in render_figures(model, test, load_labels("test", cfg.max_test), cfg, tmp)]
     log_evaluation(run, {**metrics, **timing}, [out / "figures" / n for n in names])
+    save_per_image(out / PER_IMAGE_FILE, test_nll)
     write_json(out / "eval.json", timing)
     write_json(out / "metrics.json", metrics)
     return metrics
