@@ -3,6 +3,10 @@ to sample 100 images, for the models in params.yaml built with a profile's setti
 unless --profile says otherwise). Weights and images are random: only the timings mean anything.
 
     python -m bench.speed [--models pixelcnn,transformer] [--device auto] [--profile full]
+
+Each row also projects the wall time of the model's train stage (every epoch run: a training pass
+over the profile's training images and a validation pass, so an upper bound when early stopping
+ends it sooner) and of its evaluate stage, on this device.
     python -m bench.speed --versus DIR [--models nade,made]   # against pytorch-generative, see bench/versus.py
 """
 from __future__ import annotations
@@ -16,12 +20,14 @@ from dataclasses import dataclass
 import torch
 
 from models import build_model
+from models.base import HasValidationNLL
 from pipeline import params as P
 from pipeline.io import PipelineError
 from pipeline.training_loop import make_optimizer, resolve_device, train_step
 
 IMAGE_SHAPE = (1, 28, 28)
 TEST_IMAGES = 10_000
+TRAIN_IMAGES, VAL_IMAGES = 50_000, 10_000
 
 
 @dataclass
@@ -31,6 +37,16 @@ class Timing:
     train_images_per_s: float
     eval_test_set_s: float
     sample_100_s: float
+    epoch_s: float        # a training pass and a validation pass
+    epochs: int
+
+    @property
+    def train_stage_h(self) -> float:
+        return self.epoch_s * self.epochs / 3600
+
+    @property
+    def evaluate_stage_min(self) -> float:
+        return (self.eval_test_set_s + self.sample_100_s) / 60
 
 
 def synchronize(device: torch.device) -> None:
@@ -69,13 +85,13 @@ def train_throughput(model, cfg, device, steps: int, generator) -> float:
 
 
 @torch.no_grad()
-def eval_seconds(model, images: int, batch_size: int, device, generator) -> float:
-    """Seconds for the NLL of `images` test-sized images (in fp32, eval mode, like the evaluate stage)."""
-    model.eval()
+def eval_seconds(estimate, images: int, batch_size: int, device, generator) -> float:
+    """Seconds for `estimate` (the model's nll, or its validation_nll) over `images` images, in fp32
+    and eval mode like the evaluate stage and the validation pass."""
     data = random_images(min(images, batch_size), device, generator)
-    model.nll(data[:2])  # warm-up
+    estimate(data[:2])  # warm-up
     batches = math.ceil(images / batch_size)
-    return timed(lambda: [model.nll(data[:min(batch_size, images - i * batch_size)]) for i in range(batches)],
+    return timed(lambda: [estimate(data[:min(batch_size, images - i * batch_size)]) for i in range(batches)],
                  device)
 
 
@@ -87,19 +103,26 @@ def time_model(params: dict, name: str, device: torch.device, train_steps: int, 
         model = build_model(spec.family, IMAGE_SHAPE, **spec.kwargs).to(device)
     except (TypeError, ValueError) as e:
         raise PipelineError(f"models.{name}: {e}") from None
-    throughput = train_throughput(model, spec.train, device, train_steps, generator)
-    evaluation = eval_seconds(model, eval_images, spec.train.eval_batch_size, device, generator)
+    cfg = spec.train
+    throughput = train_throughput(model, cfg, device, train_steps, generator)
     model.eval()
+    per_image = lambda estimate: eval_seconds(  # noqa: E731
+        estimate, eval_images, cfg.eval_batch_size, device, generator) / eval_images
+    evaluation = per_image(model.nll) * TEST_IMAGES
+    validate = model.validation_nll if isinstance(model, HasValidationNLL) else model.nll
+    validation = per_image(validate) * min(cfg.max_val or VAL_IMAGES, VAL_IMAGES)
     sampling = timed(lambda: model.sample(100, torch.Generator(device).manual_seed(0)), device)
-    return Timing(name, sum(p.numel() for p in model.parameters()), throughput,
-                  evaluation * TEST_IMAGES / eval_images, sampling)
+    epoch = min(cfg.max_train or TRAIN_IMAGES, TRAIN_IMAGES) / throughput + validation
+    return Timing(name, sum(p.numel() for p in model.parameters()), throughput, evaluation, sampling, epoch, cfg.epochs)
 
 
 def table(rows: list[Timing], eval_images: int) -> str:
     source = "measured" if eval_images == TEST_IMAGES else f"from {eval_images}, x{TEST_IMAGES / eval_images:g}"
-    header = ["model", "parameters", "train images/s", f"eval 10k test images, s ({source})", "sample 100, s"]
+    header = ["model", "parameters", "train images/s", f"eval 10k test images, s ({source})", "sample 100, s",
+              "s/epoch", "epochs", "train stage, h (at most)", "evaluate stage, min"]
     body = [[r.model, f"{r.parameters:,}", f"{r.train_images_per_s:,.0f}", f"{r.eval_test_set_s:.1f}",
-             f"{r.sample_100_s:.2f}"] for r in rows]
+             f"{r.sample_100_s:.2f}", f"{r.epoch_s:.1f}", str(r.epochs), f"{r.train_stage_h:.2f}",
+             f"{r.evaluate_stage_min:.1f}"] for r in rows]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
     fmt = lambda line: "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)  # noqa: E731
                                  for i, (cell, w) in enumerate(zip(line, widths)))

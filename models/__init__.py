@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 
-from models.base import AutoregressiveModel, GenerativeModel, Reference
+from models.base import AutoregressiveModel, GenerativeModel
 from models.checkpoint import load_checkpoint, save_checkpoint
 
 # family name -> "module:Class". Modules are imported on demand so one stage loads one family.
@@ -38,5 +38,5 @@ def build_model(family: str, image_shape, **kwargs) -> GenerativeModel:
     return family_class(family)(image_shape=tuple(image_shape), **kwargs)
 
 
-__all__ = ["FAMILIES", "AutoregressiveModel", "GenerativeModel", "Reference", "build_model",
+__all__ = ["FAMILIES", "AutoregressiveModel", "GenerativeModel", "build_model",
            "family_class", "load_checkpoint", "save_checkpoint"]

@@ -7,7 +7,6 @@ the stages ask `isinstance(model, CanComplete)` and never which family they hold
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Literal, Protocol, get_args, runtime_checkable
 
 import torch
@@ -18,14 +17,6 @@ from torch import nn
 # expectation), or a bound on the discrete NLL from a density over dequantized pixels.
 Estimator = Literal["exact", "importance_sampled", "dequantized"]
 ESTIMATORS: tuple[str, ...] = get_args(Estimator)
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A published test NLL (nats) on binarized MNIST, for the report's comparison column."""
-
-    nll: float
-    source: str
 
 
 def require_positive(**values: int | None) -> None:
@@ -50,7 +41,6 @@ class GenerativeModel(nn.Module):
     """
 
     estimator: Estimator = "exact"
-    reference: Reference | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

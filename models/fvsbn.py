@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import torch
 
-from models.base import AutoregressiveModel, Reference, draw_or_keep
+from models.base import AutoregressiveModel, draw_or_keep
 from models.masked import MaskedLinear
 
 
 class FVSBN(AutoregressiveModel):
     """logit p(x_i = 1 | x_<i) = b_i + sum_{j<i} W_ij x_j, in raster order."""
 
-    reference = Reference(97.45, "Larochelle & Murray 2011 (FVSBN)")
 
     def __init__(self, image_shape=(1, 28, 28)):
         super().__init__(image_shape)

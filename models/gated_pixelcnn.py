@@ -90,7 +90,6 @@ class GatedPixelCNN(ConvolutionalAutoregressive):
     """`layers` gated layers (the first with first_kernel, the others with kernel), then ReLU, 1x1
     conv (head_channels), ReLU, 1x1 conv to one Bernoulli logit per pixel."""
 
-    reference = None  # no binarized-MNIST number was published for the gated version
 
     def __init__(self, image_shape=(1, 28, 28), channels: int = 128, layers: int = 15, first_kernel: int = 7,
                  kernel: int = 3, head_channels: int = 256, dropout: float = 0.0):

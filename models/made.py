@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from models.base import AutoregressiveModel, Reference, draw_or_keep, require_sizes, uniform_noise
+from models.base import AutoregressiveModel, draw_or_keep, require_sizes, uniform_noise
 from models.masked import MaskedMLP, made_degrees, made_masks
 
 
@@ -18,8 +18,6 @@ class MADE(AutoregressiveModel):
     likelihood is exact: -log mean_k p_k(x). Mask 0 always uses raster order, so completions given
     the top half are exact under it.
     """
-
-    reference = Reference(88.40, "Germain et al. 2015 (MADE, 1 hidden layer, 1 mask)")
 
     def __init__(self, image_shape=(1, 28, 28), hidden_sizes: list[int] = (500,), num_masks: int = 1,
                  order_agnostic: bool = False, eval_masks: int = 1, mask_seed: int = 0):

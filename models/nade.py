@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.base import AutoregressiveModel, Reference, draw_or_keep, require_positive
+from models.base import AutoregressiveModel, draw_or_keep, require_positive
 
 # Memory and speed: the pre-activations of all pixels form a (batch, pixels, hidden) tensor, 800 MB at
 # batch 512 and 500 hidden units, and elementwise passes over it are memory-bound. NADELogits walks the
@@ -24,7 +24,6 @@ class NADE(AutoregressiveModel):
 
     W and V are (D, H): row j holds pixel j's input and output weights."""
 
-    reference = Reference(88.86, "Larochelle & Murray 2011 (NADE)")
 
     def __init__(self, image_shape=(1, 28, 28), hidden: int = 500):
         super().__init__(image_shape)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import Reference, draw_or_keep, require_positive
+from models.base import draw_or_keep, require_positive
 from models.causal import (ConvolutionalAutoregressive, channels_last, conv_at, first_position_to_fill,
                            flat_kernel, one_thread_on_cpu, pointwise, write)
 from models.layers import MaskedConv2d
@@ -46,7 +46,6 @@ class PixelCNN(ConvolutionalAutoregressive):
     """A mask-A first_kernel x first_kernel conv, `residual_blocks` blocks with mask-B kernel x kernel
     convs, then ReLU, 1x1 conv (head_channels), ReLU, 1x1 conv to one Bernoulli logit per pixel."""
 
-    reference = Reference(81.30, "van den Oord et al. 2016 (PixelCNN)")
 
     def __init__(self, image_shape=(1, 28, 28), channels: int = 128, residual_blocks: int = 15,
                  first_kernel: int = 7, kernel: int = 3, head_channels: int = 256, dropout: float = 0.0):

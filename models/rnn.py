@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models.base import AutoregressiveModel, Reference, draw_or_keep, require_positive
+from models.base import AutoregressiveModel, draw_or_keep, require_positive
 from models.causal import CausalPixelEmbedding, first_position_to_fill, one_thread_on_cpu
 
 
@@ -18,8 +18,6 @@ class PixelRNN(AutoregressiveModel):
     """Step t reads an embedding of the `input_window` pixels before t (plus, optionally, a learned
     embedding of position t), updates a `layers`-deep LSTM/GRU state, and outputs the logit of x_t."""
 
-    reference = Reference(79.20, "van den Oord et al. 2016 (Diagonal BiLSTM PixelRNN, 7 layers; "
-                                 "a 2-D recurrence, not this raster-scan RNN)")
 
     def __init__(self, image_shape=(1, 28, 28), cell: Literal["lstm", "gru"] = "lstm", hidden: int = 256,
                  layers: int = 2, embedding: int = 64, input_window: int = 1, position_embedding: bool = True):

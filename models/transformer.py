@@ -51,7 +51,6 @@ class Block(nn.Module):
 
 
 class PixelTransformer(AutoregressiveModel):
-    reference = None  # no binarized-MNIST number was published for an ImageGPT-style model
 
     def __init__(self, image_shape=(1, 28, 28), dim: int = 256, layers: int = 8, heads: int = 8,
                  mlp_ratio: int = 4, input_window: int = 1, dropout: float = 0.0):

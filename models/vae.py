@@ -18,14 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Independent, Normal, kl_divergence
 
-from models.base import GenerativeModel, Reference, require_positive, require_sizes, uniform_noise
+from models.base import GenerativeModel, require_positive, require_sizes, uniform_noise
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
-
-# Burda et al. 2016, Table 1, MNIST, one stochastic layer: test NLL by training objective and the
-# number of samples k it was trained with.
-BURDA_2016 = {("elbo", 1): 86.76, ("elbo", 5): 86.47, ("elbo", 50): 86.35,
-              ("iwae", 1): 86.76, ("iwae", 5): 85.54, ("iwae", 50): 84.78}
 
 # (samples x images) rows decoded at once when estimating the NLL: bounds memory for any k.
 ROWS_PER_CHUNK = 2 ** 15
@@ -68,14 +63,6 @@ def conv_pair(image_shape, channels: int, latent_dim: int, activation: str):
     return encoder, decoder
 
 
-def burda_reference(objective: str, train_samples: int, architecture: str) -> Reference:
-    """The published number for this objective with the largest k up to `train_samples`."""
-    k = max(k for k in (1, 5, 50) if k <= train_samples)
-    network = "MLP 2x200 tanh" if architecture == "mlp" else "an MLP, not a conv net"
-    return Reference(BURDA_2016[objective, k],
-                     f"Burda et al. 2016 ({objective.upper()}, k={k}, {network}, one stochastic layer)")
-
-
 def log_mean_exp(values: torch.Tensor, dim: int = 0) -> torch.Tensor:
     return torch.logsumexp(values, dim) - math.log(values.shape[dim])
 
@@ -112,7 +99,6 @@ class VAE(GenerativeModel):
             self.encoder, self.decoder = mlp_pair(self.image_shape, hidden_sizes, latent_dim, activation)
         else:
             self.encoder, self.decoder = conv_pair(self.image_shape, channels, latent_dim, activation)
-        self.reference = burda_reference(objective, train_samples, architecture)
 
     # --- the three distributions -------------------------------------------------------------
     # validate_args=False: the scales are positive and the images binary by construction, and each

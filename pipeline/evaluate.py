@@ -159,8 +159,6 @@ def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto") -> 
     metrics = nll_metrics(model, test_nll)
     metrics.update(elbo_metrics(model, test, cfg.batch_size))
     timing = {"eval_seconds": round(time.perf_counter() - started, 2), "device": str(device)}
-    if model.reference is not None:
-        metrics.update(reference_nll=model.reference.nll, reference_source=model.reference.source)
     with atomic_dir(out / "figures") as tmp:
         names = [p.name for p in render_figures(model, test, load_labels("test", cfg.max_test), cfg, tmp)]
     log_evaluation(run, {**metrics, **timing}, [out / "figures" / n for n in names])

@@ -50,6 +50,7 @@ def relog_model(name: str, params: dict, force: bool = False) -> str | None:
     logged = train.get("params") or logged_params(P.model_spec(params, name), train["profile"])
     tags = {"model": name, "family": train["family"], "profile": train["profile"], "device": train["device"],
             "data_sha256": train["data_sha256"], "estimator": train.get("estimator", ""),
+            "binarization": train.get("binarization", ""),
             "relogged_from": train.get("mlflow_run_id") or "none"}
     run = Run.start(name, logged, tags)
     if run is None:

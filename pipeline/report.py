@@ -1,6 +1,7 @@
-"""report: one table of every model (test NLL, bpd, estimator, negative ELBO where the model has one,
-size, time, device, published number),
-as Markdown and CSV, a bar chart of NLL and a montage of every model's samples."""
+"""report: every model's test NLL with its estimator and training regime, grouped by estimator, the
+paired difference to the best exact model, and the published number that matches its setup (or the
+nearest one, labelled with what differs), as Markdown and CSV; a bar chart of NLL and a montage of
+every model's samples."""
 from __future__ import annotations
 
 import math
@@ -10,10 +11,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pipeline import params as P, stage  # noqa: E402
+from pipeline import params as P, references, stage  # noqa: E402
 from pipeline.data import results_dir  # noqa: E402
+from pipeline.evaluate import PER_IMAGE_FILE  # noqa: E402
 from pipeline.io import PipelineError, atomic_path, params_hash, read_json, write_text  # noqa: E402
 
 REPORT_DIR = Path("reports")
@@ -22,60 +25,136 @@ ESTIMATORS = {
     "importance_sampled": "importance-sampled upper bound on the NLL (in expectation; tighter with more samples)",
     "dequantized": "dequantization upper bound on the discrete NLL",
 }
+REGIME = {"fixed": "fixed draw", "resampled": "resampled each epoch"}
+
+
+def paired_difference(nll: np.ndarray, baseline: np.ndarray) -> tuple[float, float]:
+    """Mean per-image difference and its paired standard error: both models scored the same images,
+    so the image-to-image spread they share cancels."""
+    if nll.shape != baseline.shape:
+        raise PipelineError(f"paired comparison needs the same test images: {len(nll)} vs {len(baseline)}")
+    diff = nll - baseline
+    return float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else 0.0
+
+
+def estimator_k(estimator: str, settings: dict) -> int | None:
+    """The number of samples behind a bound (importance samples, dequantization draws); None for exact."""
+    return None if estimator == "exact" else settings.get("eval_samples")
+
+
+def read_outputs(name: str) -> tuple[dict, dict, np.ndarray]:
+    out = results_dir(name)
+    try:
+        return (read_json(out / "metrics.json"), read_json(out / "train.json"),
+                np.load(out / PER_IMAGE_FILE))
+    except FileNotFoundError as e:
+        raise PipelineError(f"{e.filename} is missing: run `dvc repro evaluate@{name}` first") from None
+
+
+def row(name: str, metrics: dict, train: dict) -> dict:
+    settings = train.get("settings", {})
+    comparison = references.compare(references.Setup.of(
+        train["family"], settings, train.get("binarization") == "resampled", train["train_images"]))
+    matched, nearest = comparison.matched, comparison.nearest
+    return {
+        "model": name, "family": train["family"], "estimator": metrics["estimator"],
+        "k": estimator_k(metrics["estimator"], {**references.model_defaults(train["family"]), **settings}),
+        "test_nll": metrics["test_nll"], "stderr": metrics["test_nll_stderr"], "test_bpd": metrics["test_bpd"],
+        "test_neg_elbo": metrics.get("test_neg_elbo"), "neg_elbo_stderr": metrics.get("test_neg_elbo_stderr"),
+        "test_images": metrics["test_images"], "binarization": train.get("binarization"),
+        "train_images": train["train_images"], "epochs": train["epochs_run"], "best_epoch": train["best_epoch"],
+        "parameters": train["parameters"], "train_minutes": train["train_seconds"] / 60,
+        "device": train["device"], "profile": train["profile"],
+        "published_nll": matched.nll if matched else None, "published_source": matched.source if matched else None,
+        "nearest_nll": nearest.nll if nearest else None, "nearest_source": nearest.source if nearest else None,
+        "nearest_differs": "; ".join(comparison.differences) or None,
+    }
 
 
 def collect(names: list[str], profile: str) -> pd.DataFrame:
-    rows = []
+    """One row per model, exact models first, then each bound, best first within a group."""
+    rows, per_image = [], {}
     for name in names:
-        out = results_dir(name)
-        try:
-            metrics, train = read_json(out / "metrics.json"), read_json(out / "train.json")
-        except FileNotFoundError as e:
-            raise PipelineError(f"{e.filename} is missing: run `dvc repro evaluate@{name}` first") from None
-        rows.append({
-            "model": name, "family": train["family"], "test_nll": metrics["test_nll"],
-            "stderr": metrics["test_nll_stderr"], "test_bpd": metrics["test_bpd"],
-            "estimator": metrics["estimator"], "test_neg_elbo": metrics.get("test_neg_elbo"),
-            "neg_elbo_stderr": metrics.get("test_neg_elbo_stderr"), "test_images": metrics["test_images"],
-            "parameters": train["parameters"], "train_minutes": train["train_seconds"] / 60,
-            "epochs": train["epochs_run"], "device": train["device"], "profile": train["profile"],
-            "published_nll": metrics.get("reference_nll"), "published_source": metrics.get("reference_source"),
-        })
-    table = pd.DataFrame(rows).sort_values("test_nll").reset_index(drop=True)
+        metrics, train, per_image[name] = read_outputs(name)
+        rows.append(row(name, metrics, train))
+    table = pd.DataFrame(rows)
     stale = table[table["profile"] != profile]
     if len(stale):
         raise PipelineError(f"results of {', '.join(stale['model'])} come from another profile: run `dvc repro`")
-    return table
+    table["group"] = table.estimator.map(list(ESTIMATORS).index)
+    table = table.sort_values(["group", "test_nll"]).drop(columns="group").reset_index(drop=True)
+    return add_paired_differences(table, per_image)
+
+
+def add_paired_differences(table: pd.DataFrame, per_image: dict[str, np.ndarray]) -> pd.DataFrame:
+    exact = table[table.estimator == "exact"]
+    if exact.empty:
+        return table.assign(vs_best_exact=None, vs_best_exact_stderr=None)
+    best = exact.sort_values("test_nll").model.iloc[0]
+    pairs = [paired_difference(per_image[m], per_image[best]) for m in table.model]
+    return table.assign(vs_best_exact=[d for d, _ in pairs], vs_best_exact_stderr=[s for _, s in pairs])
+
+
+def with_stderr(values, errors) -> list[str]:
+    return ["" if pd.isna(v) else f"{v:.2f} ± {e:.2f}" for v, e in zip(values, errors)]
 
 
 def markdown(table: pd.DataFrame, profile: str) -> str:
     shown = table.assign(
-        test_nll=[f"{m:.2f} ± {s:.2f}" for m, s in zip(table.test_nll, table.stderr)],
+        test_nll=with_stderr(table.test_nll, table.stderr),
+        vs_best_exact=with_stderr(table.vs_best_exact, table.vs_best_exact_stderr),
         test_bpd=table.test_bpd.map("{:.4f}".format),
-        test_neg_elbo=["" if pd.isna(m) else f"{m:.2f} ± {s:.2f}"
-                       for m, s in zip(table.test_neg_elbo, table.neg_elbo_stderr)],
+        test_neg_elbo=with_stderr(table.test_neg_elbo, table.neg_elbo_stderr),
+        k=table.k.map(lambda v: "" if pd.isna(v) else f"{int(v)}"),
+        training=[f"{REGIME.get(b, b)}, {n:,} images, best epoch {e} of {r}" for b, n, e, r in
+                  zip(table.binarization, table.train_images, table.best_epoch, table.epochs)],
         parameters=table.parameters.map("{:,}".format),
         train_minutes=table.train_minutes.map("{:.1f}".format),
-        published_nll=table.published_nll.map(lambda v: "" if pd.isna(v) else f"{v:.2f}"),
-        published_source=table.published_source.fillna(""),
-    ).drop(columns=["stderr", "neg_elbo_stderr", "profile"])
-    legend = "\n".join(f"- `{key}`: {text}" for key, text in ESTIMATORS.items() if key in set(table.estimator))
-    if table.test_neg_elbo.notna().any():
-        legend += ("\n- `test_neg_elbo` column: the negative ELBO of latent-variable models, a looser upper "
-                   "bound on the NLL than their importance-sampled `test_nll` (empty for other models)")
+        published=[f"{v:.2f} ({s})" if not pd.isna(v) else "no matched published number"
+                   for v, s in zip(table.published_nll, table.published_source)],
+        nearest_published=[f"{v:.2f} ({s}; differs: {d})" if not pd.isna(v) and pd.isna(p) else ""
+                           for v, s, d, p in zip(table.nearest_nll, table.nearest_source,
+                                                 table.nearest_differs, table.published_nll)],
+    )
+    columns = ["model", "test_nll", "vs_best_exact", "test_bpd", "test_neg_elbo", "k", "training", "parameters",
+               "train_minutes", "device", "published", "nearest_published"]
+    sections = []
+    for estimator, text in ESTIMATORS.items():
+        group = shown[shown.estimator == estimator]
+        if group.empty:
+            continue
+        kept = [c for c in columns if c != "test_neg_elbo" or (group.test_neg_elbo != "").any()]
+        sections.append(f"## {estimator}: {text}\n\n{group[kept].to_markdown(index=False, disable_numparse=True)}\n")
     images = int(table.test_images.iloc[0]) if table.test_images.nunique() == 1 else "varying numbers of"
-    return (f"# Binarized MNIST: test-set results (profile `{profile}`)\n\n"
-            f"NLL in nats per image (mean ± standard error) and bits per dimension on {images} test images "
-            "of this pipeline's static binarization. Published numbers are on other binarizations and "
-            "training budgets: a guide, not a like-for-like comparison.\n\n"
-            f"{shown.to_markdown(index=False, disable_numparse=True)}\n\nEstimators:\n{legend}\n")
+    best = table[table.estimator == "exact"].model.iloc[0] if (table.estimator == "exact").any() else None
+    notes = [
+        f"NLL in nats per image (mean ± standard error) and bits per dimension on {images} test images of this "
+        "pipeline's binarization. Numbers of different estimators are not comparable as equals: an exact NLL "
+        "and an upper bound are in separate tables.",
+        "`training`: how the training images were binarized (one fixed draw, or resampled from the grey levels "
+        "every epoch), how many there were, and the epoch kept (best validation NLL) of those run.",
+        "`published`: only a number whose setup matches this run's (architecture and size, masks, the "
+        "estimator's k, training binarization and number of training images); otherwise the nearest one, "
+        "with what differs, is in `nearest_published`, a guide and not a like-for-like comparison.",
+    ]
+    if best is not None:
+        notes.insert(1, f"`vs_best_exact`: the mean per-image difference to `{best}` (the best exact model) "
+                        "with its paired standard error over the same test images; a difference within about "
+                        "two standard errors of zero is not a real difference.")
+    if table.test_neg_elbo.notna().any():
+        notes.append("`test_neg_elbo`: the negative ELBO, a looser upper bound than the importance-sampled "
+                     "`test_nll`.")
+    return (f"# Binarized MNIST: test-set results (profile `{profile}`)\n\n" + "\n".join(f"- {n}" for n in notes)
+            + "\n\n" + "\n".join(sections))
 
 
 def bar_chart(table: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(table) + 1.5))
-    ax.barh(table.model, table.test_nll, xerr=table.stderr, color="tab:blue", label="this pipeline")
-    published = table.dropna(subset=["published_nll"])
-    ax.scatter(published.published_nll, published.model, marker="|", s=300, color="black", label="published")
+    for (estimator, group), colour in zip(table.groupby("estimator", sort=False), ("tab:blue", "tab:orange", "tab:green")):
+        ax.barh(group.model, group.test_nll, xerr=group.stderr, color=colour, label=estimator)
+    published = table.dropna(subset=["published_nll"])  # matched numbers only
+    ax.scatter(published.published_nll, published.model, marker="|", s=300, color="black",
+               label="published (matched setup)")
     ax.invert_yaxis()
     ax.set_xlabel("test NLL (nats per image, lower is better)")
     ax.legend(loc="lower right")

@@ -41,6 +41,11 @@ def resume_state_path(spec: P.ModelSpec, checksum: str) -> Path:
     return results_dir(spec.name) / f".resume-{params_hash(key)}.pt"
 
 
+def binarization(cfg: training_loop.TrainConfig) -> str:
+    """The training regime that a published number must share: one fixed draw, or a new draw each epoch."""
+    return "resampled" if cfg.dynamic_binarization else "fixed"
+
+
 def curves_csv(history: list[dict]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(history[0]), lineterminator="\n")
@@ -77,7 +82,7 @@ def train(spec: P.ModelSpec, profile: str, quiet: bool = False) -> dict:
     out = results_dir(spec.name)
     state_path = resume_state_path(spec, checksum)
     tags = {"model": spec.name, "family": spec.family, "profile": profile, "device": device_name(device),
-            "data_sha256": checksum, "estimator": model.estimator}
+            "data_sha256": checksum, "estimator": model.estimator, "binarization": binarization(cfg)}
     params = logged_params(spec, profile)
     resumed_epoch, meta = resume_point(state_path)
     if resumed_epoch:
@@ -118,7 +123,8 @@ def train(spec: P.ModelSpec, profile: str, quiet: bool = False) -> dict:
     summary = {"model": spec.name, "family": spec.family, "profile": profile, "device": device_name(device),
                "parameters": num_params, "epochs_run": len(history), "best_epoch": result.best_epoch,
                "best_val_nll": result.best_val_nll, "train_seconds": round(history[-1]["seconds"], 2),
-               "train_images": len(train_data), "val_images": len(val), "data_sha256": checksum,
+               "train_images": len(train_data), "val_images": len(val), "binarization": binarization(cfg),
+               "settings": spec.kwargs, "data_sha256": checksum,
                "estimator": model.estimator, "params": params,
                "mlflow_run_id": run.id if run is not None else None}
     if run is not None:  # before the outputs: if tracking fails here, a re-run resumes at the end
@@ -135,8 +141,8 @@ def train(spec: P.ModelSpec, profile: str, quiet: bool = False) -> dict:
 def log_training(run, history: list[dict], summary: dict) -> None:
     """Per-epoch curves (those not logged yet) and the training summary; also used by pipeline.relog."""
     run.log_history(history)
-    run.log_metrics({"best_val_nll": summary["best_val_nll"], "train_seconds": summary["train_seconds"],
-                     "parameters": summary["parameters"]})
+    run.log_metrics({key: summary[key] for key in
+                     ("best_val_nll", "best_epoch", "epochs_run", "train_images", "train_seconds", "parameters")})
 
 
 def main(argv=None) -> None:

@@ -1,0 +1,116 @@
+"""Published test NLLs on binarized MNIST, each with the setup it was measured in, and the choice of
+the one that matches a run of this pipeline.
+
+A published number is *matched* when everything that changes what the number means is the same:
+the family and its architecture settings (sizes, masks, objective, the estimator's k), how the
+training images were binarized (one fixed draw, or resampled from the grey levels every epoch) and
+how many there were. Anything else is at most the *nearest* number, shown apart and labelled with
+what differs.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Literal
+
+from models import family_class
+
+Binarization = Literal["fixed", "resampled"]
+STANDARD_TRAIN_IMAGES = 50_000  # the 50,000 / 10,000 / 10,000 split that the fixed-binarization papers use
+
+
+@dataclass(frozen=True)
+class Published:
+    nll: float
+    source: str
+    family: str
+    settings: dict                    # model settings that must be equal (others do not change the number's meaning)
+    binarization: Binarization = "fixed"
+    train_images: int = STANDARD_TRAIN_IMAGES
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a run was: its family, every model setting (defaults included) and its training data."""
+    family: str
+    settings: dict
+    binarization: Binarization
+    train_images: int
+
+    @classmethod
+    def of(cls, family: str, kwargs: dict, dynamic_binarization: bool, train_images: int) -> Setup:
+        return cls(family, {**model_defaults(family), **kwargs},
+                   "resampled" if dynamic_binarization else "fixed", train_images)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    matched: Published | None
+    nearest: Published | None = None
+    differences: list[str] = field(default_factory=list)  # how the nearest differs from the run
+
+
+def model_defaults(family: str) -> dict:
+    parameters = inspect.signature(family_class(family).__init__).parameters.values()
+    return {p.name: p.default for p in parameters
+            if p.default is not inspect.Parameter.empty and p.name != "image_shape"}
+
+
+LAROCHELLE_2011 = "Larochelle & Murray 2011, Table 2"
+MADE_2015 = "Germain et al. 2015, Table 6"
+BURDA_MAIN = "Burda et al. 2016, Table 1 (resampled binarization, 60,000 training images)"
+BURDA_FIXED = "Burda et al. 2016, Appendix D, Table 3 (fixed binarization, 50,000 training images)"
+BURDA_NETWORK = {"architecture": "mlp", "hidden_sizes": [200, 200], "latent_dim": 50, "activation": "tanh",
+                 "eval_samples": 5000}
+
+
+def burda(objective: str, k: int, nll: float, fixed: bool) -> Published:
+    return Published(nll, f"{BURDA_FIXED if fixed else BURDA_MAIN}: {objective.upper()}, k={k}, one stochastic layer",
+                     "vae", {**BURDA_NETWORK, "objective": objective, "train_samples": k},
+                     "fixed" if fixed else "resampled", STANDARD_TRAIN_IMAGES if fixed else 60_000)
+
+
+def made(hidden: list[int], masks: int, nll: float, source: str = MADE_2015) -> Published:
+    return Published(nll, f"{source}: {len(hidden)} x {hidden[0]} hidden, {masks} mask{'s' * (masks > 1)}", "made",
+                     {"hidden_sizes": hidden, "num_masks": masks, "eval_masks": masks})
+
+
+PUBLISHED = [
+    Published(97.45, f"{LAROCHELLE_2011}: FVSBN", "fvsbn", {}),
+    Published(88.86, f"{LAROCHELLE_2011}: NADE, 500 hidden units, fixed order", "nade", {"hidden": 500}),
+    made([500], 1, 94.5, "Germain et al. 2015, Figure 2 (read off the plot, about 94.5)"),
+    made([8000], 1, 88.40),
+    made([8000], 32, 86.64),
+    made([8000, 8000], 1, 89.59),
+    made([8000, 8000], 32, 86.41),
+    *(burda(objective, k, nll, fixed=False) for (objective, k), nll in {
+        ("elbo", 1): 86.76, ("elbo", 5): 86.47, ("elbo", 50): 86.35,
+        ("iwae", 1): 86.76, ("iwae", 5): 85.54, ("iwae", 50): 84.78}.items()),
+    *(burda(objective, k, nll, fixed=True) for (objective, k), nll in {
+        ("elbo", 1): 88.71, ("elbo", 5): 88.83, ("elbo", 50): 89.05,
+        ("iwae", 1): 88.71, ("iwae", 5): 87.63, ("iwae", 50): 87.10}.items()),
+    Published(81.30, "van den Oord et al. 2016 (Pixel RNN), Table 4: PixelCNN", "pixelcnn", {"residual_blocks": 15}),
+    Published(79.20, "van den Oord et al. 2016 (Pixel RNN), Table 4: Diagonal BiLSTM, 7 layers", "rnn",
+              {"cell": "diagonal_bilstm"}),
+]
+
+
+def differences(entry: Published, setup: Setup) -> list[str]:
+    """How `entry`'s setup differs from the run's, one phrase each (empty: a match)."""
+    found = [f"{name} {value} (this run: {setup.settings.get(name, 'n/a')})"
+             for name, value in entry.settings.items() if setup.settings.get(name) != value]
+    if entry.binarization != setup.binarization:
+        found.append(f"{entry.binarization} binarization (this run: {setup.binarization})")
+    if entry.train_images != setup.train_images:
+        found.append(f"{entry.train_images:,} training images (this run: {setup.train_images:,})")
+    return found
+
+
+def compare(setup: Setup) -> Comparison:
+    """The matched published number, else the nearest one of the same family with what differs."""
+    candidates = sorted(((differences(e, setup), e) for e in PUBLISHED if e.family == setup.family),
+                        key=lambda pair: len(pair[0]))
+    if not candidates:
+        return Comparison(None)
+    found, entry = candidates[0]
+    return Comparison(entry) if not found else Comparison(None, entry, found)

@@ -1,0 +1,100 @@
+"""The report's comparisons: which published number matches a run, and paired differences."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import references
+from pipeline.io import PipelineError
+from pipeline.references import Setup, compare
+from pipeline.report import ESTIMATORS, add_paired_differences, markdown, paired_difference
+
+
+def setup(family, binarization="fixed", train_images=50_000, **settings):
+    return Setup.of(family, settings, binarization == "resampled", train_images)
+
+
+@pytest.mark.parametrize("settings, expected", [
+    ({"hidden_sizes": [500]}, 94.5),
+    ({"hidden_sizes": [8000]}, 88.40),
+    ({"hidden_sizes": [8000], "num_masks": 32, "eval_masks": 32, "order_agnostic": True}, 86.64),
+    ({"hidden_sizes": [8000, 8000], "num_masks": 32, "eval_masks": 32, "order_agnostic": True}, 86.41),
+])
+def test_made_is_compared_with_the_row_of_its_own_size_and_masks(settings, expected):
+    assert compare(setup("made", **settings)).matched.nll == expected
+
+
+def test_a_mask_ensemble_evaluated_with_one_mask_has_no_match():
+    result = compare(setup("made", hidden_sizes=[8000], num_masks=32, eval_masks=1))
+    assert result.matched is None and result.nearest is not None
+    assert any("masks" in d for d in result.differences)
+
+
+BURDA = {"architecture": "mlp", "hidden_sizes": [200, 200], "latent_dim": 50, "activation": "tanh"}
+
+
+@pytest.mark.parametrize("objective, k, binarization, train_images, expected", [
+    ("elbo", 1, "fixed", 50_000, 88.71),        # Appendix D: the fixed binarization, 50,000 images
+    ("iwae", 50, "fixed", 50_000, 87.10),
+    ("elbo", 1, "resampled", 60_000, 86.76),    # Table 1: resampled, 60,000 images
+    ("iwae", 5, "resampled", 60_000, 85.54),
+])
+def test_burda_numbers_follow_objective_k_and_data_regime(objective, k, binarization, train_images, expected):
+    run = setup("vae", binarization, train_images, objective=objective, train_samples=k, **BURDA)
+    assert compare(run).matched.nll == expected
+
+
+def test_resampled_training_on_fifty_thousand_images_is_only_near_burdas_table_one():
+    result = compare(setup("vae", "resampled", 50_000, **BURDA))
+    assert result.matched is None
+    assert result.nearest.nll == 86.76 and result.differences == ["60,000 training images (this run: 50,000)"]
+
+
+def test_other_architectures_and_training_subsets_are_not_matched():
+    assert compare(setup("vae", hidden_sizes=[1024, 1024], activation="relu")).matched is None
+    assert compare(setup("fvsbn", train_images=20_000)).matched is None
+    assert compare(setup("fvsbn")).matched.nll == 97.45
+    assert compare(setup("rnn")).matched is None          # a 1-D LSTM is not the Diagonal BiLSTM
+    assert compare(setup("transformer")) == references.Comparison(None)
+
+
+def test_paired_standard_error_on_synthetic_per_image_values():
+    rng = np.random.default_rng(0)
+    shared = rng.normal(100, 20, size=10_000)     # image difficulty, common to both models
+    a = shared + rng.normal(0, 1, size=10_000)
+    b = shared + 0.5 + rng.normal(0, 1, size=10_000)
+    diff, se = paired_difference(b, a)
+    assert abs(diff - 0.5) < 4 * se
+    assert se == pytest.approx(math.sqrt(2) / 100, rel=0.05)   # sd of the difference is sqrt(2)
+    unpaired = math.sqrt(a.var() / len(a) + b.var() / len(b))
+    assert se < unpaired / 10                                     # pairing removes the shared spread
+    with pytest.raises(PipelineError, match="same test images"):
+        paired_difference(a[:10], b)
+
+
+def toy_table():
+    common = {"test_bpd": 0.2, "test_images": 3, "parameters": 10, "train_minutes": 1.0, "epochs": 3,
+              "best_epoch": 2, "binarization": "fixed", "train_images": 50_000, "device": "cpu",
+              "profile": "smoke", "published_nll": None, "published_source": None, "nearest_nll": None,
+              "nearest_source": None, "nearest_differs": None}
+    rows = [("nade", "exact", 90.0, None, None), ("vae", "importance_sampled", 89.0, 93.0, 5000),
+            ("made", "exact", 95.0, None, None)]
+    return pd.DataFrame([{"model": m, "family": m, "estimator": e, "test_nll": nll, "stderr": 0.5,
+                          "test_neg_elbo": elbo, "neg_elbo_stderr": 0.5 if elbo else None, "k": k, **common}
+                         for m, e, nll, elbo, k in rows])
+
+
+def test_report_groups_by_estimator_and_differences_are_to_the_best_exact_model():
+    per_image = {"nade": np.array([80.0, 90, 100]), "made": np.array([86.0, 95, 104]),
+                 "vae": np.array([79.0, 89, 99])}
+    table = add_paired_differences(toy_table(), per_image)
+    assert table.set_index("model").vs_best_exact.to_dict() == pytest.approx({"nade": 0, "made": 5, "vae": -1})
+    text = markdown(table, "smoke")
+    exact, sampled = text.split("## exact")[1].split("## importance_sampled")
+    assert "nade" in exact and "made" in exact and "vae" not in exact
+    assert "vae" in sampled and "93.00 ± 0.50" in sampled and "| 5000 " in sampled
+    assert "test_neg_elbo" not in exact                      # the column only where a model has one
+    assert "fixed draw, 50,000 images, best epoch 2 of 3" in exact
+    assert "no matched published number" in exact
+    assert set(ESTIMATORS) >= set(table.estimator)
