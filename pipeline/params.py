@@ -67,7 +67,9 @@ class ModelSpec:
 def load(path: str | Path | None = None) -> dict:
     path = Path(path or "params.yaml")
     try:
-        params = yaml.load(path.read_text(), Loader=ParamsLoader) or {}
+        text = path.read_text()
+        params = yaml.load(text, Loader=ParamsLoader) or {}
+        refuse_anchors(text, path)
     except FileNotFoundError:
         raise PipelineError(f"{path} not found: run from the repository root") from None
     except yaml.YAMLError as e:
@@ -83,6 +85,14 @@ def load(path: str | Path | None = None) -> dict:
     if params.get("profile") not in PROFILES:
         raise PipelineError(f"profile: {params.get('profile')!r} is not one of {', '.join(PROFILES)}")
     return params
+
+
+def refuse_anchors(text: str, path: Path) -> None:
+    """`dvc exp run -S` rewrites params.yaml and silently drops an override of an anchored mapping."""
+    for event in yaml.parse(text, Loader=ParamsLoader):
+        if getattr(event, "anchor", None):
+            raise PipelineError(f"{path}: YAML anchor or alias '{event.anchor}': write the values out "
+                                "(`dvc exp run -S` drops overrides of anchored values)")
 
 
 def profile_of(params: dict) -> str:

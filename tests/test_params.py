@@ -84,3 +84,10 @@ def test_stage_exits_non_zero_with_one_line(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: train")
+
+
+def test_anchors_are_refused_because_dvc_exp_set_param_drops_their_overrides(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(BASE) + "anchored:\n  a: &shared {epochs: 3}\n  b: *shared\n")
+    with pytest.raises(PipelineError, match="YAML anchor or alias 'shared'"):
+        P.load(path)
