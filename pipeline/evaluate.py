@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from models import load_checkpoint
-from models.base import CanComplete, HasLatentCode, HasNegativeELBO, HasSampleMeans
+from models.base import CanComplete, HasComponentMeans, HasLatentCode, HasNegativeELBO, HasSampleMeans
 from pipeline import params as P, stage
 from pipeline.data import load_labels, load_split, results_dir
 from pipeline.figures import save_grid, top_half_mask
@@ -73,6 +73,9 @@ def render_figures(model, test: torch.Tensor, labels: torch.Tensor, cfg: P.Evalu
     if isinstance(model, HasSampleMeans):  # the same seed: the means of the very samples above
         written.append(out_dir / "sample_means.png")
         save_grid(model.sample_means(cfg.samples, seeded()), written[-1], nrow)
+    if isinstance(model, HasComponentMeans):
+        written.append(out_dir / "component_means.png")
+        save_grid(model.component_means(), written[-1], nrow=10)
     if isinstance(model, CanComplete):
         written.append(completions(model, test, cfg, out_dir / "completions.png", seeded()))
     if isinstance(model, HasLatentCode):

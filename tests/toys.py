@@ -9,6 +9,8 @@ from models.bernoulli import IndependentBernoulli
 from models.fvsbn import FVSBN
 from models.gated_pixelcnn import GatedPixelCNN
 from models.made import MADE
+from models.markov import MarkovChain
+from models.mixture import BernoulliMixture
 from models.nade import NADE
 from models.vae import VAE
 from models.pixelcnn import PixelCNN
@@ -19,6 +21,8 @@ from models.transformer import PixelTransformer
 EXACT = {
     "bernoulli": lambda shape: IndependentBernoulli(shape),
     "fvsbn": lambda shape: FVSBN(shape),
+    "markov": lambda shape: MarkovChain(shape),
+    "mixture": lambda shape: BernoulliMixture(shape, components=3),
     "nade": lambda shape: NADE(shape, hidden=8),
     "made": lambda shape: MADE(shape, hidden_sizes=[24, 24]),
     "made_mask_ensemble": lambda shape: MADE(shape, hidden_sizes=[24], num_masks=4, order_agnostic=True,
@@ -47,5 +51,5 @@ DEQUANTIZED_KWARGS = {
 }
 DEQUANTIZED = {name: (lambda shape, name=name, **kw: build_model(name, shape, **DEQUANTIZED_KWARGS[name], **kw))
                for name in DEQUANTIZED_KWARGS}
-AUTOREGRESSIVE = {name: EXACT[name] for name in ("fvsbn", "nade", "made", "made_mask_ensemble", "pixelcnn",
+AUTOREGRESSIVE = {name: EXACT[name] for name in ("fvsbn", "markov", "nade", "made", "made_mask_ensemble", "pixelcnn",
                                                  "gated_pixelcnn", "rnn_lstm", "rnn_gru", "transformer")}
