@@ -3,7 +3,8 @@ trained model, the estimator that produced them, the negative ELBO beside it for
 have one (`negative_elbo`), and pictures: samples for every model, and for
 the models that have the capability, completions of test images from their top half (`complete`),
 Bernoulli means beside the samples (`sample_means`), reconstructions, latent interpolations and
-a 2-D latent scatter (`encode` / `decode`)."""
+a 2-D latent scatter (`encode` / `decode`); and for every model the sample-quality scores of the
+digit classifier (Inception Score, Frechet distance to the test set; pipeline/quality.py)."""
 from __future__ import annotations
 
 import math
@@ -15,10 +16,11 @@ import torch
 
 from models import load_checkpoint
 from models.base import CanComplete, HasComponentMeans, HasLatentCode, HasNegativeELBO, HasSampleMeans
-from pipeline import params as P, stage
+from pipeline import classifier as digit_classifier, params as P, stage
 from pipeline.data import load_labels, load_split, results_dir
 from pipeline.figures import save_grid, top_half_mask
 from pipeline.io import PipelineError, atomic_dir, atomic_path, read_json, write_json
+from pipeline.quality import quality_scores
 from pipeline.tracking import Run
 
 COMPLETIONS_PER_IMAGE = 5
@@ -60,6 +62,15 @@ def elbo_metrics(model, test: torch.Tensor, batch_size: int) -> dict:
         return {}
     mean, stderr = mean_and_stderr(per_image(model.negative_elbo, test, batch_size, model.device))
     return {"test_neg_elbo": mean, "test_neg_elbo_stderr": stderr}
+
+
+@torch.no_grad()
+def quality_metrics(model, seed: int) -> dict:
+    """The digit classifier's Inception Score and Frechet distance (pipeline/quality.py) of as many
+    samples as the classifier stage scored real test images for the ceiling."""
+    classifier, cfg, reference = digit_classifier.load()
+    samples = model.sample(cfg.quality_samples, torch.Generator(model.device).manual_seed(seed))
+    return quality_scores(classifier, samples.cpu(), reference)
 
 
 def render_figures(model, test: torch.Tensor, labels: torch.Tensor, cfg: P.EvaluateConfig,
@@ -161,6 +172,7 @@ def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto") -> 
     test_nll = per_image_nll(model, test, cfg.batch_size)
     metrics = nll_metrics(model, test_nll)
     metrics.update(elbo_metrics(model, test, cfg.batch_size))
+    metrics.update(quality_metrics(model, cfg.seed))
     timing = {"eval_seconds": round(time.perf_counter() - started, 2), "device": str(device)}
     with atomic_dir(out / "figures") as tmp:
         names = [p.name for p in render_figures(model, test, load_labels("test", cfg.max_test), cfg, tmp)]
@@ -178,7 +190,8 @@ def main(argv=None) -> None:
     metrics = evaluate(spec.name, P.evaluate_config(params), spec.train.device)
     elbo = f"; negative ELBO {metrics['test_neg_elbo']:.2f}" if "test_neg_elbo" in metrics else ""
     print(f"evaluate@{spec.name}: test NLL {metrics['test_nll']:.2f} ± {metrics['test_nll_stderr']:.2f} nats "
-          f"({metrics['estimator']}), {metrics['test_bpd']:.4f} bits/dim on {metrics['test_images']} images{elbo}")
+          f"({metrics['estimator']}), {metrics['test_bpd']:.4f} bits/dim on {metrics['test_images']} images{elbo}; "
+          f"samples: inception score {metrics['inception_score']:.2f}, Frechet distance {metrics['frechet_distance']:.1f}")
 
 
 if __name__ == "__main__":
