@@ -163,14 +163,25 @@ class LabelConditioning:
         counts = torch.bincount(labels.long().cpu(), minlength=self.num_classes).double()
         self.label_log_prior.copy_((counts / counts.sum()).log())
 
-    def class_log_joint(self, x: torch.Tensor) -> torch.Tensor:
-        """log p(x | y) + log p(y) for every class y: shape (batch, num_classes)."""
-        columns = [-self.nll(x, labels=torch.full((len(x),), y, dtype=torch.long, device=x.device))
+    def class_log_joint(self, x: torch.Tensor, nll=None) -> torch.Tensor:
+        """log p(x | y) + log p(y) for every class y, shape (batch, num_classes), with -log p(x | y)
+        from `nll(x, labels)` (by default the model's own `nll`)."""
+        nll = nll or self.nll
+        columns = [-nll(x, labels=torch.full((len(x),), y, dtype=torch.long, device=x.device))
                    for y in range(self.num_classes)]
         return torch.stack(columns, 1) + self.label_log_prior.to(columns[0].dtype)
 
-    def marginal_nll(self, x: torch.Tensor) -> torch.Tensor:
-        return -torch.logsumexp(self.class_log_joint(x), 1)
+    def marginal_nll(self, x: torch.Tensor, nll=None) -> torch.Tensor:
+        """-log sum_y p(x | y) p(y). Given an upper bound on each -log p(x | y) instead (a negative
+        ELBO), the result is an upper bound on -log p(x)."""
+        return -torch.logsumexp(self.class_log_joint(x, nll), 1)
+
+    def check_labels(self, labels: torch.Tensor | None) -> None:
+        """Refuse a conditional computation without labels, and labels for an unconditional model."""
+        if self.conditional and labels is None:
+            raise ValueError(f"{type(self).__name__} is class-conditional: this needs labels")
+        if not self.conditional and labels is not None:
+            raise ValueError(f"{type(self).__name__} was built without conditional: true, so it takes no labels")
 
     def labels_or_prior(self, labels: torch.Tensor | None, n: int,
                         generator: torch.Generator | None) -> torch.Tensor:

@@ -27,6 +27,7 @@ ESTIMATORS = {
     "importance_sampled": "importance-sampled upper bound on the NLL (in expectation; tighter with more samples)",
     "dequantized": "dequantization upper bound on the discrete NLL",
 }
+OPTIONAL_COLUMNS = ("test_neg_elbo", "test_conditional_nll", "generative_accuracy", "test_label_nll")
 REGIME = {"fixed": "fixed draw", "resampled": "resampled each epoch"}
 
 
@@ -65,6 +66,9 @@ def row(name: str, metrics: dict, train: dict) -> dict:
         "test_neg_elbo": metrics.get("test_neg_elbo"), "neg_elbo_stderr": metrics.get("test_neg_elbo_stderr"),
         "test_images": metrics["test_images"], "binarization": train.get("binarization"),
         "inception_score": metrics.get("inception_score"), "frechet_distance": metrics.get("frechet_distance"),
+        "test_conditional_nll": metrics.get("test_conditional_nll"),
+        "conditional_stderr": metrics.get("test_conditional_nll_stderr"),
+        "generative_accuracy": metrics.get("generative_accuracy"), "test_label_nll": metrics.get("test_label_nll"),
         "train_images": train["train_images"], "epochs": train["epochs_run"], "best_epoch": train["best_epoch"],
         "parameters": train["parameters"], "train_minutes": train["train_seconds"] / 60,
         "device": train["device"], "profile": train["profile"],
@@ -114,6 +118,9 @@ def markdown(table: pd.DataFrame, profile: str, ceiling: dict | None = None) -> 
         parameters=table.parameters.map("{:,}".format),
         inception_score=table.inception_score.map(lambda v: "" if pd.isna(v) else f"{v:.2f}"),
         frechet_distance=table.frechet_distance.map(lambda v: "" if pd.isna(v) else f"{v:.1f}"),
+        test_conditional_nll=with_stderr(table.test_conditional_nll, table.conditional_stderr),
+        generative_accuracy=table.generative_accuracy.map(lambda v: "" if pd.isna(v) else f"{v:.2%}"),
+        test_label_nll=table.test_label_nll.map(lambda v: "" if pd.isna(v) else f"{v:.3f}"),
         train_minutes=table.train_minutes.map("{:.1f}".format),
         published=[f"{v:.2f} ({s})" if not pd.isna(v) else "no matched published number"
                    for v, s in zip(table.published_nll, table.published_source)],
@@ -121,15 +128,16 @@ def markdown(table: pd.DataFrame, profile: str, ceiling: dict | None = None) -> 
                            for v, s, d, p in zip(table.nearest_nll, table.nearest_source,
                                                  table.nearest_differs, table.published_nll)],
     )
-    columns = ["model", "test_nll", "vs_best_exact", "test_bpd", "test_neg_elbo", "k", "inception_score",
-               "frechet_distance", "training", "parameters",
+    columns = ["model", "test_nll", "vs_best_exact", "test_bpd", "test_neg_elbo", "test_conditional_nll",
+               "generative_accuracy", "test_label_nll", "k", "inception_score", "frechet_distance", "training",
+               "parameters",
                "train_minutes", "device", "published", "nearest_published"]
     sections = []
     for estimator, text in ESTIMATORS.items():
         group = shown[shown.estimator == estimator]
         if group.empty:
             continue
-        kept = [c for c in columns if c != "test_neg_elbo" or (group.test_neg_elbo != "").any()]
+        kept = [c for c in columns if c not in OPTIONAL_COLUMNS or (group[c] != "").any()]
         sections.append(f"## {estimator}: {text}\n\n{group[kept].to_markdown(index=False, disable_numparse=True)}\n")
     images = int(table.test_images.iloc[0]) if table.test_images.nunique() == 1 else "varying numbers of"
     best = table[table.estimator == "exact"].model.iloc[0] if (table.estimator == "exact").any() else None
@@ -149,6 +157,12 @@ def markdown(table: pd.DataFrame, profile: str, ceiling: dict | None = None) -> 
                         "two standard errors of zero is not a real difference.")
     if ceiling is not None:
         notes.append(quality_note(ceiling))
+    if table.test_conditional_nll.notna().any():
+        notes.append("Class-conditional models: `test_nll` is the marginal -log sum_y p(x|y) p(y) with p(y) the "
+                     "training label frequencies, comparable with the other models; `test_conditional_nll` is "
+                     "-log p(x|y) given the true digit; `generative_accuracy` and `test_label_nll` (-log p(y|x), "
+                     "nats) are those of the generative classifier argmax_y p(x|y) p(y), from the same estimator as "
+                     "the model's NLL (importance-sampled for a VAE).")
     if table.test_neg_elbo.notna().any():
         notes.append("`test_neg_elbo`: the negative ELBO, a looser upper bound than the importance-sampled "
                      "`test_nll`.")
