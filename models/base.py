@@ -62,9 +62,9 @@ class GenerativeModel(nn.Module):
     def nll(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
-        """The training objective; exact models minimise the mean NLL."""
-        return self.nll(x).mean()
+    def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The training objective; exact models minimise the mean NLL (given the labels, if any)."""
+        return self.nll(x, **labels_kwarg(labels)).mean()
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError

@@ -56,6 +56,14 @@ def test_fast_sampling_with_labels_equals_one_full_pass_per_pixel(name):
     assert torch.equal(fast, reference)
 
 
+@pytest.mark.parametrize("name", ["made_conditional", "pixelcnn_conditional"])  # one mask: loss and nll agree
+def test_the_training_loss_given_labels_is_the_mean_conditional_nll(name):
+    model = randomize(CONDITIONAL[name](TOY))
+    x, labels = torch.bernoulli(torch.full((5, *TOY), 0.5)), torch.tensor([0, 3, 3, 9, 1])
+    with torch.no_grad():
+        assert float(model.loss(x, labels)) == pytest.approx(float(model.nll(x, labels=labels).mean()), rel=1e-6)
+
+
 def test_labels_are_refused_by_unconditional_models_and_required_by_conditional_logits():
     x = torch.zeros(2, *TOY)
     with pytest.raises(ValueError, match="without conditional"):
