@@ -14,6 +14,8 @@ from models.checkpoint import load_checkpoint, save_checkpoint
 FAMILIES = {
     "bernoulli": "models.bernoulli:IndependentBernoulli",
     "fvsbn": "models.fvsbn:FVSBN",
+    "markov": "models.markov:MarkovChain",
+    "mixture": "models.mixture:BernoulliMixture",
     "nade": "models.nade:NADE",
     "made": "models.made:MADE",
     "vae": "models.vae:VAE",

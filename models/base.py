@@ -62,9 +62,9 @@ class GenerativeModel(nn.Module):
     def nll(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
-        """The training objective; exact models minimise the mean NLL."""
-        return self.nll(x).mean()
+    def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The training objective; exact models minimise the mean NLL (given the labels, if any)."""
+        return self.nll(x, **labels_kwarg(labels)).mean()
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError
@@ -110,6 +110,102 @@ class HasNegativeELBO(Protocol):
     def negative_elbo(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
+@runtime_checkable
+class FitsWithoutGradients(Protocol):
+    """A family with its own fitting procedure (maximum likelihood from counts, EM). When
+    `fits_without_gradients` is True (its params chose it), the training loop calls `fit_epoch`
+    on all training images in place of an epoch of gradient steps; it returns the epoch's training
+    loss (mean NLL per image). Validation, early stopping and checkpoints stay the loop's."""
+
+    fits_without_gradients: bool
+
+    def fit_epoch(self, images: torch.Tensor) -> float: ...
+
+
+@runtime_checkable
+class HasComponentMeans(Protocol):
+    """A mixture: the pixel means of its components, most probable component first, (K, C, H, W)."""
+
+    def component_means(self) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class ClassConditional(Protocol):
+    """p(x | y) for a class label y (a digit). `nll(x, labels)`, `loss(x, labels)` and
+    `sample(n, generator, labels)` take labels; without them `nll` is the marginal
+    -log sum_y p(x | y) p(y) and `sample` draws y ~ p(y) first, where p(y) (`label_log_prior`,
+    log-probabilities) is set from the training labels by `set_label_prior`. Families get it
+    from `LabelConditioning`."""
+
+    label_log_prior: torch.Tensor
+
+    def set_label_prior(self, labels: torch.Tensor) -> None: ...
+
+
+class LabelConditioning:
+    """What a family with a `conditional` option shares (mixed into a GenerativeModel): the label
+    prior p(y) as a buffer, the marginal NLL over labels, and labels drawn from p(y). The buffer
+    exists only when conditioning is on, so only then is the model `ClassConditional`."""
+
+    def init_labels(self, num_classes: int) -> None:
+        require_positive(num_classes=num_classes)
+        self.num_classes = num_classes
+        self.register_buffer("label_log_prior", torch.full((num_classes,), -math.log(num_classes)))
+
+    @property
+    def conditional(self) -> bool:
+        return hasattr(self, "label_log_prior")
+
+    def set_label_prior(self, labels: torch.Tensor) -> None:
+        """p(y) = the frequencies of `labels` (integers in [0, num_classes))."""
+        if len(labels) == 0 or labels.min() < 0 or labels.max() >= self.num_classes:
+            raise ValueError(f"labels must be a non-empty set of integers in [0, {self.num_classes})")
+        counts = torch.bincount(labels.long().cpu(), minlength=self.num_classes).double()
+        self.label_log_prior.copy_((counts / counts.sum()).log())
+
+    def class_log_joint(self, x: torch.Tensor, nll=None) -> torch.Tensor:
+        """log p(x | y) + log p(y) for every class y, shape (batch, num_classes), with -log p(x | y)
+        from `nll(x, labels)` (by default the model's own `nll`)."""
+        nll = nll or self.nll
+        columns = [-nll(x, labels=torch.full((len(x),), y, dtype=torch.long, device=x.device))
+                   for y in range(self.num_classes)]
+        return torch.stack(columns, 1) + self.label_log_prior.to(columns[0].dtype)
+
+    def marginal_nll(self, x: torch.Tensor, nll=None) -> torch.Tensor:
+        """-log sum_y p(x | y) p(y). Given an upper bound on each -log p(x | y) instead (a negative
+        ELBO), the result is an upper bound on -log p(x)."""
+        return -torch.logsumexp(self.class_log_joint(x, nll), 1)
+
+    def check_labels(self, labels: torch.Tensor | None) -> None:
+        """Refuse a conditional computation without labels, and labels for an unconditional model."""
+        if self.conditional and labels is None:
+            raise ValueError(f"{type(self).__name__} is class-conditional: this needs labels")
+        if not self.conditional and labels is not None:
+            raise ValueError(f"{type(self).__name__} was built without conditional: true, so it takes no labels")
+
+    def labels_or_prior(self, labels: torch.Tensor | None, n: int,
+                        generator: torch.Generator | None) -> torch.Tensor:
+        """`labels` on the model's device, or n draws from p(y) where none are given."""
+        if labels is None:
+            device = generator.device if generator is not None else "cpu"
+            labels = torch.multinomial(self.label_log_prior.exp().to(device), n, replacement=True,
+                                       generator=generator)
+        if len(labels) != n:
+            raise ValueError(f"got {len(labels)} labels for {n} images")
+        return labels.to(self.device, torch.long)
+
+
+@torch.no_grad()
+def mean_nll_in_chunks(model: GenerativeModel, images: torch.Tensor, chunk: int = 10_000) -> float:
+    """The mean NLL of many images, a chunk at a time (for `fit_epoch`'s training loss)."""
+    return float(sum(model.nll(images[i:i + chunk]).double().sum() for i in range(0, len(images), chunk)) / len(images))
+
+
+def labels_kwarg(labels: torch.Tensor | None) -> dict:
+    """{'labels': labels} when there are labels: families without a conditional option never see the keyword."""
+    return {} if labels is None else {"labels": labels}
+
+
 # --- sampling helpers ------------------------------------------------------------------------------
 
 def uniform_noise(shape, generator: torch.Generator | None, device) -> torch.Tensor:
@@ -141,30 +237,38 @@ class AutoregressiveModel(GenerativeModel):
         """Pixel indices (into the flattened image) in the order they are generated."""
         return torch.arange(self.num_pixels)
 
-    def nll(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.logits(x)
+    def nll(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """-log p(x), or -log p(x | y) given labels (class-conditional families)."""
+        if labels is None and isinstance(self, ClassConditional):
+            return self.marginal_nll(x)
+        logits = self.logits(x, **labels_kwarg(labels))
         return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               labels: torch.Tensor | None = None) -> torch.Tensor:
         x = torch.zeros((n, *self.image_shape), device=self.device)
-        return self.complete(x, torch.zeros_like(x, dtype=torch.bool), generator)
+        return self.complete(x, torch.zeros_like(x, dtype=torch.bool), generator, **labels_kwarg(labels))
 
     @torch.no_grad()
-    def complete(self, x: torch.Tensor, observed: torch.Tensor,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+    def complete(self, x: torch.Tensor, observed: torch.Tensor, generator: torch.Generator | None = None,
+                 labels: torch.Tensor | None = None) -> torch.Tensor:
         """Sample the pixels where `observed` is False given the others (exact when the observed
-        pixels come first in the model's ordering, as the top half does in raster order)."""
+        pixels come first in the model's ordering, as the top half does in raster order). A
+        class-conditional model completes given `labels`, or given labels drawn from p(y)."""
+        if isinstance(self, ClassConditional):
+            labels = self.labels_or_prior(labels, len(x), generator)
         noise = uniform_noise(x.shape, generator, x.device)
-        return self.fill(x * observed, observed.bool(), noise)
+        return self.fill(x * observed, observed.bool(), noise, **labels_kwarg(labels))
 
-    def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor,
+             labels: torch.Tensor | None = None) -> torch.Tensor:
         """Pixel i becomes 1 where noise_i < p(x_i = 1 | x_<i); one full forward pass per pixel."""
         x = x.clone()
         flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
         for i in self.ordering().tolist():
             if flat_obs[:, i].all():
                 continue
-            p = torch.sigmoid(self.logits(x).view(len(x), -1)[:, i])
+            p = torch.sigmoid(self.logits(x, **labels_kwarg(labels)).view(len(x), -1)[:, i])
             flat_x[:, i] = draw_or_keep(flat_obs[:, i], flat_x[:, i], p, flat_noise[:, i])
         return x

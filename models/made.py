@@ -4,12 +4,14 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
 
-from models.base import AutoregressiveModel, draw_or_keep, require_sizes, uniform_noise
+from models.base import (AutoregressiveModel, LabelConditioning, draw_or_keep, labels_kwarg, require_sizes,
+                         uniform_noise)
 from models.masked import MaskedMLP, made_degrees, made_masks
 
 
-class MADE(AutoregressiveModel):
+class MADE(AutoregressiveModel, LabelConditioning):
     """A masked MLP: output i is connected only to inputs earlier than i in the ordering.
 
     num_masks > 1 trains on several masks (connectivity-agnostic: fresh hidden-unit degrees each;
@@ -17,10 +19,14 @@ class MADE(AutoregressiveModel):
     step. At evaluation the model is the uniform mixture over the first `eval_masks` masks, whose
     likelihood is exact: -log mean_k p_k(x). Mask 0 always uses raster order, so completions given
     the top half are exact under it.
+
+    conditional: p(x | y) for a digit y, which adds a per-class bias to the first hidden layer and
+    to the output logits (every pixel may depend on the label: the first pixel only through the
+    output bias, since no hidden unit reaches it).
     """
 
     def __init__(self, image_shape=(1, 28, 28), hidden_sizes: list[int] = (500,), num_masks: int = 1,
-                 order_agnostic: bool = False, eval_masks: int = 1, mask_seed: int = 0):
+                 order_agnostic: bool = False, eval_masks: int = 1, mask_seed: int = 0, conditional: bool = False):
         super().__init__(image_shape)
         require_sizes(hidden_sizes=hidden_sizes)
         if num_masks < 1 or not 1 <= eval_masks <= num_masks:
@@ -32,6 +38,11 @@ class MADE(AutoregressiveModel):
         self._device_masks: dict[int, list[torch.Tensor]] = {}
         self.mask_index = -1
         self.use_mask(0)
+        if conditional:
+            self.init_labels(10)
+            self.label_hidden, self.label_logits = nn.Embedding(10, hidden_sizes[0]), nn.Embedding(10, d)
+            nn.init.zeros_(self.label_hidden.weight)  # it starts as the unconditional model
+            nn.init.zeros_(self.label_logits.weight)
 
     def _draw_degrees(self, hidden_sizes, num_masks, order_agnostic, seed) -> list[list[torch.Tensor]]:
         """The degrees of every layer (see `made_degrees`) for each mask; mask 0 uses raster order."""
@@ -73,44 +84,61 @@ class MADE(AutoregressiveModel):
     def ordering(self) -> torch.Tensor:
         return torch.argsort(self.degrees[self.mask_index][0])
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp(x.flatten(1)).view_as(x)
+    def logits(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_labels(labels)
+        if labels is None:
+            return self.mlp(x.flatten(1)).view_as(x)
+        first, *middle, last = self.mlp.layers
+        h = torch.relu(first(x.flatten(1)) + self.label_hidden(labels))
+        for layer in middle:
+            h = torch.relu(layer(h))
+        return (last(h) + self.label_logits(labels)).view_as(x)
 
-    def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor,
+             labels: torch.Tensor | None = None) -> torch.Tensor:
         """Keeps the first layer's pre-activation and adds one input column per generated pixel,
         and computes only pixel i's output: far cheaper than a full pass per pixel."""
         x = x.clone()
         flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
         first, last = self.mlp.layers[0], self.mlp.layers[-1]
         first_weight, last_weight = first.masked_weight(), last.masked_weight()
-        pre = first(flat_x)
+        self.check_labels(labels)
+        pre = first(flat_x) if labels is None else first(flat_x) + self.label_hidden(labels)
+        label_logits = None if labels is None else self.label_logits(labels)
         for i in self.ordering().tolist():
             h = torch.relu(pre)
             for layer in self.mlp.layers[1:-1]:
                 h = torch.relu(layer(h))
-            p = torch.sigmoid(h @ last_weight[i] + last.bias[i])
+            logit = h @ last_weight[i] + last.bias[i]
+            p = torch.sigmoid(logit if label_logits is None else logit + label_logits[:, i])
             new = draw_or_keep(flat_obs[:, i], flat_x[:, i], p, flat_noise[:, i])
             pre += (new - flat_x[:, i])[:, None] * first_weight[:, i]
             flat_x[:, i] = new
         return x
 
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
+    def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         self.use_mask((self.mask_index + 1) % self.num_masks)
-        return super().nll(x).mean()
+        return super().nll(x, labels).mean()
 
-    def nll(self, x: torch.Tensor) -> torch.Tensor:
+    def nll(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if labels is None and self.conditional:
+            return self.marginal_nll(x)
         if self.eval_masks == 1:
             self.use_mask(0)
-            return super().nll(x)
+            return super().nll(x, labels)
         per_mask = []
         for k in range(self.eval_masks):
             self.use_mask(k)
-            per_mask.append(-super().nll(x))
+            per_mask.append(-super().nll(x, labels))
         return -(torch.logsumexp(torch.stack(per_mask), dim=0) - math.log(self.eval_masks))
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw each image's mask uniformly from the evaluation mixture, then sample under it."""
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Draw each image's mask uniformly from the evaluation mixture, then sample under it (given
+        `labels`, or labels drawn from p(y), when conditional)."""
+        if self.conditional:
+            labels = self.labels_or_prior(labels, n, generator)
         which = torch.randint(self.eval_masks, (n,), generator=generator,
                               device=generator.device if generator is not None else "cpu").cpu()
         out = torch.zeros((n, *self.image_shape), device=self.device)
@@ -119,11 +147,12 @@ class MADE(AutoregressiveModel):
             rows = (which == k).nonzero().squeeze(1).to(self.device)
             shape = (len(rows), *self.image_shape)
             blank = torch.zeros(shape, device=self.device)
-            out[rows] = self.fill(blank, blank.bool(), uniform_noise(shape, generator, self.device))
+            row_labels = labels_kwarg(None if labels is None else labels[rows])
+            out[rows] = self.fill(blank, blank.bool(), uniform_noise(shape, generator, self.device), **row_labels)
         return out
 
     @torch.no_grad()
-    def complete(self, x, observed, generator=None):
+    def complete(self, x, observed, generator=None, labels=None):
         self.use_mask(0)
-        return super().complete(x, observed, generator)
+        return super().complete(x, observed, generator, **labels_kwarg(labels))
 

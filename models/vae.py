@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Independent, Normal, kl_divergence
 
-from models.base import GenerativeModel, require_positive, require_sizes, uniform_noise
+from models.base import GenerativeModel, LabelConditioning, require_positive, require_sizes, uniform_noise
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
@@ -34,13 +34,15 @@ def mlp(sizes: list[int], activation: str) -> nn.Sequential:
     return nn.Sequential(*layers[:-1])
 
 
-def mlp_pair(image_shape, hidden_sizes: list[int], latent_dim: int, activation: str):
+def mlp_pair(image_shape, hidden_sizes: list[int], latent_dim: int, activation: str, label_inputs: int = 0):
     """Encoder image -> (mean, raw scale) of the code, and decoder code -> pixel logits, the
-    decoder's hidden layers those of the encoder in reverse."""
+    decoder's hidden layers those of the encoder in reverse. Each takes `label_inputs` more inputs
+    (a one-hot label) after its own when conditional."""
     require_sizes(hidden_sizes=hidden_sizes)
     sizes = [math.prod(image_shape), *hidden_sizes]
-    encoder = nn.Sequential(nn.Flatten(), mlp([*sizes, 2 * latent_dim], activation))
-    decoder = nn.Sequential(mlp([latent_dim, *reversed(sizes)], activation), nn.Unflatten(1, tuple(image_shape)))
+    encoder = nn.Sequential(nn.Flatten(), mlp([sizes[0] + label_inputs, *sizes[1:], 2 * latent_dim], activation))
+    decoder = nn.Sequential(mlp([latent_dim + label_inputs, *reversed(sizes)], activation),
+                            nn.Unflatten(1, tuple(image_shape)))
     return encoder, decoder
 
 
@@ -67,7 +69,7 @@ def log_mean_exp(values: torch.Tensor, dim: int = 0) -> torch.Tensor:
     return torch.logsumexp(values, dim) - math.log(values.shape[dim])
 
 
-class VAE(GenerativeModel):
+class VAE(GenerativeModel, LabelConditioning):
     """q(z|x) = N(mu(x), diag sigma(x)^2),  p(z) = N(0, I),  p(x|z) = prod_i Bernoulli(x_i; sigmoid(f(z)_i)).
 
     objective: `elbo` trains on the negative ELBO (analytic KL, `train_samples` reparameterized
@@ -75,6 +77,11 @@ class VAE(GenerativeModel):
     bound with k = `train_samples`. `eval_samples` samples estimate the test NLL and `val_samples`
     the cheaper validation NLL used for early stopping. Log-probabilities are computed in fp32, so
     training under bf16 autocast is safe.
+
+    conditional (architecture mlp): a conditional VAE, q(z | x, y) and p(x | z, y) with the one-hot
+    digit y as extra inputs of the encoder and the decoder, p(z) unchanged. Without labels, `nll`
+    is -log sum_y p(y) p^(x | y) from the per-class importance-sampled estimates p^ (still an upper
+    bound in expectation), and `negative_elbo` the bound -log sum_y p(y) exp(ELBO(x, y)).
     """
 
     estimator = "importance_sampled"
@@ -83,7 +90,7 @@ class VAE(GenerativeModel):
                  latent_dim: int = 50, hidden_sizes: list[int] = (200, 200), channels: int = 32,
                  activation: Literal["tanh", "relu", "elu"] = "tanh",
                  objective: Literal["elbo", "iwae"] = "elbo", train_samples: int = 1,
-                 eval_samples: int = 5000, val_samples: int = 10):
+                 eval_samples: int = 5000, val_samples: int = 10, conditional: bool = False):
         super().__init__(image_shape)
         require_positive(latent_dim=latent_dim, channels=channels, train_samples=train_samples,
                          eval_samples=eval_samples, val_samples=val_samples)
@@ -95,65 +102,93 @@ class VAE(GenerativeModel):
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
         self.latent_dim, self.objective = latent_dim, objective
         self.train_samples, self.eval_samples, self.val_samples = train_samples, eval_samples, val_samples
+        if conditional and architecture != "mlp":
+            raise ValueError("conditional: true needs architecture 'mlp'")
+        if conditional:
+            self.init_labels(10)
         if architecture == "mlp":
-            self.encoder, self.decoder = mlp_pair(self.image_shape, hidden_sizes, latent_dim, activation)
+            self.encoder, self.decoder = mlp_pair(self.image_shape, hidden_sizes, latent_dim, activation,
+                                                  self.num_classes if conditional else 0)
         else:
             self.encoder, self.decoder = conv_pair(self.image_shape, channels, latent_dim, activation)
 
     # --- the three distributions -------------------------------------------------------------
     # validate_args=False: the scales are positive and the images binary by construction, and each
     # validation would make the GPU wait for a Python-side check at every step.
-    def posterior(self, x: torch.Tensor) -> Independent:
+    def with_label(self, inputs: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """`inputs` (..., batch, features) followed by the one-hot labels (batch,) when conditional."""
+        self.check_labels(labels)
+        if labels is None:
+            return inputs
+        one_hot = F.one_hot(labels, self.num_classes).to(inputs.dtype)
+        return torch.cat([inputs, one_hot.expand(*inputs.shape[:-1], self.num_classes)], -1)
+
+    def posterior(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Independent:
         # softplus, not exp, keeps the scale positive without overflowing early in training
-        mean, raw_scale = self.encoder(x).float().chunk(2, dim=-1)
+        self.check_labels(labels)
+        inputs = x if labels is None else self.with_label(x.flatten(1), labels)
+        mean, raw_scale = self.encoder(inputs).float().chunk(2, dim=-1)
         return Independent(Normal(mean, F.softplus(raw_scale) + 1e-4, validate_args=False), 1, validate_args=False)
 
     def prior(self) -> Independent:
         zeros = torch.zeros(self.latent_dim, device=self.device)
         return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1, validate_args=False)
 
-    def decoder_logits(self, z: torch.Tensor) -> torch.Tensor:
-        """The pixel logits of p(x | z) for codes of shape (..., latent_dim): shape (..., C, H, W), fp32."""
-        logits = self.decoder(z.reshape(-1, self.latent_dim)).float()
+    def decoder_logits(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The pixel logits of p(x | z) for codes of shape (..., latent_dim) (and labels of shape
+        (batch,) matching z's last batch dimension when conditional): shape (..., C, H, W), fp32."""
+        z_in = self.with_label(z, labels)
+        logits = self.decoder(z_in.reshape(-1, z_in.shape[-1])).float()
         return logits.view(*z.shape[:-1], *self.image_shape)
 
-    def log_likelihood(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def log_likelihood(self, z: torch.Tensor, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """log p(x | z) for codes (..., batch, latent_dim) and images (batch, C, H, W): shape (..., batch).
         sum_i x_i l_i - softplus(l_i) over the logits l is -BCE with logits, in half the passes over
         the (samples x images x pixels) logits that Bernoulli.log_prob makes (it dominates the NLL)."""
-        logits = self.decoder_logits(z).flatten(-3)
+        logits = self.decoder_logits(z, labels).flatten(-3)
         return torch.einsum("...bd,bd->...b", logits, x.flatten(1).to(logits.dtype)) - F.softplus(logits).sum(-1)
 
     # --- bounds and estimates ----------------------------------------------------------------
-    def log_weights(self, x: torch.Tensor, q: Independent, k: int) -> torch.Tensor:
+    def log_weights(self, x: torch.Tensor, q: Independent, k: int, labels: torch.Tensor | None = None) -> torch.Tensor:
         """log p(x, z_j) - log q(z_j | x) for k reparameterized draws z_j ~ q: shape (k, batch)."""
         z = q.rsample((k,))
-        return self.log_likelihood(z, x) + self.prior().log_prob(z) - q.log_prob(z)
+        return self.log_likelihood(z, x, labels) + self.prior().log_prob(z) - q.log_prob(z)
 
-    def negative_elbo(self, x: torch.Tensor, samples: int = 1) -> torch.Tensor:
+    def negative_elbo(self, x: torch.Tensor, samples: int = 1, labels: torch.Tensor | None = None) -> torch.Tensor:
         """-ELBO per image: analytic KL(q(z|x) || p(z)) minus a `samples`-draw reconstruction term."""
-        q = self.posterior(x)
-        reconstruction = self.log_likelihood(q.rsample((samples,)), x).mean(0)
+        if labels is None and self.conditional:
+            return self.marginal_nll(x, lambda x, labels: self.negative_elbo(x, samples, labels))
+        q = self.posterior(x, labels)
+        reconstruction = self.log_likelihood(q.rsample((samples,)), x, labels).mean(0)
         return kl_divergence(q, self.prior()) - reconstruction
 
-    def importance_sampled_nll(self, x: torch.Tensor, k: int) -> torch.Tensor:
+    def importance_sampled_nll(self, x: torch.Tensor, k: int, labels: torch.Tensor | None = None) -> torch.Tensor:
         """-log of the mean of k importance weights per image, drawn in chunks of samples so that
         memory stays bounded; chunks are combined with logsumexp, so no weight is exponentiated."""
-        q = self.posterior(x)
+        if labels is None and self.conditional:
+            return self.marginal_nll(x, lambda x, labels: self.importance_sampled_nll(x, k, labels))
+        q = self.posterior(x, labels)
         chunk = max(1, ROWS_PER_CHUNK // len(x))
-        partial = [torch.logsumexp(self.log_weights(x, q, min(chunk, k - start)), 0) for start in range(0, k, chunk)]
+        partial = [torch.logsumexp(self.log_weights(x, q, min(chunk, k - start), labels), 0)
+                   for start in range(0, k, chunk)]
         return math.log(k) - torch.logsumexp(torch.stack(partial), 0)
 
-    def nll(self, x: torch.Tensor) -> torch.Tensor:
-        return self.importance_sampled_nll(x, self.eval_samples)
+    def nll(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.importance_sampled_nll(x, self.eval_samples, labels)
 
-    def validation_nll(self, x: torch.Tensor) -> torch.Tensor:
-        return self.importance_sampled_nll(x, self.val_samples)
+    def validation_nll(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.importance_sampled_nll(x, self.val_samples, labels)
 
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
+    def training_bound(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The objective per image: the negative ELBO, or the negative k-sample IWAE bound."""
         if self.objective == "iwae":
-            return -log_mean_exp(self.log_weights(x, self.posterior(x), self.train_samples), 0).mean()
-        return self.negative_elbo(x, self.train_samples).mean()
+            return -log_mean_exp(self.log_weights(x, self.posterior(x, labels), self.train_samples, labels), 0)
+        return self.negative_elbo(x, self.train_samples, labels)
+
+    def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if labels is None and self.conditional:
+            return self.marginal_nll(x, self.training_bound).mean()
+        return self.training_bound(x, labels).mean()
 
     # --- pictures ------------------------------------------------------------------------------
     def prior_draws(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -162,22 +197,24 @@ class VAE(GenerativeModel):
         return torch.randn(n, self.latent_dim, generator=generator, device=generator.device).to(self.device)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Binary images: z ~ p(z) first, then every pixel ~ Bernoulli(mean)."""
-        means = self.decode(self.prior_draws(n, generator))
+    def sample(self, n: int, generator: torch.Generator | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Binary images: (y ~ p(y) unless given, when conditional) z ~ p(z), then every pixel ~ Bernoulli(mean)."""
+        means = self.sample_means(n, generator, labels)
         return (uniform_noise(means.shape, generator, self.device) < means).float()
 
     @torch.no_grad()
-    def sample_means(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_means(self, n: int, generator: torch.Generator | None = None,
+                     labels: torch.Tensor | None = None) -> torch.Tensor:
         """The Bernoulli means behind `sample`'s images when given an identically seeded generator."""
-        return self.decode(self.prior_draws(n, generator))
+        labels = self.labels_or_prior(labels, n, generator) if self.conditional else None
+        return self.decode(self.prior_draws(n, generator), labels)
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The posterior mean code, shape (batch, latent_dim)."""
-        return self.posterior(x).mean
+        return self.posterior(x, labels).mean
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The Bernoulli means p(x_i = 1 | z), shape (batch, C, H, W)."""
-        return torch.sigmoid(self.decoder_logits(z))
+        return torch.sigmoid(self.decoder_logits(z, labels))

@@ -3,7 +3,8 @@ trained model, the estimator that produced them, the negative ELBO beside it for
 have one (`negative_elbo`), and pictures: samples for every model, and for
 the models that have the capability, completions of test images from their top half (`complete`),
 Bernoulli means beside the samples (`sample_means`), reconstructions, latent interpolations and
-a 2-D latent scatter (`encode` / `decode`)."""
+a 2-D latent scatter (`encode` / `decode`); and for every model the sample-quality scores of the
+digit classifier (Inception Score, Frechet distance to the test set; pipeline/quality.py)."""
 from __future__ import annotations
 
 import math
@@ -14,15 +15,18 @@ import numpy as np
 import torch
 
 from models import load_checkpoint
-from models.base import CanComplete, HasLatentCode, HasNegativeELBO, HasSampleMeans
-from pipeline import params as P, stage
+from models.base import (CanComplete, ClassConditional, HasComponentMeans, HasLatentCode, HasNegativeELBO,
+                         HasSampleMeans, labels_kwarg)
+from pipeline import classifier as digit_classifier, params as P, stage
 from pipeline.data import load_labels, load_split, results_dir
 from pipeline.figures import save_grid, top_half_mask
 from pipeline.io import PipelineError, atomic_dir, atomic_path, read_json, write_json
+from pipeline.quality import quality_scores
 from pipeline.tracking import Run
 
 COMPLETIONS_PER_IMAGE = 5
 INTERPOLATION_STEPS = 10
+CONDITIONAL_PER_DIGIT = 10  # samples per row of the class-conditional grid
 PER_IMAGE_FILE = "test_nll.npy"  # one NLL per test image, in test-set order: for paired comparisons
 
 
@@ -54,12 +58,37 @@ def nll_metrics(model, nll: torch.Tensor) -> dict:
             "estimator": model.estimator, "test_images": len(nll)}
 
 
+def conditional_metrics(model, test: torch.Tensor, labels: torch.Tensor, batch_size: int) -> tuple[dict, torch.Tensor]:
+    """For a class-conditional model: the conditional test NLL -log p(x | y), and the generative
+    classifier argmax_y p(x | y) p(y): its accuracy and the NLL of the true labels, -log p(y | x)
+    (named by the model's estimator: exact, or from importance-sampled estimates for a VAE). Also
+    returns the per-image marginal NLL -log p(x), from the same numbers."""
+    joint = per_image(model.class_log_joint, test, batch_size, model.device)  # (N, classes)
+    log_evidence = torch.logsumexp(joint, 1)
+    true = joint[torch.arange(len(joint)), labels]
+    conditional, stderr = mean_and_stderr(-(true - model.label_log_prior.double().cpu()[labels]))
+    label_nll, label_stderr = mean_and_stderr(log_evidence - true)
+    return {"test_conditional_nll": conditional, "test_conditional_nll_stderr": stderr,
+            "generative_accuracy": float((joint.argmax(1) == labels).double().mean()),
+            "test_label_nll": label_nll, "test_label_nll_stderr": label_stderr,
+            "label_nll_estimator": model.estimator}, -log_evidence
+
+
 def elbo_metrics(model, test: torch.Tensor, batch_size: int) -> dict:
     """The negative ELBO, an upper bound on the NLL looser than test_nll, for models that have one."""
     if not isinstance(model, HasNegativeELBO):
         return {}
     mean, stderr = mean_and_stderr(per_image(model.negative_elbo, test, batch_size, model.device))
     return {"test_neg_elbo": mean, "test_neg_elbo_stderr": stderr}
+
+
+@torch.no_grad()
+def quality_metrics(model, seed: int) -> dict:
+    """The digit classifier's Inception Score and Frechet distance (pipeline/quality.py) of as many
+    samples as the classifier stage scored real test images for the ceiling."""
+    classifier, cfg, reference = digit_classifier.load()
+    samples = model.sample(cfg.quality_samples, torch.Generator(model.device).manual_seed(seed))
+    return quality_scores(classifier, samples.cpu(), reference)
 
 
 def render_figures(model, test: torch.Tensor, labels: torch.Tensor, cfg: P.EvaluateConfig,
@@ -73,21 +102,32 @@ def render_figures(model, test: torch.Tensor, labels: torch.Tensor, cfg: P.Evalu
     if isinstance(model, HasSampleMeans):  # the same seed: the means of the very samples above
         written.append(out_dir / "sample_means.png")
         save_grid(model.sample_means(cfg.samples, seeded()), written[-1], nrow)
+    if isinstance(model, ClassConditional):  # one row per digit
+        written.append(out_dir / "conditional_samples.png")
+        digits = torch.arange(len(model.label_log_prior)).repeat_interleave(CONDITIONAL_PER_DIGIT)
+        save_grid(model.sample(len(digits), seeded(), labels=digits), written[-1], CONDITIONAL_PER_DIGIT)
+    if isinstance(model, HasComponentMeans):
+        written.append(out_dir / "component_means.png")
+        save_grid(model.component_means(), written[-1], nrow=10)
     if isinstance(model, CanComplete):
-        written.append(completions(model, test, cfg, out_dir / "completions.png", seeded()))
-    if isinstance(model, HasLatentCode):
+        written.append(completions(model, test, cfg, out_dir / "completions.png", seeded(),
+                                   labels if isinstance(model, ClassConditional) else None))
+    if isinstance(model, HasLatentCode) and not isinstance(model, ClassConditional):
         written += latent_figures(model, test, labels, cfg, out_dir)
     return written
 
 
 @torch.no_grad()
-def completions(model, test, cfg, path: Path, generator) -> Path:
-    """Rows of: the test image, its top half, then completions of the bottom half."""
+def completions(model, test, cfg, path: Path, generator, labels: torch.Tensor | None = None) -> Path:
+    """Rows of: the test image, its top half, then completions of the bottom half (given each
+    image's label, for a class-conditional model)."""
     originals = test[:cfg.completions].to(model.device)
     observed = top_half_mask(originals)
     shown = torch.where(observed, originals, torch.full_like(originals, 0.5))
     repeats = originals.repeat_interleave(COMPLETIONS_PER_IMAGE, 0)
-    completed = model.complete(repeats, observed.repeat_interleave(COMPLETIONS_PER_IMAGE, 0), generator)
+    repeated_labels = None if labels is None else labels[:cfg.completions].repeat_interleave(COMPLETIONS_PER_IMAGE, 0)
+    completed = model.complete(repeats, observed.repeat_interleave(COMPLETIONS_PER_IMAGE, 0), generator,
+                               **labels_kwarg(repeated_labels))
     rows = torch.cat([originals[:, None], shown[:, None],
                       completed.view(len(originals), COMPLETIONS_PER_IMAGE, *originals.shape[1:])], 1)
     save_grid(rows.flatten(0, 1), path, nrow=COMPLETIONS_PER_IMAGE + 2)
@@ -155,12 +195,19 @@ def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto") -> 
     test = load_split("test", cfg.max_test)
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    test_nll = per_image_nll(model, test, cfg.batch_size)
+    test_labels = load_labels("test", cfg.max_test)
+    conditional = {}
+    if isinstance(model, ClassConditional):
+        conditional, test_nll = conditional_metrics(model, test, test_labels, cfg.batch_size)
+    else:
+        test_nll = per_image_nll(model, test, cfg.batch_size)
     metrics = nll_metrics(model, test_nll)
+    metrics.update(conditional)
     metrics.update(elbo_metrics(model, test, cfg.batch_size))
+    metrics.update(quality_metrics(model, cfg.seed))
     timing = {"eval_seconds": round(time.perf_counter() - started, 2), "device": str(device)}
     with atomic_dir(out / "figures") as tmp:
-        names = [p.name for p in render_figures(model, test, load_labels("test", cfg.max_test), cfg, tmp)]
+        names = [p.name for p in render_figures(model, test, test_labels, cfg, tmp)]
     log_evaluation(run, {**metrics, **timing}, [out / "figures" / n for n in names])
     save_per_image(out / PER_IMAGE_FILE, test_nll)
     write_json(out / "eval.json", timing)
@@ -174,8 +221,12 @@ def main(argv=None) -> None:
     spec = P.model_spec(params, args.model)
     metrics = evaluate(spec.name, P.evaluate_config(params), spec.train.device)
     elbo = f"; negative ELBO {metrics['test_neg_elbo']:.2f}" if "test_neg_elbo" in metrics else ""
+    if "test_conditional_nll" in metrics:
+        elbo += (f"; given the label {metrics['test_conditional_nll']:.2f}, generative classifier accuracy "
+                 f"{metrics['generative_accuracy']:.2%}, label NLL {metrics['test_label_nll']:.3f}")
     print(f"evaluate@{spec.name}: test NLL {metrics['test_nll']:.2f} ± {metrics['test_nll_stderr']:.2f} nats "
-          f"({metrics['estimator']}), {metrics['test_bpd']:.4f} bits/dim on {metrics['test_images']} images{elbo}")
+          f"({metrics['estimator']}), {metrics['test_bpd']:.4f} bits/dim on {metrics['test_images']} images{elbo}; "
+          f"samples: inception score {metrics['inception_score']:.2f}, Frechet distance {metrics['frechet_distance']:.1f}")
 
 
 if __name__ == "__main__":

@@ -20,12 +20,13 @@ import yaml
 from models import FAMILIES, family_class
 from models.base import require_positive
 from pipeline.io import PipelineError
+from pipeline.quality import ClassifierConfig
 from pipeline.training_loop import TrainConfig
 
 PROFILES = ("smoke", "quick", "full")
-TOP_LEVEL_KEYS = ("profile", "data", "train", "evaluate", "models")
+TOP_LEVEL_KEYS = ("profile", "data", "train", "evaluate", "classifier", "models")
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-SECTIONS = ("data", "train", "evaluate", "models")
+SECTIONS = ("data", "train", "evaluate", "classifier", "models")
 
 
 class ParamsLoader(yaml.SafeLoader):
@@ -105,6 +106,10 @@ def data_config(params: dict) -> DataConfig:
 
 def evaluate_config(params: dict) -> EvaluateConfig:
     return _validate(EvaluateConfig, _overlay(params.get("evaluate"), params["profile"], "evaluate"), "evaluate")
+
+
+def classifier_config(params: dict) -> ClassifierConfig:
+    return _validate(ClassifierConfig, _overlay(params.get("classifier"), params["profile"], "classifier"), "classifier")
 
 
 def model_names(params: dict) -> list[str]:

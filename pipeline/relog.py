@@ -23,7 +23,7 @@ from pipeline import params as P, stage
 from pipeline.data import results_dir
 from pipeline.evaluate import log_evaluation
 from pipeline.io import PipelineError, read_json
-from pipeline.report import REPORT_DIR, log_to_mlflow as log_report
+from pipeline.report import REPORT_DIR, log_to_mlflow as log_report, read_ceiling
 from pipeline.tracking import OPTIONAL_ENV, Run, connect, tracking_uri
 from pipeline.train import log_training, logged_params
 
@@ -68,7 +68,7 @@ def relog_report() -> bool:
     if not files[1].exists():
         return False
     table = pd.read_csv(files[1])
-    log_report(table, str(table.profile.iloc[0]), [f for f in files if f.exists()])
+    log_report(table, str(table.profile.iloc[0]), [f for f in files if f.exists()], read_ceiling())
     return True
 
 

@@ -1,6 +1,7 @@
 """report: every model's test NLL with its estimator and training regime, grouped by estimator, the
 paired difference to the best exact model, and the published number that matches its setup (or the
-nearest one, labelled with what differs), as Markdown and CSV; a bar chart of NLL and a montage of
+nearest one, labelled with what differs), and the sample-quality scores beside the real test
+images' ceiling, as Markdown and CSV; a bar chart of NLL and a montage of
 every model's samples."""
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pandas as pd  # noqa: E402
 from pipeline import params as P, references, stage  # noqa: E402
 from pipeline.data import results_dir  # noqa: E402
 from pipeline.evaluate import PER_IMAGE_FILE  # noqa: E402
+from pipeline.classifier import METRICS_FILE as CLASSIFIER_METRICS  # noqa: E402
 from pipeline.io import PipelineError, atomic_path, params_hash, read_json, write_text  # noqa: E402
 
 REPORT_DIR = Path("reports")
@@ -25,6 +27,7 @@ ESTIMATORS = {
     "importance_sampled": "importance-sampled upper bound on the NLL (in expectation; tighter with more samples)",
     "dequantized": "dequantization upper bound on the discrete NLL",
 }
+OPTIONAL_COLUMNS = ("test_neg_elbo", "test_conditional_nll", "generative_accuracy", "test_label_nll")
 REGIME = {"fixed": "fixed draw", "resampled": "resampled each epoch"}
 
 
@@ -62,6 +65,10 @@ def row(name: str, metrics: dict, train: dict) -> dict:
         "test_nll": metrics["test_nll"], "stderr": metrics["test_nll_stderr"], "test_bpd": metrics["test_bpd"],
         "test_neg_elbo": metrics.get("test_neg_elbo"), "neg_elbo_stderr": metrics.get("test_neg_elbo_stderr"),
         "test_images": metrics["test_images"], "binarization": train.get("binarization"),
+        "inception_score": metrics.get("inception_score"), "frechet_distance": metrics.get("frechet_distance"),
+        "test_conditional_nll": metrics.get("test_conditional_nll"),
+        "conditional_stderr": metrics.get("test_conditional_nll_stderr"),
+        "generative_accuracy": metrics.get("generative_accuracy"), "test_label_nll": metrics.get("test_label_nll"),
         "train_images": train["train_images"], "epochs": train["epochs_run"], "best_epoch": train["best_epoch"],
         "parameters": train["parameters"], "train_minutes": train["train_seconds"] / 60,
         "device": train["device"], "profile": train["profile"],
@@ -99,7 +106,7 @@ def with_stderr(values, errors) -> list[str]:
     return ["" if pd.isna(v) else f"{v:.2f} ± {e:.2f}" for v, e in zip(values, errors)]
 
 
-def markdown(table: pd.DataFrame, profile: str) -> str:
+def markdown(table: pd.DataFrame, profile: str, ceiling: dict | None = None) -> str:
     shown = table.assign(
         test_nll=with_stderr(table.test_nll, table.stderr),
         vs_best_exact=with_stderr(table.vs_best_exact, table.vs_best_exact_stderr),
@@ -109,6 +116,11 @@ def markdown(table: pd.DataFrame, profile: str) -> str:
         training=[f"{REGIME.get(b, b)}, {n:,} images, best epoch {e} of {r}" for b, n, e, r in
                   zip(table.binarization, table.train_images, table.best_epoch, table.epochs)],
         parameters=table.parameters.map("{:,}".format),
+        inception_score=table.inception_score.map(lambda v: "" if pd.isna(v) else f"{v:.2f}"),
+        frechet_distance=table.frechet_distance.map(lambda v: "" if pd.isna(v) else f"{v:.1f}"),
+        test_conditional_nll=with_stderr(table.test_conditional_nll, table.conditional_stderr),
+        generative_accuracy=table.generative_accuracy.map(lambda v: "" if pd.isna(v) else f"{v:.2%}"),
+        test_label_nll=table.test_label_nll.map(lambda v: "" if pd.isna(v) else f"{v:.3f}"),
         train_minutes=table.train_minutes.map("{:.1f}".format),
         published=[f"{v:.2f} ({s})" if not pd.isna(v) else "no matched published number"
                    for v, s in zip(table.published_nll, table.published_source)],
@@ -116,14 +128,16 @@ def markdown(table: pd.DataFrame, profile: str) -> str:
                            for v, s, d, p in zip(table.nearest_nll, table.nearest_source,
                                                  table.nearest_differs, table.published_nll)],
     )
-    columns = ["model", "test_nll", "vs_best_exact", "test_bpd", "test_neg_elbo", "k", "training", "parameters",
+    columns = ["model", "test_nll", "vs_best_exact", "test_bpd", "test_neg_elbo", "test_conditional_nll",
+               "generative_accuracy", "test_label_nll", "k", "inception_score", "frechet_distance", "training",
+               "parameters",
                "train_minutes", "device", "published", "nearest_published"]
     sections = []
     for estimator, text in ESTIMATORS.items():
         group = shown[shown.estimator == estimator]
         if group.empty:
             continue
-        kept = [c for c in columns if c != "test_neg_elbo" or (group.test_neg_elbo != "").any()]
+        kept = [c for c in columns if c not in OPTIONAL_COLUMNS or (group[c] != "").any()]
         sections.append(f"## {estimator}: {text}\n\n{group[kept].to_markdown(index=False, disable_numparse=True)}\n")
     images = int(table.test_images.iloc[0]) if table.test_images.nunique() == 1 else "varying numbers of"
     best = table[table.estimator == "exact"].model.iloc[0] if (table.estimator == "exact").any() else None
@@ -141,11 +155,32 @@ def markdown(table: pd.DataFrame, profile: str) -> str:
         notes.insert(1, f"`vs_best_exact`: the mean per-image difference to `{best}` (the best exact model) "
                         "with its paired standard error over the same test images; a difference within about "
                         "two standard errors of zero is not a real difference.")
+    if ceiling is not None:
+        notes.append(quality_note(ceiling))
+    if table.test_conditional_nll.notna().any():
+        notes.append("Class-conditional models: `test_nll` is the marginal -log sum_y p(x|y) p(y) with p(y) the "
+                     "training label frequencies, comparable with the other models; `test_conditional_nll` is "
+                     "-log p(x|y) given the true digit; `generative_accuracy` and `test_label_nll` (-log p(y|x), "
+                     "nats) are those of the generative classifier argmax_y p(x|y) p(y), from the same estimator as "
+                     "the model's NLL (importance-sampled for a VAE).")
     if table.test_neg_elbo.notna().any():
         notes.append("`test_neg_elbo`: the negative ELBO, a looser upper bound than the importance-sampled "
                      "`test_nll`.")
     return (f"# Binarized MNIST: test-set results (profile `{profile}`)\n\n" + "\n".join(f"- {n}" for n in notes)
             + "\n\n" + "\n".join(sections))
+
+
+def read_ceiling() -> dict | None:
+    """The classifier stage's metrics: its test accuracy and the real test images' scores."""
+    return read_json(CLASSIFIER_METRICS) if CLASSIFIER_METRICS.exists() else None
+
+
+def quality_note(ceiling: dict) -> str:
+    return (f"`inception_score` (higher is better, at most 10) and `frechet_distance` (lower is better) of "
+            f"{ceiling['quality_samples']} samples per model, by a small digit classifier trained on the binarized "
+            f"training images (test accuracy {ceiling['test_accuracy']:.2%}); MNIST-specific, comparable within "
+            f"this benchmark only. The ceiling, {ceiling['quality_samples']} real test images: inception score "
+            f"{ceiling['real_inception_score']:.2f}, Frechet distance {ceiling['real_frechet_distance']:.1f}.")
 
 
 def bar_chart(table: pd.DataFrame, path: Path) -> None:
@@ -196,7 +231,7 @@ def samples_montage(table: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def log_to_mlflow(table: pd.DataFrame, profile: str, files: list[Path]) -> None:
+def log_to_mlflow(table: pd.DataFrame, profile: str, files: list[Path], ceiling: dict | None = None) -> None:
     """The report's run; also used by pipeline.relog."""
     from pipeline.tracking import Run
     # the results' digest in the params: reports of other results (another queued experiment)
@@ -207,6 +242,8 @@ def log_to_mlflow(table: pd.DataFrame, profile: str, files: list[Path]) -> None:
     if run is None:
         return
     run.log_metrics({f"test_nll.{m}": v for m, v in zip(table.model, table.test_nll)})
+    if ceiling is not None:
+        run.log_metrics({f"classifier.{k}": v for k, v in ceiling.items()})
     for path in files:
         run.log_artifact(path)
     run.finish()
@@ -221,12 +258,13 @@ def main(argv=None) -> None:
     table = collect(P.model_names(params), profile)
     REPORT_DIR.mkdir(exist_ok=True)
     files = [REPORT_DIR / name for name in ("results.md", "results.csv", "nll.png", "samples.png", "curves.png")]
-    write_text(files[0], markdown(table, profile))
+    ceiling = read_ceiling()
+    write_text(files[0], markdown(table, profile, ceiling))
     write_text(files[1], table.to_csv(index=False))
     bar_chart(table, files[2])
     samples_montage(table, files[3])
     learning_curves(table, files[4])
-    log_to_mlflow(table, profile, files)
+    log_to_mlflow(table, profile, files, ceiling)
     print(f"report: {len(table)} models -> {REPORT_DIR}/results.md (best: {table.model[0]}, "
           f"{table.test_nll[0]:.2f} nats)")
 

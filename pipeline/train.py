@@ -11,7 +11,8 @@ import torch
 import models
 from models import build_model, save_checkpoint
 from pipeline import params as P, stage, training_loop
-from pipeline.data import IMAGE_SHAPE, data_checksum, load_split, load_train_intensity, results_dir
+from models.base import ClassConditional
+from pipeline.data import IMAGE_SHAPE, data_checksum, load_labels, load_split, load_train_intensity, results_dir
 from pipeline.digest import family_digest
 from pipeline.io import PipelineError, params_hash, sha256_file, write_json, write_text
 from pipeline.tracking import Run
@@ -70,6 +71,16 @@ def use_deterministic_kernels() -> None:
     torch.backends.cudnn.benchmark = False
 
 
+def labels_for(model, cfg: training_loop.TrainConfig) -> tuple:
+    """The training and validation digits of a class-conditional model, whose label prior p(y)
+    becomes the training label frequencies; (None, None) for any other model."""
+    if not isinstance(model, ClassConditional):
+        return None, None
+    train_labels = load_labels("train", cfg.max_train)
+    model.set_label_prior(train_labels)
+    return train_labels, load_labels("val", cfg.max_val)
+
+
 def train(spec: P.ModelSpec, profile: str, quiet: bool = False) -> dict:
     """Fit one model, resuming from its resume state if a previous attempt was killed."""
     cfg = spec.train
@@ -88,9 +99,10 @@ def train(spec: P.ModelSpec, profile: str, quiet: bool = False) -> dict:
     if resumed_epoch:
         print(f"train@{spec.name}: resuming after epoch {resumed_epoch} from {state_path}")
     run = Run.resume_or_start(meta.get("mlflow_run_id"), spec.name, params, tags)
+    train_labels, val_labels = labels_for(model, cfg)
     train_data = TrainingData(load_split("train", cfg.max_train),
                               load_train_intensity(cfg.max_train) if cfg.dynamic_binarization else None,
-                              device, cfg.dynamic_binarization)
+                              device, cfg.dynamic_binarization, train_labels)
     val = load_split("val", cfg.max_val)
     out.mkdir(parents=True, exist_ok=True)
     num_params = sum(p.numel() for p in model.parameters())
@@ -104,7 +116,8 @@ def train(spec: P.ModelSpec, profile: str, quiet: bool = False) -> dict:
 
     try:
         result = fit(model, train_data, val, cfg, state_path=state_path,
-                     meta={"mlflow_run_id": run.id if run is not None else None}, on_epoch=log_epoch, quiet=quiet)
+                     meta={"mlflow_run_id": run.id if run is not None else None}, on_epoch=log_epoch, quiet=quiet,
+                     val_labels=val_labels)
     except TrainingDiverged as e:
         if run is not None:
             run.set_tags({"error": str(e)})

@@ -15,7 +15,8 @@ from typing import Callable, Literal
 import torch
 from tqdm.auto import tqdm
 
-from models.base import GenerativeModel, HasValidationNLL, require_positive
+from models.base import (ClassConditional, FitsWithoutGradients, GenerativeModel, HasValidationNLL, labels_kwarg,
+                         require_positive)
 
 
 @dataclass(frozen=True)
@@ -73,12 +74,15 @@ def resolve_device(name: str) -> torch.device:
 
 
 @torch.no_grad()
-def mean_nll(model: GenerativeModel, data: torch.Tensor, batch_size: int) -> float:
-    """Mean per-image NLL in nats, in fp32 and eval mode. Models whose `nll` is costly (importance
-    sampling with many samples) may offer a cheaper `validation_nll` for model selection."""
+def mean_nll(model: GenerativeModel, data: torch.Tensor, batch_size: int, labels: torch.Tensor | None = None) -> float:
+    """Mean per-image NLL in nats, in fp32 and eval mode (given `labels`, the class-conditional
+    -log p(x | y)). Models whose `nll` is costly (importance sampling with many samples) may offer
+    a cheaper `validation_nll` for model selection."""
     model.eval()
     estimate = model.validation_nll if isinstance(model, HasValidationNLL) else model.nll
-    total = sum(float(estimate(data[i:i + batch_size]).sum()) for i in range(0, len(data), batch_size))
+    total = sum(float(estimate(data[i:i + batch_size], **labels_kwarg(None if labels is None else
+                                                                      labels[i:i + batch_size])).sum())
+                for i in range(0, len(data), batch_size))
     return total / len(data)
 
 
@@ -103,12 +107,15 @@ def make_schedule(optimizer, cfg: TrainConfig, total_steps: int):
 
 
 class TrainingData:
-    """The training images on the training device; with dynamic binarization, redrawn each epoch."""
+    """The training images on the training device; with dynamic binarization, redrawn each epoch.
+    `labels` (the digits, for class-conditional models) stay fixed."""
 
-    def __init__(self, binary: torch.Tensor, intensity: torch.Tensor | None, device, dynamic: bool):
+    def __init__(self, binary: torch.Tensor, intensity: torch.Tensor | None, device, dynamic: bool,
+                 labels: torch.Tensor | None = None):
         if dynamic and intensity is None:
             raise ValueError("dynamic binarization needs the training intensities")
         self.dynamic = dynamic
+        self.labels = None if labels is None else labels.to(device, torch.long)
         self.images = binary.to(device, torch.float32)
         self.probabilities = intensity.to(device, torch.float32) / 255 if dynamic else None
 
@@ -123,11 +130,12 @@ class TrainingData:
 
 
 def train_step(model: GenerativeModel, loss_fn: Callable, optimizer: torch.optim.Optimizer, batch: torch.Tensor,
-               bf16: bool = False, grad_clip: float | None = None) -> torch.Tensor:
-    """One optimizer step on `batch` (bf16 autocast around the loss when asked); returns the loss,
-    detached: reading its value would make a GPU wait, so the caller decides when."""
+               bf16: bool = False, grad_clip: float | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """One optimizer step on `batch` (and its `labels` for a class-conditional model; bf16 autocast
+    around the loss when asked); returns the loss, detached: reading its value would make a GPU
+    wait, so the caller decides when."""
     with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=bf16):
-        loss = loss_fn(batch)
+        loss = loss_fn(batch) if labels is None else loss_fn(batch, labels)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip is not None:
@@ -217,10 +225,13 @@ class FitResult:
 
 def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: TrainConfig, *,
         state_path: str | Path | None = None, meta: dict | None = None,
-        on_epoch: Callable[[dict, bool], None] | None = None, quiet: bool = False) -> FitResult:
+        on_epoch: Callable[[dict, bool], None] | None = None, quiet: bool = False,
+        val_labels: torch.Tensor | None = None) -> FitResult:
     """Train `model` (already on its device); it ends holding the weights of its best epoch.
 
-    Selects on the validation NLL and stops after `patience` epochs without a better one. Given
+    Selects on the validation NLL (for a class-conditional model, -log p(x | y) given `val_labels`
+    and trained on `train.labels`) and stops after `patience` epochs without a better one. A model
+    that `FitsWithoutGradients` runs its own `fit_epoch` in place of each epoch's steps. Given
     `state_path`, saves a `LoopState` after every epoch (with `meta`, plain data for the caller) and
     resumes from it if it exists: killed at any point and re-run, it ends with the same numbers as
     an uninterrupted run. `on_epoch(record, improved)` is called after every epoch.
@@ -234,6 +245,11 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
     loss_fn = torch.compile(model.loss) if cfg.compile else model.loss
     use_bf16 = cfg.bf16 and device.type == "cuda"
     check_every = 1 if device.type == "cpu" else 50  # reading a loss on a GPU waits for it: not every step
+    without_gradients = isinstance(model, FitsWithoutGradients) and model.fits_without_gradients
+    labels = train.labels if isinstance(model, ClassConditional) else None
+    if labels is not None and val_labels is None:
+        raise ValueError("a class-conditional model needs training and validation labels")
+    val_labels = None if labels is None else val_labels.to(device)
 
     state = LoopState()
     if state_path is not None and Path(state_path).exists():
@@ -247,18 +263,23 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
     for epoch in range(state.epoch + 1, last_epoch + 1):
         model.train()
         images = train.for_epoch(shuffle)
-        order = torch.randperm(len(images), generator=shuffle).to(device)
-        total, pending = 0.0, []
-        for step in range(steps_per_epoch):
-            batch = images[order[step * cfg.batch_size:(step + 1) * cfg.batch_size]]
-            loss = train_step(model, loss_fn, optimizer, batch, use_bf16, cfg.grad_clip)
-            schedule.step()
-            pending.append(loss * len(batch))
-            if len(pending) == check_every or step == steps_per_epoch - 1:
-                total += _checked_sum(pending, epoch, step + 1, state)
-                pending = []
-            bar.update()
-        val_nll = mean_nll(model, val, cfg.eval_batch_size)
+        if without_gradients:
+            total = _checked_sum([torch.tensor(model.fit_epoch(images))], epoch, 1, state) * len(images)
+            bar.update(steps_per_epoch)
+        else:
+            order = torch.randperm(len(images), generator=shuffle).to(device)
+            total, pending = 0.0, []
+            for step in range(steps_per_epoch):
+                rows = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+                loss = train_step(model, loss_fn, optimizer, images[rows], use_bf16, cfg.grad_clip,
+                                  None if labels is None else labels[rows])
+                schedule.step()
+                pending.append(loss * len(rows))
+                if len(pending) == check_every or step == steps_per_epoch - 1:
+                    total += _checked_sum(pending, epoch, step + 1, state)
+                    pending = []
+                bar.update()
+        val_nll = mean_nll(model, val, cfg.eval_batch_size, val_labels)
         if not math.isfinite(val_nll):
             raise TrainingDiverged(f"validation NLL became {val_nll} after epoch {epoch} (step {steps_per_epoch}); "
                                    "the last good checkpoint is kept (try a lower lr or grad_clip)",

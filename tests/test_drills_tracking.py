@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from pipeline import evaluate, relog, train
+from pipeline import classifier, evaluate, relog, train
 from tests.drills import faults
 from tests.drills.workspace import call_stage, metric_steps, mlflow_runs, synthetic_data, write_params
 
@@ -29,6 +29,7 @@ def repo(tmp_path, monkeypatch):
     synthetic_data(tmp_path)
     write_params(tmp_path, {"bernoulli": {"family": "bernoulli", "train": {"lr": 0.05}}},
                  train={"epochs": 2, "max_train": 400}, evaluate={"samples": 4, "completions": 2})
+    assert call_stage(classifier) is None  # evaluate scores samples with it
     return tmp_path
 
 

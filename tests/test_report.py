@@ -77,7 +77,9 @@ def toy_table():
     common = {"test_bpd": 0.2, "test_images": 3, "parameters": 10, "train_minutes": 1.0, "epochs": 3,
               "best_epoch": 2, "binarization": "fixed", "train_images": 50_000, "device": "cpu",
               "profile": "smoke", "published_nll": None, "published_source": None, "nearest_nll": None,
-              "nearest_source": None, "nearest_differs": None}
+              "nearest_source": None, "nearest_differs": None, "inception_score": 5.0, "frechet_distance": 80.0,
+              "test_conditional_nll": None, "conditional_stderr": None, "generative_accuracy": None,
+              "test_label_nll": None}
     rows = [("nade", "exact", 90.0, None, None), ("vae", "importance_sampled", 89.0, 93.0, 5000),
             ("made", "exact", 95.0, None, None)]
     return pd.DataFrame([{"model": m, "family": m, "estimator": e, "test_nll": nll, "stderr": 0.5,

@@ -4,21 +4,44 @@ Add a family here and the shared tests (normalization, dependency, sampling) cov
 """
 from __future__ import annotations
 
+import torch
+
 from models import build_model
 from models.bernoulli import IndependentBernoulli
 from models.fvsbn import FVSBN
 from models.gated_pixelcnn import GatedPixelCNN
 from models.made import MADE
+from models.markov import MarkovChain
+from models.mixture import BernoulliMixture
 from models.nade import NADE
 from models.vae import VAE
 from models.pixelcnn import PixelCNN
 from models.rnn import PixelRNN
 from models.transformer import PixelTransformer
 
+
+
+def with_label_prior(model):
+    """A class-conditional model with an uneven p(y) (proportional to y + 1), as training labels set it."""
+    model.set_label_prior(torch.arange(10).repeat_interleave(torch.arange(1, 11)))
+    return model
+
+
+# Class-conditional instances: `nll(x)` is the marginal -log sum_y p(x | y) p(y).
+CONDITIONAL = {
+    "made_conditional": lambda shape: with_label_prior(MADE(shape, hidden_sizes=[24], conditional=True)),
+    "made_mask_ensemble_conditional": lambda shape: with_label_prior(
+        MADE(shape, hidden_sizes=[16, 16], num_masks=3, order_agnostic=True, eval_masks=3, conditional=True)),
+    "pixelcnn_conditional": lambda shape: with_label_prior(
+        PixelCNN(shape, channels=8, residual_blocks=1, first_kernel=5, head_channels=8, conditional=True)),
+}
+
 # name -> constructor taking an image shape; every one has an exact likelihood.
 EXACT = {
     "bernoulli": lambda shape: IndependentBernoulli(shape),
     "fvsbn": lambda shape: FVSBN(shape),
+    "markov": lambda shape: MarkovChain(shape),
+    "mixture": lambda shape: BernoulliMixture(shape, components=3),
     "nade": lambda shape: NADE(shape, hidden=8),
     "made": lambda shape: MADE(shape, hidden_sizes=[24, 24]),
     "made_mask_ensemble": lambda shape: MADE(shape, hidden_sizes=[24], num_masks=4, order_agnostic=True,
@@ -28,6 +51,7 @@ EXACT = {
     "rnn_lstm": lambda shape: PixelRNN(shape, cell="lstm", hidden=8, embedding=4, input_window=3),
     "rnn_gru": lambda shape: PixelRNN(shape, cell="gru", hidden=8, embedding=4, position_embedding=False),
     "transformer": lambda shape: PixelTransformer(shape, dim=8, layers=2, heads=2, mlp_ratio=2, input_window=2),
+    **CONDITIONAL,
 }
 
 # Autoregressive ones: `logits(x)` must not depend on x_i or later pixels in `ordering()`.
@@ -47,5 +71,5 @@ DEQUANTIZED_KWARGS = {
 }
 DEQUANTIZED = {name: (lambda shape, name=name, **kw: build_model(name, shape, **DEQUANTIZED_KWARGS[name], **kw))
                for name in DEQUANTIZED_KWARGS}
-AUTOREGRESSIVE = {name: EXACT[name] for name in ("fvsbn", "nade", "made", "made_mask_ensemble", "pixelcnn",
+AUTOREGRESSIVE = {name: EXACT[name] for name in ("fvsbn", "markov", "nade", "made", "made_mask_ensemble", "pixelcnn",
                                                  "gated_pixelcnn", "rnn_lstm", "rnn_gru", "transformer")}
