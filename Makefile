@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	python3 -m venv $(VENV)
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[test]'
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[test,server]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -4,13 +4,14 @@ from __future__ import annotations
 import csv
 import io
 import os
+import subprocess
 from pathlib import Path
 
 import torch
 
 import models
 from models import build_model, save_checkpoint
-from pipeline import params as P, stage, training_loop
+from pipeline import params as P, parallel, stage, training_loop
 from models.base import ClassConditional
 from pipeline.data import IMAGE_SHAPE, data_checksum, load_labels, load_split, load_train_intensity, results_dir
 from pipeline.digest import family_digest
@@ -19,8 +20,9 @@ from pipeline.tracking import Run
 from pipeline.training_loop import TrainingData, TrainingDiverged, fit, resume_point
 
 
-def device_name(device: torch.device) -> str:
-    return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu"
+def device_name(device: torch.device, processes: int = 1) -> str:
+    name = f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu"
+    return f"{name} x {processes} processes" if processes > 1 else name
 
 
 def logged_params(spec: P.ModelSpec, profile: str) -> dict:
@@ -81,24 +83,40 @@ def labels_for(model, cfg: training_loop.TrainConfig) -> tuple:
     return train_labels, load_labels("val", cfg.max_val)
 
 
+def process_device(setting: str, world: parallel.World) -> torch.device:
+    if not world.distributed:
+        return stage.device(setting)
+    try:
+        return parallel.rank_device(setting, world)
+    except (ValueError, RuntimeError) as e:
+        raise PipelineError(f"train.device: {e}") from None
+
+
 def train(spec: P.ModelSpec, profile: str, quiet: bool = False) -> dict:
-    """Fit one model, resuming from its resume state if a previous attempt was killed."""
+    """Fit one model, resuming from its resume state if a previous attempt was killed. Under
+    torchrun, every process trains its shard of each batch and rank 0 alone writes and tracks."""
+    world = parallel.world_from_env()
+    device = process_device(spec.train.device, world)
+    with parallel.process_group(world, device):
+        return _train(spec, profile, device, world, quiet)
+
+
+def _train(spec: P.ModelSpec, profile: str, device: torch.device, world: parallel.World, quiet: bool) -> dict:
     cfg = spec.train
     if cfg.deterministic:
         use_deterministic_kernels()
     torch.manual_seed(cfg.seed)
-    device = stage.device(cfg.device)
     model = build(spec, device)  # params are checked before anything is read or written
     checksum = data_checksum()
     out = results_dir(spec.name)
     state_path = resume_state_path(spec, checksum)
-    tags = {"model": spec.name, "family": spec.family, "profile": profile, "device": device_name(device),
+    tags = {"model": spec.name, "family": spec.family, "profile": profile, "device": device_name(device, world.size),
             "data_sha256": checksum, "estimator": model.estimator, "binarization": binarization(cfg)}
     params = logged_params(spec, profile)
     resumed_epoch, meta = resume_point(state_path)
-    if resumed_epoch:
+    if resumed_epoch and world.is_main:
         print(f"train@{spec.name}: resuming after epoch {resumed_epoch} from {state_path}")
-    run = Run.resume_or_start(meta.get("mlflow_run_id"), spec.name, params, tags)
+    run = Run.resume_or_start(meta.get("mlflow_run_id"), spec.name, params, tags) if world.is_main else None
     train_labels, val_labels = labels_for(model, cfg)
     train_data = TrainingData(load_split("train", cfg.max_train),
                               load_train_intensity(cfg.max_train) if cfg.dynamic_binarization else None,
@@ -116,14 +134,14 @@ def train(spec: P.ModelSpec, profile: str, quiet: bool = False) -> dict:
 
     try:
         result = fit(model, train_data, val, cfg, state_path=state_path,
-                     meta={"mlflow_run_id": run.id if run is not None else None}, on_epoch=log_epoch, quiet=quiet,
-                     val_labels=val_labels)
+                     meta={"mlflow_run_id": run.id if run is not None else None},
+                     on_epoch=log_epoch if world.is_main else None, quiet=quiet, val_labels=val_labels, world=world)
     except TrainingDiverged as e:
         if run is not None:
             run.set_tags({"error": str(e)})
             run.finish("FAILED")
         kept = "no epoch finished, so there is no checkpoint"
-        if e.best_weights is not None:
+        if e.best_weights is not None and world.is_main:
             model.load_state_dict(e.best_weights)
             save(e.best_epoch)
             kept = f"{out / 'model.pt'} holds the best epoch so far ({e.best_epoch})"
@@ -133,13 +151,15 @@ def train(spec: P.ModelSpec, profile: str, quiet: bool = False) -> dict:
             raise
         raise PipelineError(f"models.{spec.name}: train.deterministic is set, but {stage.one_line(e)}") from None
     history = result.history
-    summary = {"model": spec.name, "family": spec.family, "profile": profile, "device": device_name(device),
+    summary = {"model": spec.name, "family": spec.family, "profile": profile, "device": device_name(device, world.size),
                "parameters": num_params, "epochs_run": len(history), "best_epoch": result.best_epoch,
                "best_val_nll": result.best_val_nll, "train_seconds": round(history[-1]["seconds"], 2),
                "train_images": len(train_data), "val_images": len(val), "binarization": binarization(cfg),
                "settings": spec.kwargs, "data_sha256": checksum,
                "estimator": model.estimator, "params": params,
                "mlflow_run_id": run.id if run is not None else None}
+    if not world.is_main:
+        return summary
     if run is not None:  # before the outputs: if tracking fails here, a re-run resumes at the end
         log_training(run, history, summary)
         run.finish()
@@ -158,11 +178,26 @@ def log_training(run, history: list[dict], summary: dict) -> None:
                      ("best_val_nll", "best_epoch", "epochs_run", "train_images", "train_seconds", "parameters")})
 
 
+def launch(spec: P.ModelSpec, quiet: bool) -> None:
+    """Run this stage again under torchrun with `train.processes` processes, and wait for it."""
+    processes = spec.train.processes
+    command = parallel.launch_command(processes, ["pipeline.train", spec.name, *(["--quiet"] if quiet else [])])
+    print(f"train@{spec.name}: data parallel on {processes} processes: {' '.join(command[1:])}", flush=True)
+    code = subprocess.run(command, preexec_fn=parallel.die_with_parent).returncode
+    if code != 0:
+        raise PipelineError(f"models.{spec.name}: training on {processes} processes failed (exit status {code}); "
+                            "the first process's error is above")
+
+
 def main(argv=None) -> None:
     args = stage.parse_args(__doc__.splitlines()[0], argv, with_model=True)
     params = P.load()
     spec = P.model_spec(params, args.model)
+    if parallel.needs_launch(spec.train.processes):
+        return launch(spec, args.quiet)
     summary = train(spec, P.profile_of(params), quiet=args.quiet)
+    if not parallel.world_from_env().is_main:
+        return
     print(f"train@{spec.name}: best val NLL {summary['best_val_nll']:.2f} nats at epoch {summary['best_epoch']}, "
           f"{summary['train_seconds']:.0f}s on {summary['device']}")
 

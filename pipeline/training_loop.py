@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from models.base import (ClassConditional, FitsWithoutGradients, GenerativeModel, HasValidationNLL, labels_kwarg,
                          require_positive)
+from pipeline.parallel import SINGLE, World, claim_gpu, data_parallel
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,8 @@ class TrainConfig:
     max_train: int | None = None          # use only the first N training images (None: all)
     max_val: int | None = None            # use only the first N validation images (None: all)
     dynamic_binarization: bool = False    # resample the training set from intensities every epoch
-    device: str = "auto"                  # auto | cpu | cuda | cuda:N
+    device: str = "auto"                  # auto | cpu | cuda | cuda:N | cuda:auto (a GPU no other process holds)
+    processes: int = 1                    # data-parallel processes on this machine (torchrun); batch_size stays global
     seed: int = 0
     bf16: bool = True                     # bf16 autocast for training steps on CUDA (evaluation stays fp32)
     compile: bool = False                 # torch.compile the training loss
@@ -43,7 +45,8 @@ class TrainConfig:
 
     def __post_init__(self):
         require_positive(**{name: getattr(self, name) for name in
-                            ("epochs", "batch_size", "patience", "max_train", "max_val", "eval_batch_size")})
+                            ("epochs", "batch_size", "patience", "max_train", "max_val", "eval_batch_size",
+                             "processes")})
         if not 0 < self.lr < math.inf:
             raise ValueError(f"lr must be > 0 and finite, got {self.lr}")
         if not 0 < self.adam_eps < 1:
@@ -53,7 +56,7 @@ class TrainConfig:
         if self.grad_clip is not None and not 0 < self.grad_clip < math.inf:
             raise ValueError(f"grad_clip must be > 0 and finite, or null; got {self.grad_clip}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+            raise ValueError(f"device must be auto, cpu, cuda, cuda:N or cuda:auto, got {self.device!r}")
 
 
 class TrainingDiverged(RuntimeError):
@@ -70,6 +73,8 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device {name!r} was asked for but CUDA is not available; use device: auto or cpu")
+    if name == "cuda:auto":
+        return torch.device("cuda", claim_gpu(torch.cuda.device_count()))
     return torch.device(name)
 
 
@@ -130,14 +135,15 @@ class TrainingData:
 
 
 def train_step(model: GenerativeModel, loss_fn: Callable, optimizer: torch.optim.Optimizer, batch: torch.Tensor,
-               bf16: bool = False, grad_clip: float | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
+               bf16: bool = False, grad_clip: float | None = None, labels: torch.Tensor | None = None,
+               weight: float = 1.0) -> torch.Tensor:
     """One optimizer step on `batch` (and its `labels` for a class-conditional model; bf16 autocast
-    around the loss when asked); returns the loss, detached: reading its value would make a GPU
-    wait, so the caller decides when."""
+    around the loss when asked), the gradient taken of `weight` x the loss; returns the loss,
+    detached: reading its value would make a GPU wait, so the caller decides when."""
     with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=bf16):
         loss = loss_fn(batch) if labels is None else loss_fn(batch, labels)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss * weight if weight != 1.0 else loss).backward()
     if grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
@@ -226,7 +232,7 @@ class FitResult:
 def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: TrainConfig, *,
         state_path: str | Path | None = None, meta: dict | None = None,
         on_epoch: Callable[[dict, bool], None] | None = None, quiet: bool = False,
-        val_labels: torch.Tensor | None = None) -> FitResult:
+        val_labels: torch.Tensor | None = None, world: World = SINGLE) -> FitResult:
     """Train `model` (already on its device); it ends holding the weights of its best epoch.
 
     Selects on the validation NLL (for a class-conditional model, -log p(x | y) given `val_labels`
@@ -235,21 +241,26 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
     `state_path`, saves a `LoopState` after every epoch (with `meta`, plain data for the caller) and
     resumes from it if it exists: killed at any point and re-run, it ends with the same numbers as
     an uninterrupted run. `on_epoch(record, improved)` is called after every epoch.
+
+    In a `world` of several processes (data parallel), every process runs this with the same
+    arguments: each takes its shard of every batch and of the validation set, and only rank 0
+    writes the state (pass `on_epoch` there only).
     """
     device = model.device
-    val = val.to(device, torch.float32)
+    val = world.shard(val).to(device, torch.float32)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     optimizer = make_optimizer(model, cfg)
     schedule = make_schedule(optimizer, cfg, cfg.epochs * steps_per_epoch)
     shuffle = torch.Generator().manual_seed(cfg.seed)
-    loss_fn = torch.compile(model.loss) if cfg.compile else model.loss
+    step_fn = data_parallel(model, device) if world.distributed else model.loss
+    loss_fn = torch.compile(step_fn) if cfg.compile else step_fn
     use_bf16 = cfg.bf16 and device.type == "cuda"
     check_every = 1 if device.type == "cpu" else 50  # reading a loss on a GPU waits for it: not every step
     without_gradients = isinstance(model, FitsWithoutGradients) and model.fits_without_gradients
     labels = train.labels if isinstance(model, ClassConditional) else None
     if labels is not None and val_labels is None:
         raise ValueError("a class-conditional model needs training and validation labels")
-    val_labels = None if labels is None else val_labels.to(device)
+    val_labels = None if labels is None else world.shard(val_labels).to(device)
 
     state = LoopState()
     if state_path is not None and Path(state_path).exists():
@@ -257,6 +268,7 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
     state.meta = dict(meta or {})
     last_epoch = state.epoch if state.patience_spent(cfg.patience) else cfg.epochs  # resumed after an early stop
 
+    quiet = quiet or not world.is_main
     bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=state.epoch * steps_per_epoch,
                disable=quiet, unit="step", dynamic_ncols=True, leave=False)
     start = time.perf_counter() - (state.history[-1]["seconds"] if state.history else 0.0)
@@ -270,16 +282,19 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
             order = torch.randperm(len(images), generator=shuffle).to(device)
             total, pending = 0.0, []
             for step in range(steps_per_epoch):
-                rows = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+                rows, count, weight = _local_rows(order[step * cfg.batch_size:(step + 1) * cfg.batch_size], world)
                 loss = train_step(model, loss_fn, optimizer, images[rows], use_bf16, cfg.grad_clip,
-                                  None if labels is None else labels[rows])
+                                  None if labels is None else labels[rows], weight)
+                if world.distributed and epoch == 1 and step == 0:
+                    world.broadcast_state(model)  # data-dependent initialisations (ActNorm) saw different shards
                 schedule.step()
-                pending.append(loss * len(rows))
+                pending.append(loss * count)
                 if len(pending) == check_every or step == steps_per_epoch - 1:
                     total += _checked_sum(pending, epoch, step + 1, state)
                     pending = []
                 bar.update()
-        val_nll = mean_nll(model, val, cfg.eval_batch_size, val_labels)
+            (total,) = world.sum(total, device=device)
+        val_nll = _validation_nll(model, val, cfg.eval_batch_size, world, val_labels)
         if not math.isfinite(val_nll):
             raise TrainingDiverged(f"validation NLL became {val_nll} after epoch {epoch} (step {steps_per_epoch}); "
                                    "the last good checkpoint is kept (try a lower lr or grad_clip)",
@@ -287,7 +302,7 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
         record = {"epoch": epoch, "train_loss": total / len(images), "val_nll": val_nll,
                   "lr": schedule.get_last_lr()[0], "seconds": time.perf_counter() - start}
         improved = state.finish_epoch(record, model)
-        if state_path is not None:
+        if state_path is not None and world.is_main:
             state.save(state_path, model, optimizer, schedule, shuffle)
         bar.set_postfix(epoch=epoch, val_nll=f"{val_nll:.2f}")
         if on_epoch is not None:
@@ -303,6 +318,29 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
     if state.best_weights is not None:
         model.load_state_dict(state.best_weights)
     return FitResult(state.history, state.best_epoch, state.best_nll)
+
+
+def _local_rows(indices: torch.Tensor, world: World) -> tuple[torch.Tensor, int, float]:
+    """(this process's rows of a global batch, how many, the weight of its loss). Each process's
+    loss is a mean over its shard, and DistributedDataParallel averages the gradients over the
+    processes: weighting each by its share of the batch (x the number of processes) makes the
+    result the gradient of the mean over the whole batch also when the shards differ in size. A
+    process left without rows (a last batch smaller than the world) runs on one with weight 0."""
+    if not world.distributed:
+        return indices, len(indices), 1.0
+    mine = world.shard(indices)
+    weight = len(mine) * world.size / len(indices)
+    return (mine if len(mine) else indices[:1]), len(mine), weight
+
+
+def _validation_nll(model: GenerativeModel, val: torch.Tensor, batch_size: int, world: World,
+                    labels: torch.Tensor | None = None) -> float:
+    """The mean validation NLL over the whole split: each process's shard, added up over the world."""
+    if not world.distributed:
+        return mean_nll(model, val, batch_size, labels)
+    local = mean_nll(model, val, batch_size, labels) if len(val) else 0.0
+    total, count = world.sum(local * len(val), len(val), device=model.device)
+    return total / count
 
 
 def _checked_sum(losses: list[torch.Tensor], epoch: int, last_step: int, state: LoopState) -> float:
