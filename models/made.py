@@ -7,6 +7,7 @@ import torch
 
 from models.base import AutoregressiveModel, draw_or_keep, require_sizes, uniform_noise
 from models.masked import MaskedMLP, made_degrees, made_masks
+from models.progress import pixels
 
 
 class MADE(AutoregressiveModel):
@@ -84,7 +85,7 @@ class MADE(AutoregressiveModel):
         first, last = self.mlp.layers[0], self.mlp.layers[-1]
         first_weight, last_weight = first.masked_weight(), last.masked_weight()
         pre = first(flat_x)
-        for i in self.ordering().tolist():
+        for i in pixels(self.ordering().tolist()):
             h = torch.relu(pre)
             for layer in self.mlp.layers[1:-1]:
                 h = torch.relu(layer(h))

@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from models.base import GenerativeModel, HasValidationNLL, require_positive
+from models.progress import bars_enabled
 
 
 @dataclass(frozen=True)
@@ -242,7 +243,7 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
     last_epoch = state.epoch if state.patience_spent(cfg.patience) else cfg.epochs  # resumed after an early stop
 
     bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=state.epoch * steps_per_epoch,
-               disable=quiet, unit="step", dynamic_ncols=True, leave=False)
+               disable=quiet or not bars_enabled(), unit="step", dynamic_ncols=True, leave=False)
     start = time.perf_counter() - (state.history[-1]["seconds"] if state.history else 0.0)
     for epoch in range(state.epoch + 1, last_epoch + 1):
         model.train()
