@@ -137,6 +137,7 @@ def log_evaluation(run: Run | None, metrics: dict, figures: list[Path]) -> None:
         return
     run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
     run.set_tags({"estimator": metrics["estimator"]})
+    run.log_splits({"test": "testing"})
     for path in figures:
         run.log_artifact(path, "figures")
 

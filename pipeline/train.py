@@ -129,6 +129,8 @@ def train(spec: P.ModelSpec, profile: str, quiet: bool = False) -> dict:
                "mlflow_run_id": run.id if run is not None else None}
     if run is not None:  # before the outputs: if tracking fails here, a re-run resumes at the end
         log_training(run, history, summary)
+        run.log_model(model)
+        run.log_splits({"train": "training", "val": "validation"})
         run.finish()
     save(result.best_epoch)
     write_text(out / "curves.csv", curves_csv(history))
