@@ -416,7 +416,9 @@ def comparison_url(ui: str = DEFAULT_UI) -> str:
             client.set_experiment_tag(experiment, VIEW_TAG_PREFIX + VIEW_KEY, json.dumps(COMPARISON_VIEW))
     except Exception as e:
         failure("saving the comparison view", e)
-    return f"{ui.rstrip('/')}/#/experiments/{experiment}?viewStateShareKey={VIEW_KEY}"
+    # the runs tab of a model-training experiment: without workflowType the UI opens its GenAI overview
+    return (f"{ui.rstrip('/')}/#/experiments/{experiment}/runs?workflowType=machine_learning"
+            f"&viewStateShareKey={VIEW_KEY}")
 
 
 def main(argv=None) -> None:
