@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.progress import pixels
+
 # What a model's `nll` computes: the exact NLL, an importance-sampled estimate (an upper bound in
 # expectation), or a bound on the discrete NLL from a density over dequantized pixels.
 Estimator = Literal["exact", "importance_sampled", "dequantized"]
@@ -266,7 +268,7 @@ class AutoregressiveModel(GenerativeModel):
         """Pixel i becomes 1 where noise_i < p(x_i = 1 | x_<i); one full forward pass per pixel."""
         x = x.clone()
         flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
-        for i in self.ordering().tolist():
+        for i in pixels(self.ordering().tolist()):
             if flat_obs[:, i].all():
                 continue
             p = torch.sigmoid(self.logits(x, **labels_kwarg(labels)).view(len(x), -1)[:, i])

@@ -5,6 +5,7 @@ import torch
 
 from models.base import AutoregressiveModel, draw_or_keep
 from models.masked import MaskedLinear
+from models.progress import pixels
 
 
 class FVSBN(AutoregressiveModel):
@@ -26,7 +27,7 @@ class FVSBN(AutoregressiveModel):
         x = x.clone()
         flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
         weight = self.linear.masked_weight()
-        for i in range(self.num_pixels):
+        for i in pixels(range(self.num_pixels)):
             p = torch.sigmoid(flat_x @ weight[i] + self.linear.bias[i])
             flat_x[:, i] = draw_or_keep(flat_obs[:, i], flat_x[:, i], p, flat_noise[:, i])
         return x

@@ -14,6 +14,7 @@ from torch import nn
 from models.base import draw_or_keep, require_positive
 from models.causal import (ConvolutionalAutoregressive, channels_last, conv_at, first_position_to_fill,
                            one_thread_on_cpu, pointwise, write)
+from models.progress import progress
 
 
 def gate(pre: torch.Tensor, dim: int = 1) -> torch.Tensor:
@@ -133,7 +134,7 @@ class GatedPixelCNN(ConvolutionalAutoregressive):
         kernels = [layer.horizontal_kernel() for layer in self.layers]
         links = [layer.link(shift_down(v_pre)[..., start_row:start_row + 1, :])
                  for layer, (_, _, v_pre) in zip(self.layers, recorded)]
-        for r in range(start_row, height):
+        for r in progress(range(start_row, height), "sampling", unit="row"):  # a bar per pixel costs more than a pixel
             for c in range(start % width if r == start_row else 0, width):
                 h = None
                 for i, layer in enumerate(self.layers):

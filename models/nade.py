@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from models.base import AutoregressiveModel, draw_or_keep, require_positive
+from models.progress import pixels
 
 # Memory and speed: the pre-activations of all pixels form a (batch, pixels, hidden) tensor, 800 MB at
 # batch 512 and 500 hidden units, and elementwise passes over it are memory-bound. NADELogits walks the
@@ -45,7 +46,7 @@ class NADE(AutoregressiveModel):
         x = x.clone()
         flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
         a = self.c.expand(len(x), -1).clone()
-        for i in range(self.num_pixels):
+        for i in pixels(range(self.num_pixels)):
             p = torch.sigmoid(self.b[i] + torch.sigmoid(a) @ self.V[i])
             flat_x[:, i] = draw_or_keep(flat_obs[:, i], flat_x[:, i], p, flat_noise[:, i])
             a += flat_x[:, i:i + 1] * self.W[i]

@@ -13,6 +13,7 @@ from models.base import LabelConditioning, draw_or_keep, require_positive
 from models.causal import (ConvolutionalAutoregressive, channels_last, conv_at, first_position_to_fill,
                            flat_kernel, one_thread_on_cpu, pointwise, write)
 from models.layers import MaskedConv2d
+from models.progress import pixels
 
 
 class ResidualBlock(nn.Module):
@@ -109,7 +110,7 @@ class PixelCNN(ConvolutionalAutoregressive, LabelConditioning):
         recorded = []
         self.trunk(x, recorded, labels)
         buffers = [F.pad(h, (pad, pad, pad, 0)) for h, pad in zip(recorded, pads)]
-        for r, c in ((i // width, i % width) for i in range(start, height * width)):
+        for r, c in pixels(((i // width, i % width) for i in range(start, height * width)), height * width - start):
             h = self.first_features(conv_at(buffers[0], kernels[0], self.input_conv.bias, r, c, pads[0] + 1,
                                             2 * pads[0] + 1), labels)
             for block, buffer, kernel in zip(self.blocks, buffers[1:], kernels[1:]):

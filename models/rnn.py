@@ -12,6 +12,7 @@ from torch import nn
 
 from models.base import AutoregressiveModel, draw_or_keep, require_positive
 from models.causal import CausalPixelEmbedding, first_position_to_fill, one_thread_on_cpu
+from models.progress import pixels
 
 
 class PixelRNN(AutoregressiveModel):
@@ -53,7 +54,7 @@ class PixelRNN(AutoregressiveModel):
         if start > 0:
             _, state = self.run(self.inputs(flat_x)[:, :start])
         sequence = self.embed.padded_sequence(flat_x)
-        for t in range(start, self.num_pixels):
+        for t in pixels(range(start, self.num_pixels)):
             e = self.embed.step(sequence, t)
             if self.position is not None:
                 e = e + self.position[t]

@@ -12,6 +12,7 @@ from torch import nn
 
 from models.base import AutoregressiveModel, draw_or_keep, require_positive
 from models.causal import CausalPixelEmbedding, first_position_to_fill, one_thread_on_cpu
+from models.progress import pixels
 
 
 class CausalSelfAttention(nn.Module):
@@ -94,7 +95,7 @@ class PixelTransformer(AutoregressiveModel):
         if start > 0:
             self.features(flat_x[:, :start], caches)
         sequence = self.embed.padded_sequence(flat_x)
-        for t in range(start, self.num_pixels):
+        for t in pixels(range(start, self.num_pixels)):
             h = (self.embed.step(sequence, t) + self.position[t])[:, None]
             for block, cache in zip(self.blocks, caches):
                 h = block(h, cache, t)

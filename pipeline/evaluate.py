@@ -17,6 +17,7 @@ import torch
 from models import load_checkpoint
 from models.base import (CanComplete, ClassConditional, HasComponentMeans, HasLatentCode, HasNegativeELBO,
                          HasSampleMeans, labels_kwarg)
+from models.progress import progress
 from pipeline import classifier as digit_classifier, params as P, stage
 from pipeline.data import load_labels, load_split, results_dir
 from pipeline.figures import save_grid, top_half_mask
@@ -33,8 +34,8 @@ PER_IMAGE_FILE = "test_nll.npy"  # one NLL per test image, in test-set order: fo
 @torch.no_grad()
 def per_image(estimate, data: torch.Tensor, batch_size: int, device) -> torch.Tensor:
     """`estimate(batch)` (one number per image) over `data`, batch by batch, in float64 on the CPU."""
-    return torch.cat([estimate(data[i:i + batch_size].to(device)).double().cpu()
-                      for i in range(0, len(data), batch_size)])
+    starts = progress(range(0, len(data), batch_size), "evaluating", unit="batch")
+    return torch.cat([estimate(data[i:i + batch_size].to(device)).double().cpu() for i in starts])
 
 
 def per_image_nll(model, data: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -176,6 +177,7 @@ def log_evaluation(run: Run | None, metrics: dict, figures: list[Path]) -> None:
         return
     run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
     run.set_tags({"estimator": metrics["estimator"]})
+    run.log_splits({"test": "testing"})
     for path in figures:
         run.log_artifact(path, "figures")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from models import load_checkpoint
 from pipeline import params as P, stage
 from pipeline.data import results_dir
 from pipeline.evaluate import log_evaluation
@@ -56,6 +57,8 @@ def relog_model(name: str, params: dict, force: bool = False) -> str | None:
     if run is None:
         raise PipelineError("MLflow is not available: nothing was re-logged")
     log_training(run, read_curves(out / "curves.csv"), train)
+    run.log_model(load_checkpoint(out / "model.pt")[0])
+    run.log_splits({"train": "training", "val": "validation"})
     if metrics is not None:
         timing = read_json(out / "eval.json") if (out / "eval.json").exists() else {}
         log_evaluation(run, {**metrics, **timing}, sorted((out / "figures").glob("*.png")))

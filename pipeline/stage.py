@@ -7,6 +7,7 @@ import os
 import sys
 from typing import Callable
 
+from models.progress import set_quiet
 from pipeline.io import PipelineError
 
 
@@ -16,7 +17,9 @@ def parse_args(description: str, argv=None, with_model: bool = False) -> argpars
         parser.add_argument("model", help="a model name from params.yaml's `models` section")
     parser.add_argument("--quiet", action="store_true", default=bool(os.environ.get("CI")),
                         help="no progress bars, short logs (the default when CI is set)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    set_quiet(args.quiet)
+    return args
 
 
 def device(setting: str):

@@ -16,6 +16,7 @@ Tracking never hangs a stage and never loses a result:
 """
 from __future__ import annotations
 
+import copy
 import http.client
 import importlib.util
 import logging
@@ -28,7 +29,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipeline.io import REPO_ROOT, PipelineError, params_hash
+from pipeline.io import REPO_ROOT, PipelineError, params_hash, read_json
 
 try:
     import fcntl
@@ -44,6 +45,7 @@ HEALTH_CHECK_TIMEOUT_S = 5.0
 SQLITE_BUSY_TIMEOUT_S = 60
 LOCK_TIMEOUT_S = 120
 RELOG_HINT = "re-log it later with `python -m pipeline.relog`"
+DATASET_DIGEST_CHARS = 16  # of the split's SHA-256: MLflow keeps at most 36 characters
 
 
 class TrackingError(PipelineError):
@@ -81,13 +83,25 @@ def _store_uri(uri: str) -> str:
     return f"{uri}?timeout={SQLITE_BUSY_TIMEOUT_S}"
 
 
-def git_commit() -> str:
+def git_commit(short: bool = True) -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                             text=True, timeout=10)
+        out = subprocess.run(["git", "rev-parse", *(["--short"] if short else []), "HEAD"], cwd=REPO_ROOT,
+                             capture_output=True, text=True, timeout=10)
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
+
+
+def source_name() -> str:
+    """The stage's file as MLflow's Source column shows it: pipeline/train.py for `python -m pipeline.train`."""
+    script = Path(sys.argv[0]).resolve()
+    return str(script.relative_to(REPO_ROOT)) if script.is_relative_to(REPO_ROOT) else script.name
+
+
+def reserved_tags(name: str) -> dict:
+    """MLflow's own tags, which its UI reads for the run name and the Source column."""
+    return {"mlflow.runName": name, "mlflow.source.name": source_name(), "mlflow.source.type": "LOCAL",
+            "mlflow.source.git.commit": git_commit(short=False)}
 
 
 def warn(message: str) -> None:
@@ -233,7 +247,7 @@ class Run:
         extra = {"dvc_experiment": os.environ["DVC_EXP_NAME"]} if os.environ.get("DVC_EXP_NAME") else {}
         run = client.create_run(experiment, run_name=name, tags={
             **{k: str(v) for k, v in tags.items()}, **extra, "name": name, "current": "true",
-            "params_hash": digest, "git_commit": git_commit()})
+            "params_hash": digest, "git_commit": git_commit(), **reserved_tags(name)})
         return run.info.run_id
 
     @classmethod
@@ -318,6 +332,44 @@ class Run:
         with self._guard(f"uploading {path}"):
             self.client.log_artifact(self.id, str(path), folder)
 
+    def log_model(self, model) -> None:
+        """`model` as an MLflow model: the pickled module with the models/ package it needs, so that
+        mlflow.pytorch.load_model("runs:/<run id>/model") returns it ready to sample."""
+        if self.failed:
+            return
+        with self._guard("logging the model"):
+            import mlflow
+            import mlflow.pytorch
+            import torch
+            mlflow.set_tracking_uri(_store_uri(tracking_uri()))
+            # its warning about pickles on every run: the pickle is what keeps sample() (pt2 keeps only forward)
+            logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
+            with mlflow.start_run(run_id=self.id):
+                mlflow.pytorch.log_model(copy.deepcopy(model).cpu().eval(), name="model",
+                                         code_paths=[str(REPO_ROOT / "models")],
+                                         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+                                         serialization_format="pickle")
+
+    def log_splits(self, contexts: dict[str, str]) -> None:
+        """The binarized splits (split -> MLflow context: training, validation, testing) with their
+        checksums from the binarize stage's manifest: MLflow's Dataset column."""
+        from pipeline.data import BINARIZED_DIR
+        manifest = BINARIZED_DIR / "manifest.json"
+        if self.failed or not manifest.exists():
+            return
+        with self._guard("logging the datasets"):
+            import numpy as np
+            from mlflow.data import from_numpy
+            from mlflow.entities import DatasetInput, InputTag
+            checksums = read_json(manifest)["files"]
+            inputs = []
+            for split, context in contexts.items():
+                path = (BINARIZED_DIR / f"{split}.npy").resolve()
+                dataset = from_numpy(np.load(path), source=path.as_uri(), name=f"binarized-mnist-{split}",
+                                     digest=checksums[path.name][:DATASET_DIGEST_CHARS])
+                inputs.append(DatasetInput(dataset._to_mlflow_entity(), [InputTag("mlflow.data.context", context)]))
+            self.client.log_inputs(self.id, inputs)
+
     def finish(self, status: str = "FINISHED") -> None:
         if self.failed:
             return
@@ -330,3 +382,57 @@ class Run:
             run = self.client.get_run(self.id)
             return run.info.status == "FINISHED" and (not needs_test_metrics or "test_nll" in run.data.metrics)
         return False
+
+
+# --- the comparison table in MLflow's UI -----------------------------------------------------------
+# The UI restores a saved view from the experiment tag `mlflow.sharedViewState.<key>` when its URL
+# carries `viewStateShareKey=<key>` (read from MLflow 3.17's UI bundle). The view holds the search
+# facets (searchFilter, orderByKey, orderByAsc) and the runs table's selectedColumns, whose keys are
+# `<group>.`<name>``. Plain URL parameters cannot choose columns, hence the saved view.
+VIEW_KEY = "genbench-comparison"
+VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+DEFAULT_UI = "http://127.0.0.1:5000"
+COMPARISON_VIEW = {
+    "searchFilter": "tags.current = 'true'",
+    "orderByKey": "metrics.`test_nll`",
+    "orderByAsc": True,
+    "selectedColumns": ["attributes.`Source`", "attributes.`Models`", "attributes.`Dataset`",
+                        "metrics.`test_nll`", "metrics.`test_bpd`", "tags.`estimator`"],
+    "runsHiddenMode": "SHOW_ALL",
+}
+
+
+def comparison_url(ui: str = DEFAULT_UI) -> str:
+    """Save the comparison view in the store and return the URL that opens it: current runs only,
+    test_nll, test_bpd and the estimator as columns, best test_nll first."""
+    import json
+    os.environ.pop(OPTIONAL_ENV, None)  # this command is about the store: a failure must say so
+    client = connect()
+    if client is None:
+        raise TrackingError("MLflow is not installed")
+    try:
+        with store_lock():
+            experiment = _experiment_id(client)
+            client.set_experiment_tag(experiment, VIEW_TAG_PREFIX + VIEW_KEY, json.dumps(COMPARISON_VIEW))
+    except Exception as e:
+        failure("saving the comparison view", e)
+    # the runs tab of a model-training experiment: without workflowType the UI opens its GenAI overview
+    return (f"{ui.rstrip('/')}/#/experiments/{experiment}/runs?workflowType=machine_learning"
+            f"&viewStateShareKey={VIEW_KEY}")
+
+
+def main(argv=None) -> None:
+    import argparse
+    parser = argparse.ArgumentParser(description="The MLflow store the pipeline logs to.")
+    parser.add_argument("--ui-url", nargs="?", const=DEFAULT_UI, metavar="UI",
+                        help=f"print the URL of the comparison table in the MLflow UI at UI (default {DEFAULT_UI})")
+    args = parser.parse_args(argv)
+    if args.ui_url is None:
+        print(tracking_uri())
+        return
+    print(comparison_url(args.ui_url))
+
+
+if __name__ == "__main__":
+    from pipeline import stage
+    stage.run(main)

@@ -162,6 +162,8 @@ def _train(spec: P.ModelSpec, profile: str, device: torch.device, world: paralle
         return summary
     if run is not None:  # before the outputs: if tracking fails here, a re-run resumes at the end
         log_training(run, history, summary)
+        run.log_model(model)
+        run.log_splits({"train": "training", "val": "validation"})
         run.finish()
     save(result.best_epoch)
     write_text(out / "curves.csv", curves_csv(history))

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from models.base import (ClassConditional, FitsWithoutGradients, GenerativeModel, HasValidationNLL, labels_kwarg,
                          require_positive)
+from models.progress import bars_enabled
 from pipeline.parallel import SINGLE, World, claim_gpu, data_parallel
 
 
@@ -270,7 +271,7 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
 
     quiet = quiet or not world.is_main
     bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=state.epoch * steps_per_epoch,
-               disable=quiet, unit="step", dynamic_ncols=True, leave=False)
+               disable=quiet or not bars_enabled(), unit="step", dynamic_ncols=True, leave=False)
     start = time.perf_counter() - (state.history[-1]["seconds"] if state.history else 0.0)
     for epoch in range(state.epoch + 1, last_epoch + 1):
         model.train()

@@ -2,8 +2,12 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.drills.workspace import REPO, mirror_dir  # noqa: F401 (REPO: for the tests that import it here)
+from tests.drills.workspace import BIN, REPO, copy_repo, edit_params, git_repo, mirror_dir, run  # noqa: F401
+
+GIT_IDENTITY = {f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER")
+                for what, value in (("NAME", "e2e"), ("EMAIL", "e2e@example.com"))}
 
 
 @pytest.fixture(scope="session")
@@ -19,3 +23,24 @@ def raw_mnist(tmp_path_factory, mnist_mirror) -> Path:
     os.environ.setdefault("MNIST_MIRROR", str(mnist_mirror))
     prepare(out)
     return out
+
+
+def dvc(args: list[str], repo: Path, env: dict) -> str:
+    result = run([str(BIN / "dvc"), *args], repo, env, timeout=900)
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="session")
+def smoke_pipeline(tmp_path_factory, mnist_mirror):
+    """A smoke-profile copy of the repository after one full `dvc repro`, shared by every test that
+    needs trained models: (repo, env, model names, the output of `dvc repro`). The end-to-end tests
+    change it and bring it back to a reproduced state; the others only read it."""
+    repo = copy_repo(tmp_path_factory.mktemp("e2e") / "repo")
+    edit_params(repo, lambda p: p.update(profile="smoke"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(MNIST_MIRROR=str(mnist_mirror), PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", CI="true",
+               **GIT_IDENTITY)
+    git_repo(repo, env)
+    output = dvc(["repro"], repo, env)
+    models = list(yaml.safe_load((repo / "params.yaml").read_text())["models"])
+    return repo, env, models, output

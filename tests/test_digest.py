@@ -12,15 +12,15 @@ def test_the_registry_is_read_from_the_source_as_python_sees_it():
 
 
 def test_each_family_uses_its_module_and_the_shared_modules_it_imports():
-    assert names("bernoulli") == {"base.py", "bernoulli.py"}
-    assert names("made") == {"base.py", "masked.py", "made.py"}
-    assert names("maf") == {"base.py", "masked.py", "transforms.py", "dequantized.py", "maf.py"}
-    assert names("glow") == {"base.py", "transforms.py", "dequantized.py", "glow.py"}
-    assert names("pixelcnn") == {"base.py", "causal.py", "layers.py", "pixelcnn.py"}
+    assert names("bernoulli") == {"base.py", "progress.py", "bernoulli.py"}
+    assert names("made") == {"base.py", "progress.py", "masked.py", "made.py"}
+    assert names("maf") == {"base.py", "progress.py", "masked.py", "transforms.py", "dequantized.py", "maf.py"}
+    assert names("glow") == {"base.py", "progress.py", "transforms.py", "dequantized.py", "glow.py"}
+    assert names("pixelcnn") == {"base.py", "progress.py", "causal.py", "layers.py", "pixelcnn.py"}
 
 
 def test_no_family_imports_another_familys_module():
-    shared = {"base.py", "masked.py", "transforms.py", "dequantized.py", "causal.py", "layers.py"}
+    shared = {"base.py", "progress.py", "masked.py", "transforms.py", "dequantized.py", "causal.py", "layers.py"}
     for family, entry in models.FAMILIES.items():
         own = entry.split(":")[0].split(".")[-1] + ".py"
         assert names(family) - shared == {own}, family

@@ -1,20 +1,14 @@
 """End to end: `dvc repro` on the smoke profile in a temporary copy of the repository."""
 import json
-import os
 import re
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.drills.workspace import BIN, copy_repo, edit_params, git_repo, run
+from tests.conftest import dvc
+from tests.drills.workspace import edit_params
 
 pytestmark = pytest.mark.e2e
-
-
-def dvc(args: list[str], repo: Path, env: dict) -> str:
-    result = run([str(BIN / "dvc"), *args], repo, env, timeout=900)
-    return result.stdout + result.stderr
 
 
 def stages_run(output: str) -> set[str]:
@@ -22,16 +16,9 @@ def stages_run(output: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def pipeline_copy(tmp_path_factory, mnist_mirror):
-    """A smoke-profile copy of the repository after one full `dvc repro`."""
-    repo = copy_repo(tmp_path_factory.mktemp("e2e") / "repo")
-    edit_params(repo, lambda p: p.update(profile="smoke"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update(MNIST_MIRROR=str(mnist_mirror), PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", CI="true")
-    git_repo(repo, env)
-    output = dvc(["repro"], repo, env)
-    models = list(yaml.safe_load((repo / "params.yaml").read_text())["models"])
-    return repo, env, models, output
+def pipeline_copy(smoke_pipeline):
+    """The smoke-profile copy after one full `dvc repro` (tests/conftest.py)."""
+    return smoke_pipeline
 
 
 def test_every_stage_ran_and_wrote_its_outputs(pipeline_copy):
@@ -107,3 +94,19 @@ def test_editing_a_family_makes_only_its_own_stages_stale(pipeline_copy):
     stale = both_stages("glow", "realnvp", "maf", "made", "fvsbn", "vae", "iwae", "conv_vae")
     assert stale_after_editing(repo, env, "models/vae.py") == stale
     assert stages_run(dvc(["repro"], repo, env)) == stale | {"report"}
+
+
+def test_two_experiments_keep_their_curves_for_plots_diff(pipeline_copy):
+    repo, env, _, _ = pipeline_copy
+    experiments = {"made-narrow": 6, "made-wide": 24}
+    for name, hidden in experiments.items():
+        dvc(["exp", "run", "--name", name, "-S", f"models.made.smoke.hidden_sizes=[{hidden}]"], repo, env)
+    shown = json.loads(dvc(["plots", "diff", *experiments, "--json"], repo, env))
+    rows = shown["data"]["validation_nll"][0]["content"]["data"]["values"]
+    made = {}
+    for row in rows:
+        if row.get("filename") == "results/made/curves.csv":
+            made.setdefault(row["rev"], []).append(float(row["val_nll"]))
+    assert set(made) == set(experiments), f"made's curves found for {sorted(made)}"
+    assert made["made-narrow"] != made["made-wide"]
+    assert {row.get("filename") for row in rows} >= {"results/nade/curves.csv", "results/made/curves.csv"}

@@ -19,6 +19,7 @@ def test_made_uses_cached_masks_equal_to_freshly_built_ones_for_every_mask():
         for layer, mask in zip(model.mlp.layers, fresh_masks(model, k)):
             assert torch.equal(layer.mask, mask)
     assert model.device_masks(1)[0] is model.device_masks(1)[0]  # built once, then reused
+    assert model.device_masks(1)[0].dtype == torch.bool  # the cache is small; only the mask in use is float
 
 
 def test_made_mask_ensemble_nll_equals_the_mixture_over_freshly_masked_copies():

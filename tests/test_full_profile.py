@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from models import build_model
+from models.base import ClassConditional
 from pipeline import params as P
 from pipeline.data import IMAGE_SHAPE
 from pipeline.training_loop import make_optimizer, train_step
@@ -21,7 +22,9 @@ def test_full_profile_model_takes_a_step_and_scores_a_batch(name):
     torch.manual_seed(0)
     model = build_model(spec.family, IMAGE_SHAPE, **spec.kwargs)
     batch = (torch.rand(2, *IMAGE_SHAPE) < 0.13).float()
-    loss = train_step(model, model.loss, make_optimizer(model, spec.train), batch, grad_clip=spec.train.grad_clip)
+    labels = torch.tensor([3, 7]) if isinstance(model, ClassConditional) else None  # as the train stage feeds them
+    loss = train_step(model, model.loss, make_optimizer(model, spec.train), batch, grad_clip=spec.train.grad_clip,
+                      labels=labels)
     assert torch.isfinite(loss), f"{name}: training loss {loss}"
     with torch.no_grad():
         nll = model.eval().nll(batch)

@@ -1,0 +1,64 @@
+"""Use what was trained: `load("made")` is the model that the pipeline trained in this repository,
+`load("made", rev="v1")` the one of another git revision or DVC experiment.
+
+Another revision is read through DVC (`dvc.api.open`), which is imported only then: the models stay
+usable where DVC is not installed.
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import torch
+
+from models.base import GenerativeModel
+from models.checkpoint import load_checkpoint
+
+
+def checkpoint_path(name: str) -> str:
+    return f"results/{name}/model.pt"
+
+
+def find_repo(start: str | os.PathLike | None = None) -> Path:
+    """The nearest folder holding dvc.yaml, from `start` (default: the current folder) upwards."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "dvc.yaml").is_file():
+            return folder
+    raise FileNotFoundError(f"no dvc.yaml in {here} or above it: pass repo= the genbench checkout")
+
+
+def trained_names(repo: Path) -> list[str]:
+    return sorted(p.parent.name for p in (repo / "results").glob("*/model.pt"))
+
+
+def load(name: str, rev: str | None = None, repo: str | os.PathLike | None = None,
+         device: str | torch.device = "cpu") -> GenerativeModel:
+    """The trained model `name` (in eval mode, on `device`), ready for `sample(n)`, `nll(x)` and,
+    for autoregressive models, `complete(x, observed)`. `rev`: a git revision or DVC experiment
+    name (default: the working tree's results/)."""
+    root = find_repo(repo)
+    if rev is None:
+        path = root / checkpoint_path(name)
+        if not path.is_file():
+            trained = ", ".join(trained_names(root)) or "none yet"
+            raise FileNotFoundError(f"{path} is missing: run `dvc repro train@{name}` (trained here: {trained})")
+        source = path
+    else:
+        source = io.BytesIO(read_at_revision(checkpoint_path(name), rev, root))
+    model, _ = load_checkpoint(source, device)
+    return model
+
+
+def read_at_revision(path: str, rev: str, repo: Path) -> bytes:
+    try:
+        import dvc.api
+        from dvc.exceptions import DvcException
+    except ImportError:
+        raise ImportError("loading another revision needs DVC (pip install dvc)") from None
+    try:
+        with dvc.api.open(path, repo=str(repo), rev=rev, mode="rb") as f:
+            return f.read()
+    except (DvcException, FileNotFoundError) as e:
+        raise FileNotFoundError(f"{path} at revision {rev!r} of {repo}: {' '.join(str(e).split())}") from None

@@ -1,0 +1,38 @@
+"""dvc.yaml declares every model's curves, sample grid and checkpoint: DVC has no globs there, so
+a model added to params.yaml must be added to dvc.yaml too, and this test says where."""
+import yaml
+
+from tests.drills.workspace import REPO
+
+
+def declarations():
+    return yaml.safe_load((REPO / "dvc.yaml").read_text()), list(yaml.safe_load((REPO / "params.yaml").read_text())["models"])
+
+
+def top_level_plots(dvc_yaml) -> dict:
+    return {next(iter(p)) if isinstance(p, dict) else p: (next(iter(p.values())) if isinstance(p, dict) else None)
+            for p in dvc_yaml["plots"]}
+
+
+def test_every_models_validation_curve_is_in_the_overlaid_plot():
+    dvc_yaml, names = declarations()
+    overlay = top_level_plots(dvc_yaml)["validation_nll"]
+    assert overlay["y"] == {f"results/{n}/curves.csv": "val_nll" for n in names}
+    assert overlay["x"] == "epoch"
+
+
+def test_every_models_sample_grid_is_an_image_plot():
+    dvc_yaml, names = declarations()
+    assert {f"results/{n}/figures/samples.png" for n in names} <= set(top_level_plots(dvc_yaml))
+
+
+def test_every_checkpoint_is_a_model_artifact():
+    dvc_yaml, names = declarations()
+    assert {a["path"]: a["type"] for a in dvc_yaml["artifacts"].values()} == {
+        f"results/{n}/model.pt": "model" for n in names}
+
+
+def test_curves_are_cached_so_every_experiment_keeps_its_own():
+    dvc_yaml, _ = declarations()
+    curves = dvc_yaml["stages"]["train"]["do"]["plots"][0]["results/${key}/curves.csv"]
+    assert curves.get("cache", True)

@@ -1,0 +1,75 @@
+"""Progress bars where someone watches them, plain lines in a log file, silence in CI."""
+import io
+from contextlib import redirect_stderr
+
+import pytest
+import torch
+
+from models import progress
+from models.made import MADE
+from pipeline.training_loop import TrainConfig, TrainingData, fit
+
+SHAPE = (1, 4, 4)
+
+
+class Terminal(io.StringIO):
+    """A stand-in stderr that says it is a terminal and records what is written to it."""
+
+    def isatty(self):
+        return True
+
+    @property
+    def text(self):
+        return self.getvalue()
+
+
+@pytest.fixture
+def terminal(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setattr(progress, "_quiet", False)
+    monkeypatch.setenv("COLUMNS", "100")  # the width of the stand-in terminal
+    return Terminal()  # tests redirect stderr to it themselves: pytest resets sys.stderr after setup
+
+
+def tiny_fit(epochs: int = 3, quiet: bool = False):
+    torch.manual_seed(0)
+    images = (torch.rand(64, *SHAPE) < 0.3).float()
+    cfg = TrainConfig(epochs=epochs, batch_size=16, patience=None)
+    fit(MADE(SHAPE, hidden_sizes=[8]), TrainingData(images, None, "cpu", False), images[:16], cfg, quiet=quiet)
+
+
+def test_training_into_a_log_file_writes_one_line_per_epoch_and_no_carriage_returns(capfd, monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    tiny_fit(epochs=3)
+    out, err = capfd.readouterr()  # pytest's capture is not a terminal, as a log file is not
+    assert "\r" not in out + err
+    lines = [line for line in (out + err).splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]
+
+
+def test_sampling_in_a_terminal_shows_a_bar_with_the_time_left(terminal):
+    with redirect_stderr(terminal):
+        MADE(SHAPE, hidden_sizes=[8]).sample(2)
+    assert "sampling" in terminal.text and "<" in terminal.text and "px" in terminal.text
+
+
+@pytest.mark.parametrize("how", ["ci", "quiet"])
+def test_no_bars_in_ci_or_when_quiet(terminal, monkeypatch, how):
+    if how == "ci":
+        monkeypatch.setenv("CI", "true")
+    else:
+        progress.set_quiet(True)
+    with redirect_stderr(terminal):
+        MADE(SHAPE, hidden_sizes=[8]).sample(2)
+        tiny_fit(epochs=1, quiet=how == "quiet")
+    assert terminal.text == ""
+
+
+def test_the_quiet_flag_of_a_stage_silences_bars(monkeypatch):
+    from pipeline import stage
+    monkeypatch.setattr(progress, "_quiet", False)
+    stage.parse_args("x", ["--quiet"])
+    assert progress._quiet
+    stage.parse_args("x", [])
+    monkeypatch.delenv("CI", raising=False)
+    assert not progress._quiet

@@ -1,0 +1,233 @@
+"""Using what the pipeline trained: the Python API, scoring images, MLflow models, the MLflow UI's
+comparison table and the notebook, all on the smoke profile's outputs (one shared `dvc repro`)."""
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import models
+from pipeline.data import load_split
+from tests.drills.workspace import BIN, GIT, run
+
+pytestmark = pytest.mark.e2e
+
+
+def binarized_test_set(repo: Path) -> torch.Tensor:
+    return load_split("test", root=repo / "data" / "binarized")
+
+
+def current_runs(repo: Path) -> dict:
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("binarized-mnist")
+    return {r.data.tags["name"]: r for r in client.search_runs([experiment.experiment_id], "tags.current = 'true'")}
+
+
+@pytest.mark.parametrize("name", ["nade", "made"])
+def test_a_loaded_model_gives_the_evaluate_stages_nlls(smoke_pipeline, name):
+    repo = smoke_pipeline[0]
+    evaluated = np.load(repo / "results" / name / "test_nll.npy")
+    model = models.load(name, repo=repo)
+    with torch.no_grad():
+        nll = model.nll(binarized_test_set(repo)[:len(evaluated)]).double().numpy()
+    np.testing.assert_allclose(nll, evaluated, rtol=1e-5)
+    assert model.sample(2).shape == (2, 1, 28, 28)
+
+
+def test_a_model_of_another_revision_is_read_through_dvc(smoke_pipeline):
+    repo, env, _, _ = smoke_pipeline
+    run([*GIT, "add", "dvc.lock"], repo, env)
+    run([*GIT, "commit", "-qm", "trained", "--allow-empty"], repo, env)
+    rev = run(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()
+    here, there = models.load("nade", repo=repo), models.load("nade", rev=rev, repo=repo)
+    for key, value in here.state_dict().items():
+        assert torch.equal(value, there.state_dict()[key]), key
+    with pytest.raises(FileNotFoundError, match="results/nope/model.pt"):
+        models.load("nope", repo=repo)
+    with pytest.raises(FileNotFoundError, match="no-such-rev"):
+        models.load("nade", rev="no-such-rev", repo=repo)
+
+
+def write_png(path: Path, bits: torch.Tensor) -> Path:
+    """A test digit as a user would bring it: dark ink on white paper, in colour, four times larger."""
+    grey = ((1 - bits.numpy()) * 255).astype(np.uint8)
+    Image.fromarray(grey).convert("RGB").resize((112, 112), Image.Resampling.NEAREST).save(path)
+    return path
+
+
+def test_scoring_prefers_a_real_digit_to_noise_and_reports_unreadable_files(smoke_pipeline, tmp_path):
+    repo, env, names, _ = smoke_pipeline
+    digit = write_png(tmp_path / "digit.png", binarized_test_set(repo)[0, 0])
+    noise = tmp_path / "noise.npy"
+    np.save(noise, np.random.default_rng(0).integers(0, 2, (1, 28, 28)).astype(np.uint8))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a picture")
+    result = run([sys.executable, "-m", "pipeline.score", str(digit), str(broken), str(noise)], repo, env,
+                 check=False, timeout=600)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"error: {broken}: " + result.stderr.split(f"{broken}: ")[1].strip()]
+    scores = {}
+    for line in result.stdout.splitlines():
+        fields = line.split()
+        if fields and fields[0] in (str(digit), str(noise)):
+            scores[fields[0], fields[1]] = float(fields[2])
+    # smoke models see 200 images once: only those that learned more than "pixels are mostly off" can tell
+    uniform = 28 * 28 * math.log(2)
+    learned = [n for n in names if json.loads((repo / "results" / n / "metrics.json").read_text())["test_nll"]
+               < 0.9 * uniform]
+    assert "bernoulli" in learned
+    for name in learned:
+        assert scores[str(digit), name] < scores[str(noise), name], name
+    assert set(names) <= {model for _, model in scores}
+
+
+def test_every_models_mlflow_run_holds_a_model_that_samples(smoke_pipeline):
+    import mlflow.pytorch
+    repo, _, names, _ = smoke_pipeline
+    runs = current_runs(repo)
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    for name in names:
+        tags = runs[name].data.tags
+        assert tags["mlflow.source.name"] == "pipeline/train.py" and len(tags["mlflow.source.git.commit"]) == 40
+        assert {d.dataset.name for d in runs[name].inputs.dataset_inputs} >= {"binarized-mnist-train",
+                                                                               "binarized-mnist-test"}
+        model = mlflow.pytorch.load_model(f"runs:/{runs[name].info.run_id}/model")
+        images = model.sample(2)
+        assert images.shape == (2, 1, 28, 28) and set(images.unique().tolist()) <= {0.0, 1.0}, name
+
+
+# --- the MLflow UI in a browser ---------------------------------------------------------------------
+
+def browser_paths() -> tuple[str, str] | None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver = shutil.which("chromedriver")
+    return (chromium, driver) if chromium and driver else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_ui(smoke_pipeline):
+    """The URL of `mlflow ui` serving the smoke pipeline's store."""
+    repo, env, _, _ = smoke_pipeline
+    port = free_port()
+    server = subprocess.Popen([str(BIN / "mlflow"), "ui", "--backend-store-uri", f"sqlite:///{repo / 'mlflow.db'}",
+                               "--host", "127.0.0.1", "--port", str(port)], cwd=repo, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)  # its own process group: the server starts job workers
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url + "/health", timeout=2).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "mlflow ui did not start"
+                time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def headless_chromium(paths):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    options = webdriver.ChromeOptions()
+    options.binary_location = paths[0]
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=3200,1800"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(paths[1]), options=options)
+
+
+def table_rows(driver) -> dict[int, str]:
+    """The runs table's rows by position: ag-grid splits each row between its pinned and scrolling
+    parts, which share a row-index."""
+    rows: dict[int, str] = {}
+    for element in driver.find_elements("css selector", "[role=row][row-index]"):
+        index = int(element.get_attribute("row-index"))
+        rows[index] = rows.get(index, "") + "\n" + element.text
+    return rows
+
+
+def rows_by_name(driver, names: list[str], timeout: float = 120) -> dict[str, tuple[int, str]]:
+    """{run name: (row position, row text)} once every name has its row (the UI loads lazily)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = {}
+        for index, text in table_rows(driver).items():
+            tokens = set(text.split())
+            found.update({name: (index, text) for name in names if name in tokens})
+        if set(found) == set(names) or time.monotonic() > deadline:
+            return found
+        time.sleep(1)
+
+
+def numbers(text: str) -> list[float]:
+    values = []
+    for token in text.split():
+        try:
+            values.append(float(token))
+        except ValueError:
+            pass
+    return values
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def test_the_ui_url_opens_the_comparison_table_of_current_runs(smoke_pipeline, request):
+    paths = browser_paths()
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        paths = None
+    if paths is None:
+        reason = "no chromium, chromedriver and selenium here (apt-get install chromium chromium-driver)"
+        if in_ci():
+            pytest.fail(f"{reason}: CI must run the browser test")
+        pytest.skip(reason)
+    repo, env, names, _ = smoke_pipeline
+    ui = request.getfixturevalue("mlflow_ui")
+    url = run([sys.executable, "-m", "pipeline.tracking", "--ui-url", ui], repo, env).stdout.strip()
+    driver = headless_chromium(paths)
+    try:
+        driver.get(url)
+        rows = rows_by_name(driver, names)
+    finally:
+        driver.quit()
+    runs = current_runs(repo)
+    assert set(rows) == set(names), f"rows found for {sorted(rows)} only"
+    for name in names:
+        expected = runs[name].data.metrics["test_nll"]
+        assert any(abs(value - expected) < 0.01 for value in numbers(rows[name][1])), (name, rows[name][1], expected)
+    assert sorted(names, key=lambda n: rows[n][0]) == sorted(names, key=lambda n: runs[n].data.metrics["test_nll"])
+
+
+def test_the_notebook_runs_on_the_trained_models(smoke_pipeline):
+    import nbformat
+    from nbclient import NotebookClient
+    repo, env, _, _ = smoke_pipeline
+    notebook = nbformat.read(repo / "notebooks" / "tour.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(repo / "notebooks")}}).execute(env={**env, "PYTHONPATH": str(repo)})
+    outputs = "".join(o.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs)
+    assert "nats on" in outputs and "percentile" in outputs
