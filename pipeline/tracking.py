@@ -207,6 +207,17 @@ def _is_usable(client, run_id: str) -> bool:
         return False
 
 
+def _keep_newest_current(client, experiment: str, name: str) -> None:
+    """Two queued experiments that start `name` at once (each in its own folder, so the store lock
+    does not order them against a server) may both leave their run current: every start ends by
+    keeping only the newest current run, so whichever sweeps last agrees with the other."""
+    current = client.search_runs([experiment], f"tags.name = '{name}' and tags.current = 'true'")
+    newest = max(current, key=lambda r: (r.info.start_time, r.info.run_id), default=None)
+    for old in current:
+        if old.info.run_id != newest.info.run_id:
+            client.set_tag(old.info.run_id, "current", "false")
+
+
 class Run:
     """An MLflow run addressed by id, so train and evaluate (separate processes) share one run.
 
@@ -248,6 +259,7 @@ class Run:
         run = client.create_run(experiment, run_name=name, tags={
             **{k: str(v) for k, v in tags.items()}, **extra, "name": name, "current": "true",
             "params_hash": digest, "git_commit": git_commit(), **reserved_tags(name)})
+        _keep_newest_current(client, experiment, name)
         return run.info.run_id
 
     @classmethod

@@ -67,9 +67,9 @@ def test_no_bars_in_ci_or_when_quiet(terminal, monkeypatch, how):
 
 def test_the_quiet_flag_of_a_stage_silences_bars(monkeypatch):
     from pipeline import stage
+    monkeypatch.delenv("CI", raising=False)  # in CI, --quiet is the default
     monkeypatch.setattr(progress, "_quiet", False)
     stage.parse_args("x", ["--quiet"])
     assert progress._quiet
     stage.parse_args("x", [])
-    monkeypatch.delenv("CI", raising=False)
     assert not progress._quiet

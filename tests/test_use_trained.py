@@ -87,7 +87,7 @@ def test_scoring_prefers_a_real_digit_to_noise_and_reports_unreadable_files(smok
     uniform = 28 * 28 * math.log(2)
     learned = [n for n in names if json.loads((repo / "results" / n / "metrics.json").read_text())["test_nll"]
                < 0.9 * uniform]
-    assert "bernoulli" in learned
+    assert learned, "no smoke model learned more than the uniform distribution"
     for name in learned:
         assert scores[str(digit), name] < scores[str(noise), name], name
     assert set(names) <= {model for _, model in scores}
