@@ -38,9 +38,8 @@ class Setup:
     train_images: int
 
     @classmethod
-    def of(cls, family: str, kwargs: dict, dynamic_binarization: bool, train_images: int) -> Setup:
-        return cls(family, {**model_defaults(family), **kwargs},
-                   "resampled" if dynamic_binarization else "fixed", train_images)
+    def of(cls, family: str, kwargs: dict, binarization: Binarization, train_images: int) -> Setup:
+        return cls(family, {**model_defaults(family), **kwargs}, binarization, train_images)
 
 
 @dataclass(frozen=True)

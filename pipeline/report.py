@@ -55,13 +55,13 @@ def read_outputs(name: str) -> tuple[dict, dict, np.ndarray]:
 
 
 def row(name: str, metrics: dict, train: dict) -> dict:
-    settings = train.get("settings", {})
-    comparison = references.compare(references.Setup.of(
-        train["family"], settings, train.get("binarization") == "resampled", train["train_images"]))
+    setup = references.Setup.of(train["family"], train.get("settings", {}), train.get("binarization", "fixed"),
+                                train["train_images"])
+    comparison = references.compare(setup)
     matched, nearest = comparison.matched, comparison.nearest
     return {
         "model": name, "family": train["family"], "estimator": metrics["estimator"],
-        "k": estimator_k(metrics["estimator"], {**references.model_defaults(train["family"]), **settings}),
+        "k": estimator_k(metrics["estimator"], setup.settings),
         "test_nll": metrics["test_nll"], "stderr": metrics["test_nll_stderr"], "test_bpd": metrics["test_bpd"],
         "test_neg_elbo": metrics.get("test_neg_elbo"), "neg_elbo_stderr": metrics.get("test_neg_elbo_stderr"),
         "test_images": metrics["test_images"], "binarization": train.get("binarization"),

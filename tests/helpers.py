@@ -48,3 +48,18 @@ def chi_square_pvalue(counts: torch.Tensor, probs: torch.Tensor) -> float:
     exp = exp * obs.sum() / exp.sum()
     return float(chisquare(obs.numpy(), exp.numpy()).pvalue)
 
+
+
+def fast_and_generic_fill(model, **labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """A family's own `fill` and the generic one-full-pass-per-pixel fill on the same partly observed
+    images and noise (given `labels=` for a class-conditional model)."""
+    from models.base import AutoregressiveModel
+    shape = model.image_shape
+    gen = torch.Generator().manual_seed(5)
+    x = torch.bernoulli(torch.full((6, *shape), 0.5), generator=gen)
+    noise = torch.rand(x.shape, generator=gen)
+    observed = torch.zeros_like(x, dtype=torch.bool)
+    observed[:3, :, :2] = True
+    with torch.no_grad():
+        return (model.fill(x * observed, observed, noise, **labels),
+                AutoregressiveModel.fill(model, x * observed, observed, noise, **labels))

@@ -20,8 +20,7 @@ import time
 import pytest
 import torch
 
-from tests.drills.workspace import (GIT, copy_data, copy_repo, git_repo, metric_steps, mlflow_runs, real_data, run,
-                                    subprocess_env, write_params, edit_params)
+from tests.drills.workspace import GIT, edit_params, git_repo, metric_steps, mlflow_runs, run, smoke_repo
 
 pytestmark = pytest.mark.e2e
 pytest.importorskip("mlflow")
@@ -39,10 +38,7 @@ MODELS = {
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     """A committed copy after one `dvc repro` (data stages recorded from the session's data)."""
-    root = copy_repo(tmp_path_factory.mktemp("dvc-drills") / "repo")
-    write_params(root, MODELS)
-    copy_data(real_data(tmp_path_factory), root)
-    env = subprocess_env(root)
+    root, env = smoke_repo(tmp_path_factory.mktemp("dvc-drills") / "repo", MODELS, tmp_path_factory)
     git_repo(root, env)
     run(["dvc", "commit", "--force", "prepare", "binarize"], root, env)
     run(["dvc", "repro"], root, env)

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from models.base import AutoregressiveModel
-from tests.helpers import all_binary_images, chi_square_pvalue, input_jacobian, randomize, total_probability
+from tests.helpers import (all_binary_images, chi_square_pvalue, fast_and_generic_fill, input_jacobian, randomize,
+                           total_probability)
 from tests.toys import AUTOREGRESSIVE, EXACT
 
 TOY = (1, 4, 4)
@@ -66,13 +66,5 @@ def test_same_seed_same_samples(name):
 @pytest.mark.parametrize("name", AUTOREGRESSIVE)
 def test_fast_sampling_equals_one_full_pass_per_pixel(name):
     """A family's own `fill` (caches, incremental state) must draw exactly what the generic one does."""
-    model = randomize(AUTOREGRESSIVE[name](TOY)).eval()
-    gen = torch.Generator().manual_seed(5)
-    x = torch.bernoulli(torch.full((6, *TOY), 0.5), generator=gen)
-    noise = torch.rand(x.shape, generator=gen)
-    observed = torch.zeros_like(x, dtype=torch.bool)
-    observed[:3, :, :2] = True
-    with torch.no_grad():
-        fast = model.fill(x * observed, observed, noise)
-        reference = AutoregressiveModel.fill(model, x * observed, observed, noise)
+    fast, reference = fast_and_generic_fill(randomize(AUTOREGRESSIVE[name](TOY)).eval())
     assert torch.equal(fast, reference)

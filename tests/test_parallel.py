@@ -16,8 +16,7 @@ import torch
 from pipeline import parallel
 from pipeline.parallel import World
 from pipeline.training_loop import TrainConfig, _local_rows
-from tests.drills.workspace import (copy_data, copy_repo, edit_params, metric_steps, mlflow_runs, real_data, run,
-                                    subprocess_env, write_params)
+from tests.drills.workspace import edit_params, metric_steps, mlflow_runs, run, smoke_repo
 
 # A model without randomness in its loss, so one process and two differ only by rounding (see
 # README, "Working as a team"); epochs long enough (200 steps) to be killed in the middle of one.
@@ -48,10 +47,7 @@ def outputs(root) -> dict:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A repository copy, and the outputs of training MADE in one process and in two."""
-    root = copy_repo(tmp_path_factory.mktemp("parallel") / "repo")
-    write_params(root, MODEL)
-    copy_data(real_data(tmp_path_factory), root)
-    env = subprocess_env(root)
+    root, env = smoke_repo(tmp_path_factory.mktemp("parallel") / "repo", MODEL, tmp_path_factory)
     train(root, env, 1)
     single = outputs(root)
     log = train(root, env, 2).stdout

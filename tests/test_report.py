@@ -12,7 +12,7 @@ from pipeline.report import ESTIMATORS, add_paired_differences, markdown, paired
 
 
 def setup(family, binarization="fixed", train_images=50_000, **settings):
-    return Setup.of(family, settings, binarization == "resampled", train_images)
+    return Setup.of(family, settings, binarization, train_images)
 
 
 @pytest.mark.parametrize("settings, expected", [

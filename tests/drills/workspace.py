@@ -104,6 +104,15 @@ def subprocess_env(root: Path, **extra) -> dict:
     return env
 
 
+def smoke_repo(dest: Path, models: dict[str, dict], tmp_path_factory, **env_extra) -> tuple[Path, dict]:
+    """A repository copy in `dest` on the smoke profile with only `models`, the session's MNIST data
+    in place, and the environment its stages get."""
+    root = copy_repo(dest)
+    write_params(root, models)
+    copy_data(real_data(tmp_path_factory), root)
+    return root, subprocess_env(root, **env_extra)
+
+
 def run(args: list[str], cwd: Path, env: dict, check: bool = True, timeout: float = 300):
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check:
