@@ -23,7 +23,7 @@ from models import build_model
 from models.base import HasValidationNLL
 from pipeline import params as P
 from pipeline.io import PipelineError
-from pipeline.training_loop import make_optimizer, resolve_device, train_step
+from pipeline.training_loop import bf16_native, make_optimizer, resolve_device, train_step
 
 IMAGE_SHAPE = (1, 28, 28)
 TEST_IMAGES = 10_000
@@ -69,10 +69,10 @@ def random_images(n: int, device, generator: torch.Generator) -> torch.Tensor:
 
 def train_throughput(model, cfg, device, steps: int, generator) -> float:
     """Images per second over `steps` optimizer steps (after two warm-up steps), as the training
-    loop runs them: the profile's batch size, optimizer and, on CUDA, bf16 autocast."""
+    loop runs them: the profile's batch size, optimizer and bf16 autocast where it is native."""
     optimizer = make_optimizer(model, cfg)
     batch = random_images(cfg.batch_size, device, generator)
-    use_bf16 = cfg.bf16 and device.type == "cuda"
+    use_bf16 = cfg.bf16 and bf16_native(device)
     model.train()
 
     def step():

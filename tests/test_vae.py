@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from models.vae import VAE
-from pipeline.evaluate import elbo_metrics, render_figures
+from pipeline.evaluate import draw_samples, elbo_metrics, render_figures
 from pipeline.params import EvaluateConfig
 from tests.helpers import all_binary_images, randomize
 from tests.toys import LATENT
@@ -162,7 +162,8 @@ def test_evaluate_reports_the_negative_elbo_only_for_models_that_have_one():
 def test_two_dimensional_latent_gets_a_scatter_of_the_test_codes(tmp_path):
     model = randomize(VAE(TOY, latent_dim=2, hidden_sizes=[8]), std=0.5).eval()
     cfg = EvaluateConfig(samples=4, completions=2, batch_size=16)
-    written = render_figures(model, toy_images(40), torch.arange(40) % 10, cfg, tmp_path)
+    samples = draw_samples(model, cfg, quality_samples=6)
+    written = render_figures(model, samples, toy_images(40), torch.arange(40) % 10, cfg, tmp_path)
     names = {path.name for path in written}
     assert names == {"samples.png", "sample_means.png", "reconstructions.png", "interpolations.png",
                      "latent_scatter.png"}

@@ -31,7 +31,8 @@ def with_label_prior(model):
 CONDITIONAL = {
     "made_conditional": lambda shape: with_label_prior(MADE(shape, hidden_sizes=[24], conditional=True)),
     "made_mask_ensemble_conditional": lambda shape: with_label_prior(
-        MADE(shape, hidden_sizes=[16, 16], num_masks=3, order_agnostic=True, eval_masks=3, conditional=True)),
+        MADE(shape, hidden_sizes=[16, 16], num_masks=3, order_agnostic=True, eval_masks=3, conditional=True,
+             direct_connections=True)),
     "pixelcnn_conditional": lambda shape: with_label_prior(
         PixelCNN(shape, channels=8, residual_blocks=1, first_kernel=5, head_channels=8, conditional=True)),
 }
@@ -46,6 +47,8 @@ EXACT = {
     "made": lambda shape: MADE(shape, hidden_sizes=[24, 24]),
     "made_mask_ensemble": lambda shape: MADE(shape, hidden_sizes=[24], num_masks=4, order_agnostic=True,
                                              eval_masks=4),
+    "made_direct_ensemble": lambda shape: MADE(shape, hidden_sizes=[12], num_masks=3, order_agnostic=True,
+                                               eval_masks=3, direct_connections=True),
     "pixelcnn": lambda shape: PixelCNN(shape, channels=8, residual_blocks=2, first_kernel=5, head_channels=8),
     "gated_pixelcnn": lambda shape: GatedPixelCNN(shape, channels=6, layers=3, first_kernel=5, head_channels=8),
     "rnn_lstm": lambda shape: PixelRNN(shape, cell="lstm", hidden=8, embedding=4, input_window=3),
