@@ -69,14 +69,17 @@ def random_images(n: int, device, generator: torch.Generator) -> torch.Tensor:
 
 def train_throughput(model, cfg, device, steps: int, generator) -> float:
     """Images per second over `steps` optimizer steps (after two warm-up steps), as the training
-    loop runs them: the profile's batch size, optimizer and bf16 autocast where it is native."""
+    loop runs them: the profile's batch size, optimizer, bf16 autocast where it is native, and
+    torch.compile where the profile asks for it (the warm-up steps take the compilation)."""
     optimizer = make_optimizer(model, cfg)
     batch = random_images(cfg.batch_size, device, generator)
     use_bf16 = cfg.bf16 and bf16_native(device)
     model.train()
 
+    loss = torch.compile(model.loss) if cfg.compile else model.loss
+
     def step():
-        train_step(model, model.loss, optimizer, batch, use_bf16, cfg.grad_clip)
+        train_step(model, loss, optimizer, batch, use_bf16, cfg.grad_clip)
 
     for _ in range(2):
         step()

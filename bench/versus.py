@@ -63,11 +63,18 @@ CASES = {
 
 
 def our_step(model, optimizer, batch: torch.Tensor) -> torch.Tensor:
-    return train_step(model, model.loss, optimizer, batch, TrainConfig().bf16 and bf16_native(batch.device))
+    return train_step(model, model.bench_loss, optimizer, batch, TrainConfig().bf16 and bf16_native(batch.device))
 
 
 def our_fp32_step(model, optimizer, batch: torch.Tensor) -> torch.Tensor:
-    return train_step(model, model.loss, optimizer, batch)
+    return train_step(model, model.bench_loss, optimizer, batch)
+
+
+def ours(case: Case, compile: bool):
+    """Our model, with `bench_loss` its loss as `train.compile` would run it."""
+    model = build_model(case.ours[0], IMAGE_SHAPE, **case.ours[1]).train()
+    model.bench_loss = torch.compile(model.loss) if compile else model.loss
+    return model
 
 
 def reference_step(model, optimizer, batch: torch.Tensor) -> torch.Tensor:
@@ -101,7 +108,7 @@ def steps_per_second(step, model, optimizer, batch, steps: int) -> float:
     return steps / timed(lambda: [step(model, optimizer, batch) for _ in range(steps)], batch.device)
 
 
-def compare(name: str, rounds: int, min_seconds: float = 1.0) -> tuple:
+def compare(name: str, rounds: int, compile: bool = False, min_seconds: float = 1.0) -> tuple:
     """(model, size, reference img/s, ours img/s, median over rounds of ours / reference), then, where
     our training runs in bf16, ours in fp32: img/s and ratio."""
     case = CASES[name]
@@ -109,14 +116,15 @@ def compare(name: str, rounds: int, min_seconds: float = 1.0) -> tuple:
     batch = random_images(case.batch, "cpu", torch.Generator().manual_seed(0))
     theirs = reference_model(case).train()
     sides = [(reference_step, theirs, torch.optim.Adam(theirs.parameters()))]  # as its trainer makes it
-    ours = build_model(case.ours[0], IMAGE_SHAPE, **case.ours[1]).train()
-    sides.append((our_step, ours, make_optimizer(ours, TrainConfig())))  # as our training loop makes it
+    model = ours(case, compile)
+    sides.append((our_step, model, make_optimizer(model, TrainConfig())))  # as our training loop makes it
     if bf16_native(batch.device):
-        ours32 = build_model(case.ours[0], IMAGE_SHAPE, **case.ours[1]).train()
-        sides.append((our_fp32_step, ours32, make_optimizer(ours32, TrainConfig())))
+        model32 = ours(case, compile)
+        sides.append((our_fp32_step, model32, make_optimizer(model32, TrainConfig())))
     steps = []
     for side in sides:
-        side[0](*side[1:], batch)
+        for _ in range(2 if compile else 1):  # torch.compile traces the first call (and recompiles once)
+            side[0](*side[1:], batch)
         steps.append(max(1, round(min_seconds * steps_per_second(*side, batch, 1))))
     rates = [[] for _ in sides]
     for r in range(rounds):
@@ -146,6 +154,7 @@ def main(argv=None) -> None:
                         help="directory containing pytorch-generative's pytorch_generative package")
     parser.add_argument("--models", default=",".join(CASES), help=f"comma-separated, from: {', '.join(CASES)}")
     parser.add_argument("--rounds", type=int, default=5, help="alternating timed rounds per model")
+    parser.add_argument("--compile", action="store_true", help="our loss through torch.compile (train.compile: true)")
     args = parser.parse_args(argv)
     names = args.models.split(",")
     unknown = [n for n in names if n not in CASES]
@@ -154,10 +163,10 @@ def main(argv=None) -> None:
     import_reference(args.reference)
     precision = "bf16 autocast (AMX)" if bf16_native(torch.device("cpu")) else "fp32"
     print(f"torch {torch.__version__}, cpu, {torch.get_num_threads()} threads, {args.rounds} rounds; "
-          f"ours trains in {precision}", flush=True)
+          f"ours trains in {precision}{', compiled' if args.compile else ''}", flush=True)
     rows = []
     for name in names:
-        rows.append(compare(name, args.rounds))
+        rows.append(compare(name, args.rounds, args.compile))
         print(f"  {name}: done", file=sys.stderr, flush=True)
     print(table(rows))
 
