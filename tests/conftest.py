@@ -30,6 +30,14 @@ def dvc(args: list[str], repo: Path, env: dict) -> str:
     return result.stdout + result.stderr
 
 
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (`make test` runs two workers), every test of the shared smoke pipeline
+    runs on one worker, so it is built once."""
+    for item in items:
+        if "smoke_pipeline" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("smoke_pipeline"))
+
+
 @pytest.fixture(scope="session")
 def smoke_pipeline(tmp_path_factory, mnist_mirror):
     """A smoke-profile copy of the repository after one full `dvc repro`, shared by every test that
