@@ -23,7 +23,7 @@ from models import build_model
 from models.base import HasValidationNLL
 from pipeline import params as P
 from pipeline.io import PipelineError
-from pipeline.training_loop import bf16_native, make_optimizer, resolve_device, train_step
+from pipeline.training_loop import make_optimizer, resolve_device, train_step
 
 IMAGE_SHAPE = (1, 28, 28)
 TEST_IMAGES = 10_000
@@ -73,7 +73,7 @@ def train_throughput(model, cfg, device, steps: int, generator) -> float:
     torch.compile where the profile asks for it (the warm-up steps take the compilation)."""
     optimizer = make_optimizer(model, cfg)
     batch = random_images(cfg.batch_size, device, generator)
-    use_bf16 = cfg.bf16 and bf16_native(device)
+    use_bf16 = cfg.autocast_bf16(device)
     model.train()
 
     loss = torch.compile(model.loss) if cfg.compile else model.loss

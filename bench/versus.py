@@ -2,7 +2,7 @@
 its reproduce() scripts train: one step (forward, loss, backward, Adam step; ours through the
 training loop's own `train_step`) on random binary images, the two models timed alternately in one
 process; images per second, higher is better. Ours runs as the training loop runs it: with bf16
-autocast on a CPU with AMX tiles (`bf16_native`); there it is also timed in fp32, for a like-for-like
+autocast on a CPU with AMX tiles (`TrainConfig.autocast_bf16`); there it is also timed in fp32, for a like-for-like
 figure.
 
     python -m bench.versus --reference DIR [--models nade,made] [--rounds N]
@@ -14,6 +14,7 @@ datasets and the trainer).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import statistics
 import sys
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 
 from bench.speed import random_images, timed
 from models import build_model
-from pipeline.training_loop import TrainConfig, bf16_native, make_optimizer, train_step
+from pipeline.training_loop import TrainConfig, make_optimizer, train_step
 
 IMAGE_SHAPE = (1, 28, 28)
 
@@ -62,19 +63,17 @@ CASES = {
 }
 
 
-def our_step(model, optimizer, batch: torch.Tensor) -> torch.Tensor:
-    return train_step(model, model.bench_loss, optimizer, batch, TrainConfig().bf16 and bf16_native(batch.device))
-
-
-def our_fp32_step(model, optimizer, batch: torch.Tensor) -> torch.Tensor:
-    return train_step(model, model.bench_loss, optimizer, batch)
-
-
-def ours(case: Case, compile: bool):
-    """Our model, with `bench_loss` its loss as `train.compile` would run it."""
+def our_side(case: Case, compile: bool, bf16: bool):
+    """(step, model, optimizer) for our model as our training loop makes them, its loss compiled as
+    `train.compile: true` would run it."""
     model = build_model(case.ours[0], IMAGE_SHAPE, **case.ours[1]).train()
-    model.bench_loss = torch.compile(model.loss) if compile else model.loss
-    return model
+    loss = torch.compile(model.loss) if compile else model.loss
+    step = functools.partial(our_step, loss=loss, bf16=bf16)
+    return step, model, make_optimizer(model, TrainConfig())
+
+
+def our_step(model, optimizer, batch: torch.Tensor, loss, bf16: bool) -> torch.Tensor:
+    return train_step(model, loss, optimizer, batch, bf16)
 
 
 def reference_step(model, optimizer, batch: torch.Tensor) -> torch.Tensor:
@@ -116,11 +115,10 @@ def compare(name: str, rounds: int, compile: bool = False, min_seconds: float = 
     batch = random_images(case.batch, "cpu", torch.Generator().manual_seed(0))
     theirs = reference_model(case).train()
     sides = [(reference_step, theirs, torch.optim.Adam(theirs.parameters()))]  # as its trainer makes it
-    model = ours(case, compile)
-    sides.append((our_step, model, make_optimizer(model, TrainConfig())))  # as our training loop makes it
-    if bf16_native(batch.device):
-        model32 = ours(case, compile)
-        sides.append((our_fp32_step, model32, make_optimizer(model32, TrainConfig())))
+    as_trained = TrainConfig().autocast_bf16(batch.device)
+    sides.append(our_side(case, compile, as_trained))
+    if as_trained:  # and in fp32, like for like
+        sides.append(our_side(case, compile, False))
     steps = []
     for side in sides:
         for _ in range(2 if compile else 1):  # torch.compile traces the first call (and recompiles once)
@@ -161,7 +159,7 @@ def main(argv=None) -> None:
     if unknown or args.rounds < 1:
         parser.error(f"unknown model(s) {', '.join(unknown)}" if unknown else "--rounds must be >= 1")
     import_reference(args.reference)
-    precision = "bf16 autocast (AMX)" if bf16_native(torch.device("cpu")) else "fp32"
+    precision = "bf16 autocast (AMX)" if TrainConfig().autocast_bf16(torch.device("cpu")) else "fp32"
     print(f"torch {torch.__version__}, cpu, {torch.get_num_threads()} threads, {args.rounds} rounds; "
           f"ours trains in {precision}{', compiled' if args.compile else ''}", flush=True)
     rows = []

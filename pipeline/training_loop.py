@@ -59,6 +59,10 @@ class TrainConfig:
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu, cuda, cuda:N or cuda:auto, got {self.device!r}")
 
+    def autocast_bf16(self, device: torch.device) -> bool:
+        """Whether training steps on `device` run under bf16 autocast."""
+        return self.bf16 and bf16_native(device)
+
 
 class TrainingDiverged(RuntimeError):
     """A non-finite training loss or validation NLL; the message names the epoch and step.
@@ -264,7 +268,7 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
     shuffle = torch.Generator().manual_seed(cfg.seed)
     step_fn = data_parallel(model, device) if world.distributed else model.loss
     loss_fn = torch.compile(step_fn) if cfg.compile else step_fn
-    use_bf16 = cfg.bf16 and bf16_native(device)
+    use_bf16 = cfg.autocast_bf16(device)
     check_every = 1 if device.type == "cpu" else 50  # reading a loss on a GPU waits for it: not every step
     without_gradients = isinstance(model, FitsWithoutGradients) and model.fits_without_gradients
     labels = train.labels if isinstance(model, ClassConditional) else None
