@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from models import build_model
-from models.base import HasValidationNLL
+from models.base import ClassConditional, HasValidationNLL, labels_kwarg
 from pipeline import params as P
 from pipeline.io import PipelineError
 from pipeline.training_loop import make_optimizer, resolve_device, train_step
@@ -67,19 +67,27 @@ def random_images(n: int, device, generator: torch.Generator) -> torch.Tensor:
     return (torch.rand((n, *IMAGE_SHAPE), generator=generator) < 0.13).float().to(device)
 
 
+def random_labels(model, n: int, device, generator: torch.Generator) -> torch.Tensor | None:
+    """Digits for a class-conditional model (None for others), which trains and validates on
+    -log p(x | y) given the labels."""
+    return torch.randint(10, (n,), generator=generator).to(device) if isinstance(model, ClassConditional) else None
+
+
 def train_throughput(model, cfg, device, steps: int, generator) -> float:
     """Images per second over `steps` optimizer steps (after two warm-up steps), as the training
-    loop runs them: the profile's batch size, optimizer, bf16 autocast where it is native, and
-    torch.compile where the profile asks for it (the warm-up steps take the compilation)."""
+    loop runs them: the profile's batch size, optimizer, bf16 autocast where it is native, labels
+    for a class-conditional model, and torch.compile where the profile asks for it (the warm-up
+    steps take the compilation)."""
     optimizer = make_optimizer(model, cfg)
     batch = random_images(cfg.batch_size, device, generator)
+    labels = random_labels(model, cfg.batch_size, device, generator)
     use_bf16 = cfg.autocast_bf16(device)
     model.train()
 
     loss = torch.compile(model.loss) if cfg.compile else model.loss
 
     def step():
-        train_step(model, loss, optimizer, batch, use_bf16, cfg.grad_clip)
+        train_step(model, loss, optimizer, batch, use_bf16, cfg.grad_clip, labels)
 
     for _ in range(2):
         step()
@@ -111,9 +119,11 @@ def time_model(params: dict, name: str, device: torch.device, train_steps: int, 
     model.eval()
     per_image = lambda estimate: eval_seconds(  # noqa: E731
         estimate, eval_images, cfg.eval_batch_size, device, generator) / eval_images
-    evaluation = per_image(model.nll) * TEST_IMAGES
+    evaluation = per_image(model.nll) * TEST_IMAGES  # a class-conditional model's marginal, as evaluate reports it
     validate = model.validation_nll if isinstance(model, HasValidationNLL) else model.nll
-    validation = per_image(validate) * min(cfg.max_val or VAL_IMAGES, VAL_IMAGES)
+    labels = random_labels(model, cfg.eval_batch_size, device, generator)
+    validation = per_image(lambda x: validate(x, **labels_kwarg(None if labels is None else labels[:len(x)]))
+                           ) * min(cfg.max_val or VAL_IMAGES, VAL_IMAGES)
     sampling = timed(lambda: model.sample(100, torch.Generator(device).manual_seed(0)), device)
     epoch = min(cfg.max_train or TRAIN_IMAGES, TRAIN_IMAGES) / throughput + validation
     return Timing(name, sum(p.numel() for p in model.parameters()), throughput, evaluation, sampling, epoch, cfg.epochs)
