@@ -61,15 +61,14 @@ class MADE(AutoregressiveModel, LabelConditioning):
             all_degrees.append(made_degrees(order, hidden_sizes, gen))
         return all_degrees
 
-    def use_mask(self, k: int) -> None:
+    def use_mask(self, k: int, in_place: bool = True) -> None:
+        """Switch to mask k (`in_place`: see `MaskedLinear.set_mask`)."""
         if k == self.mask_index:
             return
         masks = self.device_masks(k)
-        if self.device.type != "cuda":  # on a CPU a float times a bool is twice as slow as a float times a float
-            masks = [mask.to(self.mlp.layers[0].weight.dtype) for mask in masks]
-        self.mlp.set_masks(masks[:len(self.mlp.layers)])
+        self.mlp.set_masks(masks[:len(self.mlp.layers)], in_place)
         if self.direct is not None:
-            self.direct.set_mask(masks[-1])
+            self.direct.set_mask(masks[-1], in_place)
         self.mask_index = k
 
     def device_masks(self, k: int) -> list[torch.Tensor]:
@@ -77,7 +76,8 @@ class MADE(AutoregressiveModel, LabelConditioning):
         (every training step with num_masks > 1, every mask of the ensemble at evaluation) then costs
         no host work and no copy on a GPU, where a float times a bool mask is one kernel. Bool keeps
         the cache small: at 2 x 8000 hidden units a mask set takes 77 MB (32 masks: 2.4 GB; in float
-        they would take 9.8 GB). On a CPU only the mask in use is converted to the weights' dtype."""
+        they would take 9.8 GB). On a CPU the mask in use is copied into each layer's float buffer
+        (`MaskedLinear.set_mask`)."""
         if k not in self._device_masks:
             masks = made_masks(self.degrees[k])
             if self.direct is not None:  # input j reaches output i when j comes before i in the ordering
@@ -154,7 +154,7 @@ class MADE(AutoregressiveModel, LabelConditioning):
             return super().nll(x, labels)
         per_mask = []
         for k in range(self.eval_masks):
-            self.use_mask(k)
+            self.use_mask(k, in_place=not torch.is_grad_enabled())  # under autograd each mask's graph keeps its mask
             per_mask.append(-super().nll(x, labels))
         return -(torch.logsumexp(torch.stack(per_mask), dim=0) - math.log(self.eval_masks))
 

@@ -20,11 +20,19 @@ class MaskedLinear(nn.Linear):
         super().__init__(in_features, out_features, bias)
         self.register_buffer("mask", torch.ones(out_features, in_features), persistent=False)
 
-    def set_mask(self, mask: torch.Tensor) -> None:
-        """Use `mask` from now on: a bool one stays bool, any other becomes the weight's dtype; no
-        copy when it already is on the weight's device and of that dtype."""
-        dtype = torch.bool if mask.dtype == torch.bool else self.weight.dtype
-        self.mask = mask.to(self.weight.device, dtype)
+    def set_mask(self, mask: torch.Tensor, in_place: bool = True) -> None:
+        """Use `mask` from now on. On a GPU a bool mask stays bool (a float times a bool is one kernel
+        there, reading a quarter of the bytes). Otherwise the mask becomes the weight's dtype, written
+        into the layer's own buffer: on a CPU a float times a bool is twice as slow, and a fresh float
+        tensor per switch (every training step of a multi-mask MADE) costs four times the copy. Pass
+        `in_place=False` while a graph still to be differentiated may hold the current mask."""
+        if mask.dtype == torch.bool and self.weight.is_cuda:
+            self.mask = mask.to(self.weight.device)
+        elif in_place and (self.mask.shape, self.mask.dtype, self.mask.device) == (
+                mask.shape, self.weight.dtype, self.weight.device):
+            self.mask.copy_(mask)
+        else:
+            self.mask = mask.to(self.weight.device, self.weight.dtype, copy=True)
 
     def masked_weight(self) -> torch.Tensor:
         return self.weight * self.mask
@@ -40,9 +48,9 @@ class MaskedMLP(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(MaskedLinear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
 
-    def set_masks(self, masks: list[torch.Tensor]) -> None:
+    def set_masks(self, masks: list[torch.Tensor], in_place: bool = True) -> None:
         for layer, mask in zip(self.layers, masks, strict=True):
-            layer.set_mask(mask)
+            layer.set_mask(mask, in_place)
 
     def hidden(self, h: torch.Tensor) -> torch.Tensor:
         """The last hidden layer's activations for inputs `h`."""

@@ -14,10 +14,12 @@ def fresh_masks(model: MADE, k: int) -> list[torch.Tensor]:
 
 def test_made_uses_cached_masks_equal_to_freshly_built_ones_for_every_mask():
     model = MADE(SHAPE, hidden_sizes=[12, 10], num_masks=3, order_agnostic=True, eval_masks=3)
+    buffers = [layer.mask.data_ptr() for layer in model.mlp.layers]
     for k in [0, 1, 2, 1, 0]:
         model.use_mask(k)
         for layer, mask in zip(model.mlp.layers, fresh_masks(model, k)):
             assert torch.equal(layer.mask, mask)
+    assert [layer.mask.data_ptr() for layer in model.mlp.layers] == buffers  # on a CPU, copied into its buffer
     assert model.device_masks(1)[0] is model.device_masks(1)[0]  # built once, then reused
     assert model.device_masks(1)[0].dtype == torch.bool  # the cache is small; only the mask in use is float
 
@@ -34,7 +36,13 @@ def test_made_mask_ensemble_nll_equals_the_mixture_over_freshly_masked_copies():
             h = torch.relu(h) if i < len(masks) - 1 else h
         per_mask.append(-torch.nn.functional.binary_cross_entropy_with_logits(h, x.flatten(1), reduction="none").sum(1))
     expected = -(torch.logsumexp(torch.stack(per_mask), 0) - torch.log(torch.tensor(4.0, dtype=torch.float64)))
-    torch.testing.assert_close(model.nll(x), expected)
+    expected_grads = torch.autograd.grad(expected.sum(), list(model.parameters()), allow_unused=True)
+    nll = model.nll(x)  # under autograd: every mask's graph keeps its own mask
+    torch.testing.assert_close(nll, expected)
+    grads = torch.autograd.grad(nll.sum(), list(model.parameters()), allow_unused=True)
+    for got, want in zip(grads, expected_grads):
+        if want is not None:
+            torch.testing.assert_close(got, want)
 
 
 def test_made_masks_are_not_saved_and_come_back_with_the_constructor():
