@@ -134,12 +134,15 @@ def compare(name: str, rounds: int, compile: bool = False, min_seconds: float = 
     return tuple(row)
 
 
+def rate(images_per_second: float) -> str:
+    return f"{images_per_second:,.0f}" if images_per_second >= 100 else f"{images_per_second:.3g}"
+
+
 def table(rows) -> str:
     header = ["model", "size", "batch", "reference img/s", "ours img/s", "ours / reference"]
     if len(rows[0]) > 5:
         header += ["ours fp32 img/s", "fp32 / reference"]
-    body = [[m, s, str(CASES[m].batch), f"{t:,.0f}", *(f"{v:,.0f}" if i % 2 == 0 else f"{v:.2f}x"
-                                                       for i, v in enumerate(rest))]
+    body = [[m, s, str(CASES[m].batch), rate(t), *(rate(v) if i % 2 == 0 else f"{v:.2f}x" for i, v in enumerate(rest))]
             for m, s, t, *rest in rows]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
