@@ -8,41 +8,30 @@ the time inside `use_mask` (synchronized on a GPU) is given as a share of theirs
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
-from bench.speed import IMAGE_SHAPE, random_images, synchronize
+from bench.speed import IMAGE_SHAPE, timed, training_step
 from models import build_model
 from pipeline import params as P
-from pipeline.training_loop import make_optimizer, resolve_device, train_step
+from pipeline.training_loop import resolve_device
 
 
 def mask_share(spec: P.ModelSpec, device: torch.device, steps: int) -> tuple[float, float]:
     """(seconds per training step, the share of it spent in `use_mask`)."""
-    model = build_model(spec.family, IMAGE_SHAPE, **spec.kwargs).to(device).train()
-    optimizer = make_optimizer(model, spec.train)
-    batch = random_images(spec.train.batch_size, device, torch.Generator().manual_seed(0))
-    bf16 = spec.train.autocast_bf16(device)
+    model = build_model(spec.family, IMAGE_SHAPE, **spec.kwargs).to(device)
+    step = training_step(model, spec.train, device, torch.Generator().manual_seed(0))
     switching, use_mask = 0.0, model.use_mask
 
     def timed_use_mask(k, *args, **kwargs):
         nonlocal switching
-        synchronize(device)
-        start = time.perf_counter()
-        use_mask(k, *args, **kwargs)
-        synchronize(device)
-        switching += time.perf_counter() - start
+        switching += timed(lambda: use_mask(k, *args, **kwargs), device)
 
     model.use_mask = timed_use_mask
     for _ in range(model.num_masks + 1):  # every mask's first use builds it
-        train_step(model, model.loss, optimizer, batch, bf16)
-    synchronize(device)
-    switching, start = 0.0, time.perf_counter()
-    for _ in range(steps):
-        train_step(model, model.loss, optimizer, batch, bf16)
-    synchronize(device)
-    seconds = time.perf_counter() - start
+        step()
+    switching = 0.0
+    seconds = timed(lambda: [step() for _ in range(steps)], device)
     return seconds / steps, switching / seconds
 
 

@@ -73,22 +73,22 @@ def random_labels(model, n: int, device, generator: torch.Generator) -> torch.Te
     return torch.randint(10, (n,), generator=generator).to(device) if isinstance(model, ClassConditional) else None
 
 
-def train_throughput(model, cfg, device, steps: int, generator) -> float:
-    """Images per second over `steps` optimizer steps (after two warm-up steps), as the training
-    loop runs them: the profile's batch size, optimizer, bf16 autocast where it is native, labels
-    for a class-conditional model, and torch.compile where the profile asks for it (the warm-up
-    steps take the compilation)."""
+def training_step(model, cfg, device, generator):
+    """One optimizer step on a fixed random batch, as the training loop runs it: the profile's batch
+    size, optimizer, bf16 autocast where it is native, labels for a class-conditional model, and
+    torch.compile where the profile asks for it (the first calls take the compilation)."""
     optimizer = make_optimizer(model, cfg)
     batch = random_images(cfg.batch_size, device, generator)
     labels = random_labels(model, cfg.batch_size, device, generator)
     use_bf16 = cfg.autocast_bf16(device)
-    model.train()
-
     loss = torch.compile(model.loss) if cfg.compile else model.loss
+    model.train()
+    return lambda: train_step(model, loss, optimizer, batch, use_bf16, cfg.grad_clip, labels)
 
-    def step():
-        train_step(model, loss, optimizer, batch, use_bf16, cfg.grad_clip, labels)
 
+def train_throughput(model, cfg, device, steps: int, generator) -> float:
+    """Images per second over `steps` training steps (`training_step`), after two warm-up steps."""
+    step = training_step(model, cfg, device, generator)
     for _ in range(2):
         step()
     seconds = timed(lambda: [step() for _ in range(steps)], device)

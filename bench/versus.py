@@ -14,7 +14,6 @@ datasets and the trainer).
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib
 import statistics
 import sys
@@ -68,12 +67,8 @@ def our_side(case: Case, compile: bool, bf16: bool):
     `train.compile: true` would run it."""
     model = build_model(case.ours[0], IMAGE_SHAPE, **case.ours[1]).train()
     loss = torch.compile(model.loss) if compile else model.loss
-    step = functools.partial(our_step, loss=loss, bf16=bf16)
+    step = lambda model, optimizer, batch: train_step(model, loss, optimizer, batch, bf16)  # noqa: E731
     return step, model, make_optimizer(model, TrainConfig())
-
-
-def our_step(model, optimizer, batch: torch.Tensor, loss, bf16: bool) -> torch.Tensor:
-    return train_step(model, loss, optimizer, batch, bf16)
 
 
 def reference_step(model, optimizer, batch: torch.Tensor) -> torch.Tensor:
