@@ -3,6 +3,7 @@ to sample 100 images, for the models in params.yaml built with a profile's setti
 unless --profile says otherwise). Weights and images are random: only the timings mean anything.
 
     python -m bench.speed [--models pixelcnn,transformer] [--device auto] [--profile full]
+    python -m bench.speed --profile full --set compile=true --set compile_mode=reduce-overhead
 
 Each row also projects the wall time of the model's train stage (every epoch run: a training pass
 over the profile's training images and a validation pass, so an upper bound when early stopping
@@ -12,18 +13,20 @@ ends it sooner) and of its evaluate stage, on this device.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
 from dataclasses import dataclass
 
 import torch
+import yaml
 
 from models import build_model
 from models.base import ClassConditional, HasValidationNLL, labels_kwarg
 from pipeline import params as P
 from pipeline.io import PipelineError
-from pipeline.training_loop import make_optimizer, resolve_device, train_step
+from pipeline.training_loop import TrainConfig, compiled, make_optimizer, resolve_device, train_step
 
 IMAGE_SHAPE = (1, 28, 28)
 TEST_IMAGES = 10_000
@@ -39,6 +42,7 @@ class Timing:
     sample_100_s: float
     epoch_s: float        # a training pass and a validation pass
     epochs: int
+    step: str             # how a training step ran: "bf16", "fp32", ", compiled" and its mode
 
     @property
     def train_stage_h(self) -> float:
@@ -81,15 +85,16 @@ def training_step(model, cfg, device, generator):
     batch = random_images(cfg.batch_size, device, generator)
     labels = random_labels(model, cfg.batch_size, device, generator)
     use_bf16 = cfg.autocast_bf16(device)
-    loss = torch.compile(model.loss) if cfg.compile else model.loss
+    loss = compiled(model.loss, cfg)
     model.train()
     return lambda: train_step(model, loss, optimizer, batch, use_bf16, cfg.grad_clip, labels)
 
 
 def train_throughput(model, cfg, device, steps: int, generator) -> float:
-    """Images per second over `steps` training steps (`training_step`), after two warm-up steps."""
+    """Images per second over `steps` training steps (`training_step`), after three warm-up steps:
+    torch.compile traces the first call and may recompile once, and CUDA graphs record the next."""
     step = training_step(model, cfg, device, generator)
-    for _ in range(2):
+    for _ in range(3):
         step()
     seconds = timed(lambda: [step() for _ in range(steps)], device)
     return steps * cfg.batch_size / seconds
@@ -106,7 +111,14 @@ def eval_seconds(estimate, images: int, batch_size: int, device, generator) -> f
                  device)
 
 
-def time_model(params: dict, name: str, device: torch.device, train_steps: int, eval_images: int) -> Timing:
+def step_settings(cfg, device) -> str:
+    precision = "bf16" if cfg.autocast_bf16(device) else "fp32"
+    mode = "" if cfg.compile_mode == "default" else f" {cfg.compile_mode}"
+    return precision + (f", compiled{mode}" if cfg.compile else "")
+
+
+def time_model(params: dict, name: str, device: torch.device, train_steps: int, eval_images: int,
+               overrides: dict | None = None) -> Timing:
     spec = P.model_spec(params, name)
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
@@ -114,7 +126,10 @@ def time_model(params: dict, name: str, device: torch.device, train_steps: int, 
         model = build_model(spec.family, IMAGE_SHAPE, **spec.kwargs).to(device)
     except (TypeError, ValueError) as e:
         raise PipelineError(f"models.{name}: {e}") from None
-    cfg = spec.train
+    try:
+        cfg = dataclasses.replace(spec.train, **(overrides or {}))
+    except (TypeError, ValueError) as e:
+        raise PipelineError(f"--set: {e}") from None
     throughput = train_throughput(model, cfg, device, train_steps, generator)
     model.eval()
     per_image = lambda estimate: eval_seconds(  # noqa: E731
@@ -126,18 +141,19 @@ def time_model(params: dict, name: str, device: torch.device, train_steps: int, 
                            ) * min(cfg.max_val or VAL_IMAGES, VAL_IMAGES)
     sampling = timed(lambda: model.sample(100, torch.Generator(device).manual_seed(0)), device)
     epoch = min(cfg.max_train or TRAIN_IMAGES, TRAIN_IMAGES) / throughput + validation
-    return Timing(name, sum(p.numel() for p in model.parameters()), throughput, evaluation, sampling, epoch, cfg.epochs)
+    return Timing(name, sum(p.numel() for p in model.parameters()), throughput, evaluation, sampling, epoch, cfg.epochs,
+                  step_settings(cfg, device))
 
 
 def table(rows: list[Timing], eval_images: int) -> str:
     source = "measured" if eval_images == TEST_IMAGES else f"from {eval_images}, x{TEST_IMAGES / eval_images:g}"
-    header = ["model", "parameters", "train images/s", f"eval 10k test images, s ({source})", "sample 100, s",
+    header = ["model", "parameters", "training step", "train images/s", f"eval 10k test images, s ({source})", "sample 100, s",
               "s/epoch", "epochs", "train stage, h (at most)", "evaluate stage, min"]
-    body = [[r.model, f"{r.parameters:,}", f"{r.train_images_per_s:,.0f}", f"{r.eval_test_set_s:.1f}",
+    body = [[r.model, f"{r.parameters:,}", r.step, f"{r.train_images_per_s:,.0f}", f"{r.eval_test_set_s:.1f}",
              f"{r.sample_100_s:.2f}", f"{r.epoch_s:.1f}", str(r.epochs), f"{r.train_stage_h:.2f}",
              f"{r.evaluate_stage_min:.1f}"] for r in rows]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    fmt = lambda line: "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)  # noqa: E731
+    fmt = lambda line: "  ".join(cell.ljust(w) if i in (0, 2) else cell.rjust(w)  # noqa: E731
                                  for i, (cell, w) in enumerate(zip(line, widths)))
     return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *map(fmt, body)])
 
@@ -150,12 +166,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--train-steps", type=int, default=10, help="timed optimizer steps per model")
     parser.add_argument("--eval-images", type=int, default=2000,
                         help=f"images actually evaluated; the time is scaled to {TEST_IMAGES} test images")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a train setting for every model, over the profile's (e.g. compile=true, bf16=false)")
     parser.add_argument("--versus", metavar="DIR", help="instead, one training step at pytorch-generative's "
                         "reproduce() sizes against its models, from a checkout in DIR (bench/versus.py)")
     args = parser.parse_args(argv)
     if args.train_steps < 1 or not 1 <= args.eval_images <= TEST_IMAGES:
         parser.error(f"need --train-steps >= 1 and 1 <= --eval-images <= {TEST_IMAGES}")
+    try:
+        args.overrides = train_overrides(args.set)
+    except ValueError as e:
+        parser.error(str(e))
     return args
+
+
+def train_overrides(settings: list[str]) -> dict:
+    """{'compile': True} from ['compile=true']: each value read as YAML, as params.yaml would."""
+    overrides = {}
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        if not sep or key not in {f.name for f in dataclasses.fields(TrainConfig)}:
+            raise ValueError(f"--set {setting!r}: expected KEY=VALUE with KEY a train setting")
+        overrides[key] = yaml.safe_load(value)
+    return overrides
 
 
 def main(argv=None) -> None:
@@ -173,8 +206,10 @@ def main(argv=None) -> None:
     print(f"profile {params['profile']}, device {label}, torch {torch.__version__}", flush=True)
     rows = []
     for name in names:
-        rows.append(time_model(params, name, device, args.train_steps, args.eval_images))
-        print(f"  {name}: done", file=sys.stderr, flush=True)
+        row = time_model(params, name, device, args.train_steps, args.eval_images, args.overrides)
+        rows.append(row)
+        print(f"  {name} ({row.step}): {row.train_images_per_s:,.0f} train images/s, evaluation "
+              f"{row.eval_test_set_s:.1f} s, 100 samples {row.sample_100_s:.2f} s", file=sys.stderr, flush=True)
     print(table(rows, args.eval_images))
 
 

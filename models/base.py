@@ -137,17 +137,20 @@ class ClassConditional(Protocol):
     `sample(n, generator, labels)` take labels; without them `nll` is the marginal
     -log sum_y p(x | y) p(y) and `sample` draws y ~ p(y) first, where p(y) (`label_log_prior`,
     log-probabilities) is set from the training labels by `set_label_prior`. Families get it
-    from `LabelConditioning`."""
+    from `LabelConditioning`.
 
-    label_log_prior: torch.Tensor
+    Its data member is the plain attribute `num_classes`, not the `label_log_prior` buffer: from
+    Python 3.12, isinstance() looks members up with inspect.getattr_static, which misses buffers."""
+
+    num_classes: int
 
     def set_label_prior(self, labels: torch.Tensor) -> None: ...
 
 
 class LabelConditioning:
     """What a family with a `conditional` option shares (mixed into a GenerativeModel): the label
-    prior p(y) as a buffer, the marginal NLL over labels, and labels drawn from p(y). The buffer
-    exists only when conditioning is on, so only then is the model `ClassConditional`."""
+    prior p(y) as a buffer, the marginal NLL over labels, and labels drawn from p(y). `num_classes`
+    and the buffer exist only when conditioning is on, so only then is the model `ClassConditional`."""
 
     def init_labels(self, num_classes: int) -> None:
         require_positive(num_classes=num_classes)
@@ -156,7 +159,7 @@ class LabelConditioning:
 
     @property
     def conditional(self) -> bool:
-        return hasattr(self, "label_log_prior")
+        return hasattr(self, "num_classes")
 
     def set_label_prior(self, labels: torch.Tensor) -> None:
         """p(y) = the frequencies of `labels` (integers in [0, num_classes))."""

@@ -41,6 +41,7 @@ class TrainConfig:
     seed: int = 0
     bf16: bool = True                     # bf16 autocast for training steps where bf16 matmuls are native (evaluation stays fp32)
     compile: bool = False                 # torch.compile the training loss
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"  # reduce-overhead: CUDA graphs on a GPU
     deterministic: bool = False           # CUDA: only deterministic kernels (slower; an op without one is an error)
     eval_batch_size: int = 1000
 
@@ -103,6 +104,11 @@ def mean_nll(model: GenerativeModel, data: torch.Tensor, batch_size: int, labels
                                                                       labels[i:i + batch_size])).sum())
                 for i in range(0, len(data), batch_size))
     return total / len(data)
+
+
+def compiled(loss_fn: Callable, cfg: TrainConfig) -> Callable:
+    """`loss_fn` through torch.compile in `cfg.compile_mode` if `cfg.compile`, else itself."""
+    return torch.compile(loss_fn, mode=cfg.compile_mode) if cfg.compile else loss_fn
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -267,7 +273,7 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
     schedule = make_schedule(optimizer, cfg, cfg.epochs * steps_per_epoch)
     shuffle = torch.Generator().manual_seed(cfg.seed)
     step_fn = data_parallel(model, device) if world.distributed else model.loss
-    loss_fn = torch.compile(step_fn) if cfg.compile else step_fn
+    loss_fn = compiled(step_fn, cfg)
     use_bf16 = cfg.autocast_bf16(device)
     check_every = 1 if device.type == "cpu" else 50  # reading a loss on a GPU waits for it: not every step
     without_gradients = isinstance(model, FitsWithoutGradients) and model.fits_without_gradients

@@ -2,7 +2,9 @@
 the label prior mixes them into the marginal that the shared tests check (tests/toys.py, CONDITIONAL),
 each logit still sees only earlier pixels, the fast samplers honour the labels, the training loop
 feeds labels, and evaluate's generative-classifier numbers agree with Bayes' rule."""
+import inspect
 import math
+import typing
 
 import pytest
 import torch
@@ -65,6 +67,17 @@ def test_labels_are_refused_by_unconditional_models_and_required_by_conditional_
     with pytest.raises(ValueError, match="conditional"):
         VAE(TOY, architecture="conv", conditional=True)
     assert not isinstance(build_model("made", TOY, hidden_sizes=[8]), ClassConditional)
+
+
+@pytest.mark.parametrize("name", CONDITIONAL)
+def test_class_conditional_is_recognised_as_python_3_12_checks_protocols(name):
+    # From Python 3.12 isinstance() finds a protocol's members with inspect.getattr_static, which
+    # misses nn.Module buffers and submodules: every member must be a plain attribute or a method.
+    members = typing._get_protocol_attrs(ClassConditional)
+    conditional, unconditional = CONDITIONAL[name](TOY), build_model("made", TOY, hidden_sizes=[8])
+    missing = object()
+    assert all(inspect.getattr_static(conditional, m, missing) is not missing for m in members)
+    assert any(inspect.getattr_static(unconditional, m, missing) is missing for m in members)
 
 
 def digit_images(labels: torch.Tensor) -> torch.Tensor:
