@@ -85,7 +85,7 @@ def training_step(model, cfg, device, generator):
     batch = random_images(cfg.batch_size, device, generator)
     labels = random_labels(model, cfg.batch_size, device, generator)
     use_bf16 = cfg.autocast_bf16(device)
-    loss = compiled(model.loss, cfg)
+    loss = compiled(model.loss, cfg, device)
     model.train()
     return lambda: train_step(model, loss, optimizer, batch, use_bf16, cfg.grad_clip, labels)
 
@@ -114,7 +114,7 @@ def eval_seconds(estimate, images: int, batch_size: int, device, generator) -> f
 def step_settings(cfg, device) -> str:
     precision = "bf16" if cfg.autocast_bf16(device) else "fp32"
     mode = "" if cfg.compile_mode == "default" else f" {cfg.compile_mode}"
-    return precision + (f", compiled{mode}" if cfg.compile else "")
+    return precision + (f", compiled{mode}" if cfg.compiles(device) else "")
 
 
 def time_model(params: dict, name: str, device: torch.device, train_steps: int, eval_images: int,

@@ -40,7 +40,7 @@ class TrainConfig:
     processes: int = 1                    # data-parallel processes on this machine (torchrun); batch_size stays global
     seed: int = 0
     bf16: bool = True                     # bf16 autocast for training steps where bf16 matmuls are native (evaluation stays fp32)
-    compile: bool = False                 # torch.compile the training loss
+    compile: bool | Literal["cuda"] = False  # torch.compile the training loss (cuda: only on a GPU)
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"  # reduce-overhead: CUDA graphs on a GPU
     deterministic: bool = False           # CUDA: only deterministic kernels (slower; an op without one is an error)
     eval_batch_size: int = 1000
@@ -63,6 +63,10 @@ class TrainConfig:
     def autocast_bf16(self, device: torch.device) -> bool:
         """Whether training steps on `device` run under bf16 autocast."""
         return self.bf16 and bf16_native(device)
+
+    def compiles(self, device: torch.device) -> bool:
+        """Whether the training loss on `device` goes through torch.compile."""
+        return self.compile is True or (self.compile == "cuda" and device.type == "cuda")
 
 
 class TrainingDiverged(RuntimeError):
@@ -106,9 +110,9 @@ def mean_nll(model: GenerativeModel, data: torch.Tensor, batch_size: int, labels
     return total / len(data)
 
 
-def compiled(loss_fn: Callable, cfg: TrainConfig) -> Callable:
-    """`loss_fn` through torch.compile in `cfg.compile_mode` if `cfg.compile`, else itself."""
-    return torch.compile(loss_fn, mode=cfg.compile_mode) if cfg.compile else loss_fn
+def compiled(loss_fn: Callable, cfg: TrainConfig, device: torch.device) -> Callable:
+    """`loss_fn` through torch.compile in `cfg.compile_mode` where `cfg` compiles on `device`, else itself."""
+    return torch.compile(loss_fn, mode=cfg.compile_mode) if cfg.compiles(device) else loss_fn
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -273,7 +277,7 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
     schedule = make_schedule(optimizer, cfg, cfg.epochs * steps_per_epoch)
     shuffle = torch.Generator().manual_seed(cfg.seed)
     step_fn = data_parallel(model, device) if world.distributed else model.loss
-    loss_fn = compiled(step_fn, cfg)
+    loss_fn = compiled(step_fn, cfg, device)
     use_bf16 = cfg.autocast_bf16(device)
     check_every = 1 if device.type == "cpu" else 50  # reading a loss on a GPU waits for it: not every step
     without_gradients = isinstance(model, FitsWithoutGradients) and model.fits_without_gradients

@@ -6,7 +6,7 @@ import torch
 
 from models.bernoulli import IndependentBernoulli
 from models.made import MADE
-from pipeline.training_loop import TrainConfig, TrainingData, TrainingDiverged, fit, mean_nll
+from pipeline.training_loop import TrainConfig, TrainingData, TrainingDiverged, compiled, fit, mean_nll
 
 SHAPE = (1, 4, 4)
 
@@ -106,3 +106,11 @@ def test_dynamic_binarization_redraws_every_epoch():
     first, second = data.for_epoch(gen).clone(), data.for_epoch(gen).clone()
     assert not torch.equal(first, second)
     assert abs(float(first.mean()) - 128 / 255) < 0.05
+
+
+def test_compile_cuda_compiles_the_loss_on_a_gpu_only():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert [config(compile=c).compiles(cpu) for c in (False, True, "cuda")] == [False, True, False]
+    assert [config(compile=c).compiles(gpu) for c in (False, True, "cuda")] == [False, True, True]
+    loss = IndependentBernoulli(SHAPE).loss
+    assert compiled(loss, config(compile="cuda"), cpu) is loss
