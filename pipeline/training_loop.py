@@ -8,7 +8,7 @@ import math
 import os
 import time
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -277,7 +277,8 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
     schedule = make_schedule(optimizer, cfg, cfg.epochs * steps_per_epoch)
     shuffle = torch.Generator().manual_seed(cfg.seed)
     step_fn = data_parallel(model, device) if world.distributed else model.loss
-    loss_fn = compiled(step_fn, cfg, device)
+    # CUDA graphs are not used around DistributedDataParallel's gradient hooks: a plain compile there
+    loss_fn = compiled(step_fn, replace(cfg, compile_mode="default") if world.distributed else cfg, device)
     use_bf16 = cfg.autocast_bf16(device)
     check_every = 1 if device.type == "cpu" else 50  # reading a loss on a GPU waits for it: not every step
     without_gradients = isinstance(model, FitsWithoutGradients) and model.fits_without_gradients
