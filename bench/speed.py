@@ -13,7 +13,6 @@ ends it sooner) and of its evaluate stage, on this device.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import sys
 import time
@@ -26,7 +25,7 @@ from models import build_model
 from models.base import ClassConditional, HasValidationNLL, labels_kwarg
 from pipeline import params as P
 from pipeline.io import PipelineError
-from pipeline.training_loop import TrainConfig, compiled, make_optimizer, resolve_device, train_step
+from pipeline.training_loop import compiled, make_optimizer, resolve_device, train_step
 
 IMAGE_SHAPE = (1, 28, 28)
 TEST_IMAGES = 10_000
@@ -42,7 +41,7 @@ class Timing:
     sample_100_s: float
     epoch_s: float        # a training pass and a validation pass
     epochs: int
-    step: str             # how a training step ran: "bf16", "fp32", ", compiled" and its mode
+    step: str             # how a training step ran, e.g. "bf16, compiled reduce-overhead"
 
     @property
     def train_stage_h(self) -> float:
@@ -126,10 +125,7 @@ def time_model(params: dict, name: str, device: torch.device, train_steps: int, 
         model = build_model(spec.family, IMAGE_SHAPE, **spec.kwargs).to(device)
     except (TypeError, ValueError) as e:
         raise PipelineError(f"models.{name}: {e}") from None
-    try:
-        cfg = dataclasses.replace(spec.train, **(overrides or {}))
-    except (TypeError, ValueError) as e:
-        raise PipelineError(f"--set: {e}") from None
+    cfg = P.with_train_settings(spec.train, overrides or {}, "--set")
     throughput = train_throughput(model, cfg, device, train_steps, generator)
     model.eval()
     per_image = lambda estimate: eval_seconds(  # noqa: E731
@@ -173,22 +169,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.train_steps < 1 or not 1 <= args.eval_images <= TEST_IMAGES:
         parser.error(f"need --train-steps >= 1 and 1 <= --eval-images <= {TEST_IMAGES}")
-    try:
-        args.overrides = train_overrides(args.set)
-    except ValueError as e:
-        parser.error(str(e))
+    if any("=" not in setting for setting in args.set):
+        parser.error("--set takes KEY=VALUE, a train setting and its value")
+    # each value read as YAML, as params.yaml would be: compile=true -> {'compile': True}
+    args.overrides = {key: yaml.safe_load(value) for key, _, value in (s.partition("=") for s in args.set)}
     return args
-
-
-def train_overrides(settings: list[str]) -> dict:
-    """{'compile': True} from ['compile=true']: each value read as YAML, as params.yaml would."""
-    overrides = {}
-    for setting in settings:
-        key, sep, value = setting.partition("=")
-        if not sep or key not in {f.name for f in dataclasses.fields(TrainConfig)}:
-            raise ValueError(f"--set {setting!r}: expected KEY=VALUE with KEY a train setting")
-        overrides[key] = yaml.safe_load(value)
-    return overrides
 
 
 def main(argv=None) -> None:

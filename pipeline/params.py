@@ -139,6 +139,11 @@ def model_spec(params: dict, name: str) -> ModelSpec:
     return ModelSpec(name, family, kwargs, train)
 
 
+def with_train_settings(train: TrainConfig, settings: dict, where: str) -> TrainConfig:
+    """`train` with `settings` (name: value) over it, validated as params.yaml's train keys are."""
+    return _validate(TrainConfig, {**dataclasses.asdict(train), **settings}, where)
+
+
 def _overlay(section: Any, profile: str, where: str) -> dict:
     if section is None:
         return {}

@@ -1,8 +1,11 @@
-"""bench.speed times each model's step as the training loop runs it."""
+"""bench.speed times each model's step as the training loop runs it, with the settings --set gives."""
+import pytest
 import torch
 
-from bench.speed import IMAGE_SHAPE, train_throughput
+from bench.speed import IMAGE_SHAPE, parse_args, time_model, train_throughput
 from models import build_model
+from pipeline import params as P
+from pipeline.io import PipelineError
 from pipeline.training_loop import TrainConfig
 
 
@@ -16,3 +19,15 @@ def test_a_class_conditional_model_is_timed_on_its_training_loss_given_labels():
     assert rate > 0 and len(seen) == 4  # three warm-up steps and the timed one
     assert all(labels is not None and labels.shape == (4,) and 0 <= labels.min() <= labels.max() <= 9
                for labels in seen)
+
+
+def test_set_overrides_a_train_setting_validated_like_params_yaml():
+    params = P.load()
+    params["profile"] = "smoke"
+    args = parse_args(["--set", "bf16=false", "--set", "compile_mode=reduce-overhead"])
+    cfg = P.with_train_settings(P.model_spec(params, "bernoulli").train, args.overrides, "--set")
+    assert (cfg.bf16, cfg.compile_mode, cfg.epochs) == (False, "reduce-overhead", 1)
+    row = time_model(params, "bernoulli", torch.device("cpu"), 1, 10, {"bf16": False})
+    assert row.step == "fp32"
+    with pytest.raises(PipelineError, match="--set: compile: Input should be a valid boolean or 'cuda'"):
+        time_model(params, "bernoulli", torch.device("cpu"), 1, 10, {"compile": "gpu"})
