@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from bench.speed import random_images, timed
 from models import build_model
-from pipeline.training_loop import TrainConfig, make_optimizer, train_step
+from pipeline.training_loop import TrainConfig, compiled, make_optimizer, train_step
 
 IMAGE_SHAPE = (1, 28, 28)
 
@@ -66,7 +66,7 @@ def our_side(case: Case, compile: bool, bf16: bool):
     """(step, model, optimizer) for our model as our training loop makes them, its loss compiled as
     `train.compile: true` would run it."""
     model = build_model(case.ours[0], IMAGE_SHAPE, **case.ours[1]).train()
-    loss = torch.compile(model.loss) if compile else model.loss
+    loss = compiled(model.loss, TrainConfig(compile=compile), torch.device("cpu"))
     step = lambda model, optimizer, batch: train_step(model, loss, optimizer, batch, bf16)  # noqa: E731
     return step, model, make_optimizer(model, TrainConfig())
 

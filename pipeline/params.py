@@ -201,23 +201,10 @@ def _validate_kwargs(family: str, values: dict, where: str) -> dict:
 
 
 def _first_error(error: pydantic.ValidationError) -> str:
-    """The first error, in one line; a value that fits no member of a union (bool | 'cuda') gets
-    every member's complaint, joined with "or", under the key alone."""
-    errors = error.errors()
-    first = errors[0]
+    first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"])
     message = first["msg"].removeprefix("Value error, ").replace("valid array", "list")
-    if len(first["loc"]) > 1 and _is_union(first["loc"][-1]):
-        same_key = [e for e in errors if e["loc"][:-1] == first["loc"][:-1]]
-        key = ".".join(str(part) for part in first["loc"][:-1])
-        message = " or ".join(e["msg"].removeprefix("Input should be ") for e in same_key)
-        message = f"Input should be {message}"
     return f"{key}: {message} (got {first.get('input')!r})" if key else message
-
-
-def _is_union(part) -> bool:
-    """Whether a pydantic error location part names a union member (bool, literal['cuda'], ...)."""
-    return isinstance(part, str) and (part in ("bool", "int", "float", "str") or part.startswith("literal["))
 
 
 def flatten(values: dict, prefix: str = "") -> dict:

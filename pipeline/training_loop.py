@@ -8,7 +8,7 @@ import math
 import os
 import time
 import warnings
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -40,7 +40,7 @@ class TrainConfig:
     processes: int = 1                    # data-parallel processes on this machine (torchrun); batch_size stays global
     seed: int = 0
     bf16: bool = True                     # bf16 autocast for training steps where bf16 matmuls are native (evaluation stays fp32)
-    compile: bool | Literal["cuda"] = False  # torch.compile the training loss (cuda: only on a GPU)
+    compile: Literal[False, True, "cuda"] = False  # torch.compile the training loss (cuda: only on a GPU)
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"  # reduce-overhead: CUDA graphs on a GPU
     deterministic: bool = False           # CUDA: only deterministic kernels (slower; an op without one is an error)
     eval_batch_size: int = 1000
@@ -110,9 +110,12 @@ def mean_nll(model: GenerativeModel, data: torch.Tensor, batch_size: int, labels
     return total / len(data)
 
 
-def compiled(loss_fn: Callable, cfg: TrainConfig, device: torch.device) -> Callable:
-    """`loss_fn` through torch.compile in `cfg.compile_mode` where `cfg` compiles on `device`, else itself."""
-    return torch.compile(loss_fn, mode=cfg.compile_mode) if cfg.compiles(device) else loss_fn
+def compiled(loss_fn: Callable, cfg: TrainConfig, device: torch.device, distributed: bool = False) -> Callable:
+    """`loss_fn` through torch.compile in `cfg.compile_mode` where `cfg` compiles on `device`, else
+    itself. `distributed`: a plain compile, no CUDA graphs around DistributedDataParallel's hooks."""
+    if not cfg.compiles(device):
+        return loss_fn
+    return torch.compile(loss_fn, mode="default" if distributed else cfg.compile_mode)
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -277,8 +280,7 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
     schedule = make_schedule(optimizer, cfg, cfg.epochs * steps_per_epoch)
     shuffle = torch.Generator().manual_seed(cfg.seed)
     step_fn = data_parallel(model, device) if world.distributed else model.loss
-    # CUDA graphs are not used around DistributedDataParallel's gradient hooks: a plain compile there
-    loss_fn = compiled(step_fn, replace(cfg, compile_mode="default") if world.distributed else cfg, device)
+    loss_fn = compiled(step_fn, cfg, device, world.distributed)
     use_bf16 = cfg.autocast_bf16(device)
     check_every = 1 if device.type == "cpu" else 50  # reading a loss on a GPU waits for it: not every step
     without_gradients = isinstance(model, FitsWithoutGradients) and model.fits_without_gradients

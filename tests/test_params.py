@@ -49,7 +49,7 @@ def test_more_specific_settings_win(tmp_path):
     (lambda p: p["train"].update(lr=-1), "lr must be > 0"),
     (lambda p: p["train"]["quick"].update(epochs=0), "epochs must be >= 1"),
     (lambda p: p["train"].update(optimizer="adagrad"), "optimizer: Input should be 'adam', 'adamw' or 'sgd'"),
-    (lambda p: p["train"].update(compile="gpu"), r"train: compile: Input should be a valid boolean or 'cuda' \(got 'gpu'\)"),
+    (lambda p: p["train"].update(compile="gpu"), r"train: compile: Input should be False, True or 'cuda' \(got 'gpu'\)"),
     (lambda p: p["train"].update(compile_mode="fast"), "compile_mode: Input should be 'default', 'reduce-overhead'"),
     (lambda p: p["models"]["made"].update(family="gan"), "models.made.family: 'gan' is not one of"),
     (lambda p: p["models"]["made"].update(hidden=3), "models.made: unknown key 'hidden'; allowed: hidden_sizes"),
