@@ -14,8 +14,8 @@ from models import build_model, save_checkpoint
 from pipeline import params as P, parallel, stage, training_loop
 from models.base import ClassConditional
 from pipeline.data import IMAGE_SHAPE, data_checksum, load_labels, load_split, load_train_intensity, results_dir
-from pipeline.digest import family_digest
-from pipeline.io import PipelineError, params_hash, sha256_file, write_json, write_text
+from pipeline.digest import family_digest, stage_digest
+from pipeline.io import PipelineError, params_hash, write_json, write_text
 from pipeline.tracking import Run
 from pipeline.training_loop import TrainingData, TrainingDiverged, fit, resume_point
 
@@ -31,9 +31,10 @@ def logged_params(spec: P.ModelSpec, profile: str) -> dict:
 
 
 def code_digest(family: str) -> str:
-    """A digest of the code a resume state depends on (the family's code and the training loop):
-    resuming across an edit could load weights into another architecture or mix two versions."""
-    return params_hash({"family": family_digest(family, models.FAMILIES), "loop": sha256_file(training_loop.__file__)})
+    """A digest of the code a resume state depends on, the same files as the stage's DVC dependencies
+    (the train stage's code and the family's): resuming across an edit could load weights into
+    another architecture or mix two versions."""
+    return params_hash({"family": family_digest(family, models.FAMILIES), "stage": stage_digest("train")})
 
 
 def resume_state_path(spec: P.ModelSpec, checksum: str) -> Path:

@@ -1,10 +1,14 @@
-"""The per-family code digests that tell DVC which stages an edit makes stale."""
+"""The generated code digests that tell DVC which stages an edit makes stale."""
 import models
 from pipeline import digest
 
 
 def names(family: str) -> set[str]:
     return {path.name for path in digest.code_files(models.FAMILIES[family].split(":")[0])}
+
+
+def stage_files(stage: str) -> set[str]:
+    return {path.relative_to(digest.REPO_ROOT).as_posix() for path in digest.code_files(f"pipeline.{stage}")}
 
 
 def test_the_registry_is_read_from_the_source_as_python_sees_it():
@@ -16,20 +20,44 @@ def test_each_family_uses_its_module_and_the_shared_modules_it_imports():
     assert names("made") == {"base.py", "progress.py", "masked.py", "made.py"}
     assert names("maf") == {"base.py", "progress.py", "masked.py", "transforms.py", "dequantized.py", "maf.py"}
     assert names("glow") == {"base.py", "progress.py", "transforms.py", "dequantized.py", "glow.py"}
-    assert names("pixelcnn") == {"base.py", "progress.py", "causal.py", "layers.py", "pixelcnn.py"}
 
 
 def test_no_family_imports_another_familys_module():
-    shared = {"base.py", "progress.py", "masked.py", "transforms.py", "dequantized.py", "causal.py", "layers.py"}
+    own = {entry.split(":")[0].split(".")[-1] + ".py" for entry in models.FAMILIES.values()}
     for family, entry in models.FAMILIES.items():
-        own = entry.split(":")[0].split(".")[-1] + ".py"
-        assert names(family) - shared == {own}, family
+        assert names(family) & own == {entry.split(":")[0].split(".")[-1] + ".py"}, family
 
 
-def test_the_digest_changes_with_the_code_and_the_registry_entry():
+def test_each_stage_covers_its_module_and_what_it_imports_directly_or_not():
+    for stage in digest.STAGES:
+        assert {f"pipeline/{stage}.py", "pipeline/io.py"} <= stage_files(stage)
+    for stage in ("train", "evaluate", "report"):
+        assert {"pipeline/data.py", "pipeline/params.py", "models/__init__.py"} <= stage_files(stage), stage
+    assert "pipeline/parallel.py" in stage_files("train")
+    assert [stage for stage in digest.STAGES if "pipeline/references.py" in stage_files(stage)] == ["report"]
+    family_modules = {entry.split(":")[0].replace(".", "/") + ".py" for entry in models.FAMILIES.values()}
+    assert not any(stage_files(stage) & family_modules for stage in digest.STAGES)  # those are in family files
+
+
+def test_a_stage_digest_changes_with_its_code_but_not_with_the_registry(tmp_path, monkeypatch):
+    for package in ("pipeline", "models"):
+        (tmp_path / package).mkdir()
+        for path in (digest.REPO_ROOT / package).glob("*.py"):
+            (tmp_path / package / path.name).write_text(path.read_text())
+    monkeypatch.setattr(digest, "REPO_ROOT", tmp_path)
+    before = digest.stage_digest("train")
+    registry = tmp_path / "models" / "__init__.py"
+    registry.write_text(registry.read_text().replace('FAMILIES = {', 'FAMILIES = {\n    "new": "models.new:New",'))
+    assert digest.stage_digest("train") == before
+    assert "models/__init__.py (less FAMILIES" in before
+    data = tmp_path / "pipeline" / "data.py"
+    data.write_text(data.read_text() + "# an edit\n")
+    assert digest.stage_digest("train") != before
+
+
+def test_the_family_digest_changes_with_the_code_and_the_registry_entry():
     registry = dict(models.FAMILIES)
     before = digest.family_digest("made", registry)
     assert "models/masked.py" in before and "models/flows" not in before
     registry["made"] = "models.made:Other"
     assert digest.family_digest("made", registry) != before
-

@@ -36,3 +36,18 @@ def test_curves_are_cached_so_every_experiment_keeps_its_own():
     dvc_yaml, _ = declarations()
     curves = dvc_yaml["stages"]["train"]["do"]["plots"][0]["results/${key}/curves.csv"]
     assert curves.get("cache", True)
+
+
+def test_every_stage_depends_on_the_generated_digest_of_its_own_code_and_lists_no_code_by_hand():
+    from pipeline.digest import STAGES
+    stages = declarations()[0]["stages"]
+    modules = {}
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        module = body["cmd"].split("python -m pipeline.")[1].split()[0]
+        modules[name] = module
+        if name == "digest":
+            continue
+        assert f"digests/stage-{module}.sha256" in body["deps"], name
+        assert not [dep for dep in body["deps"] if dep.endswith(".py") or dep in ("pipeline", "models")], name
+    assert set(modules.values()) - {"digest"} == set(STAGES)

@@ -81,6 +81,18 @@ def stale_after_editing(repo: Path, env: dict, code_file: str) -> set[str]:
     return set(json.loads(dvc(["status", "--json"], repo, env)))
 
 
+def stale_after_editing_and_undoing(repo: Path, env: dict, code_file: str) -> set[str]:
+    """The stages an edit of `code_file` makes stale; the edit is undone afterwards, and with the
+    digests brought back nothing is stale again."""
+    original = (repo / code_file).read_text()
+    try:
+        return stale_after_editing(repo, env, code_file)
+    finally:
+        (repo / code_file).write_text(original)
+        dvc(["repro", "digest"], repo, env)
+        assert json.loads(dvc(["status", "--json"], repo, env)) == {}
+
+
 def both_stages(*models: str) -> set[str]:
     return {f"{stage}@{model}" for stage in ("train", "evaluate") for model in models}
 
@@ -95,6 +107,15 @@ def test_editing_a_family_makes_only_its_own_stages_stale(pipeline_copy):
     stale = both_stages(*masked, "vae", "iwae", "conv_vae", "vae_conditional")
     assert stale_after_editing(repo, env, "models/vae.py") == stale
     assert stages_run(dvc(["repro"], repo, env)) == stale | {"report"}
+
+
+def test_editing_pipeline_code_makes_exactly_the_stages_that_import_it_stale(pipeline_copy):
+    repo, env, models, _ = pipeline_copy
+    dvc(["repro"], repo, env)
+    assert stale_after_editing_and_undoing(repo, env, "pipeline/references.py") == {"report"}
+    assert stale_after_editing_and_undoing(repo, env, "pipeline/report.py") == {"report"}
+    readers_of_data = {"prepare", "binarize", "classifier", "report"} | both_stages(*models)
+    assert stale_after_editing_and_undoing(repo, env, "pipeline/data.py") == readers_of_data
 
 
 def test_two_experiments_keep_their_curves_for_plots_diff(pipeline_copy):
