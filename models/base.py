@@ -125,6 +125,16 @@ class FitsWithoutGradients(Protocol):
 
 
 @runtime_checkable
+class CountsItsTrainingFlops(Protocol):
+    """A family whose training work the FLOP counter (torch.utils.flop_counter, which sees matrix
+    products and convolutions) misses: a custom autograd function (NADE), or only elementwise
+    arithmetic (independent Bernoulli pixels, the Markov chain). It counts the FLOPs of training on
+    one image itself, by the counter's convention: 2 per multiply-add, forward and backward."""
+
+    def training_flops_per_image(self) -> int: ...
+
+
+@runtime_checkable
 class HasComponentMeans(Protocol):
     """A mixture: the pixel means of its components, most probable component first, (K, C, H, W)."""
 

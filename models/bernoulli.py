@@ -19,6 +19,11 @@ class IndependentBernoulli(GenerativeModel):
         logits = self.logits.expand_as(x)
         return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
 
+    def training_flops_per_image(self) -> int:
+        """Elementwise work only, which the FLOP counter does not see: one multiply-add per pixel
+        forward and two backward, so that training is not free under a compute budget."""
+        return 6 * self.num_pixels
+
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         noise = uniform_noise((n, *self.image_shape), generator, self.device)

@@ -51,6 +51,11 @@ class MarkovChain(AutoregressiveModel):
         rest = self.after_0 + previous * (self.after_1 - self.after_0)
         return torch.cat([self.first.expand(len(x), 1), rest], 1).view_as(x)
 
+    def training_flops_per_image(self) -> int:
+        """Elementwise work only (a gradient step, or counting transitions), which the FLOP counter
+        does not see: one multiply-add per pixel forward and two backward, as for independent pixels."""
+        return 6 * self.num_pixels
+
     @torch.no_grad()
     def fit_epoch(self, images: torch.Tensor) -> float:
         """Maximum likelihood (smoothed) from the transition counts of `images`; returns their mean NLL."""

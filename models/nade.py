@@ -41,6 +41,13 @@ class NADE(AutoregressiveModel):
             flat = NADELogits.apply(x.flatten(1).to(self.W.dtype), self.W, self.c, self.V, self.b)
         return flat.view(x.shape)
 
+    def training_flops_per_image(self) -> int:
+        """The products of the plain recurrence (the counter cannot see inside NADELogits): per pixel
+        the output V_i . h_i (2H forward; 4H backward, for h and V) and, for all but the last pixel,
+        the update a += x_i W_i (2H forward; 2H backward, for W)."""
+        d, h = self.W.shape
+        return 6 * h * d + 4 * h * (d - 1)
+
     def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """O(D * H) per image: the hidden pre-activation grows by one row of W per pixel."""
         x = x.clone()
