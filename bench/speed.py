@@ -25,7 +25,8 @@ from models import build_model
 from models.base import ClassConditional, HasValidationNLL, labels_kwarg
 from pipeline import params as P
 from pipeline.io import PipelineError
-from pipeline.training_loop import compiled, make_optimizer, resolve_device, train_step
+from pipeline.devices import resolve_device
+from pipeline.training_loop import compiled, make_optimizer, train_step
 
 IMAGE_SHAPE = (1, 28, 28)
 TEST_IMAGES = 10_000

@@ -14,6 +14,7 @@ from models import build_model, save_checkpoint
 from pipeline import params as P, parallel, stage, training_loop
 from models.base import ClassConditional
 from pipeline.data import IMAGE_SHAPE, data_checksum, load_labels, load_split, load_train_intensity, results_dir
+from pipeline.devices import device_for
 from pipeline.digest import family_digest
 from pipeline.io import PipelineError, params_hash, sha256_file, write_json, write_text
 from pipeline.tracking import Run
@@ -83,20 +84,13 @@ def labels_for(model, cfg: training_loop.TrainConfig) -> tuple:
     return train_labels, load_labels("val", cfg.max_val)
 
 
-def process_device(setting: str, world: parallel.World) -> torch.device:
-    if not world.distributed:
-        return stage.device(setting)
-    try:
-        return parallel.rank_device(setting, world)
-    except (ValueError, RuntimeError) as e:
-        raise PipelineError(f"train.device: {e}") from None
-
-
 def train(spec: P.ModelSpec, profile: str, quiet: bool = False) -> dict:
     """Fit one model, resuming from its resume state if a previous attempt was killed. Under
     torchrun, every process trains its shard of each batch and rank 0 alone writes and tracks."""
+    # The multi-process set-up (main() has already restarted the stage under torchrun if asked): this
+    # process's rank from torchrun's environment, its device, then the process group (NCCL or gloo).
     world = parallel.world_from_env()
-    device = process_device(spec.train.device, world)
+    device = device_for(spec.train.device, world)
     with parallel.process_group(world, device):
         return _train(spec, profile, device, world, quiet)
 
