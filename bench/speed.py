@@ -26,7 +26,8 @@ from models.base import ClassConditional, HasValidationNLL, labels_kwarg
 from pipeline import params as P
 from pipeline.io import PipelineError
 from pipeline.devices import resolve_device
-from pipeline.training_loop import compiled, make_optimizer, train_step
+from pipeline.optimizer import make_optimizer
+from pipeline.training_loop import compiled, train_step
 
 IMAGE_SHAPE = (1, 28, 28)
 TEST_IMAGES = 10_000

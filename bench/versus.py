@@ -26,7 +26,9 @@ import torch.nn.functional as F
 
 from bench.speed import random_images, timed
 from models import build_model
-from pipeline.training_loop import TrainConfig, compiled, make_optimizer, train_step
+from pipeline.optimizer import make_optimizer
+from pipeline.train_config import TrainConfig
+from pipeline.training_loop import compiled, train_step
 
 IMAGE_SHAPE = (1, 28, 28)
 

@@ -11,14 +11,14 @@ import torch
 
 import models
 from models import build_model, save_checkpoint
-from pipeline import params as P, parallel, stage, training_loop
+from pipeline import devices, optimizer, params as P, parallel, resume, stage, train_config, training_loop
 from models.base import ClassConditional
 from pipeline.data import IMAGE_SHAPE, data_checksum, load_labels, load_split, load_train_intensity, results_dir
-from pipeline.devices import device_for
 from pipeline.digest import family_digest
 from pipeline.io import PipelineError, params_hash, sha256_file, write_json, write_text
+from pipeline.resume import resume_point
 from pipeline.tracking import Run
-from pipeline.training_loop import TrainingData, TrainingDiverged, fit, resume_point
+from pipeline.training_loop import TrainingData, TrainingDiverged, fit
 
 
 def device_name(device: torch.device, processes: int = 1) -> str:
@@ -34,7 +34,8 @@ def logged_params(spec: P.ModelSpec, profile: str) -> dict:
 def code_digest(family: str) -> str:
     """A digest of the code a resume state depends on (the family's code and the training loop):
     resuming across an edit could load weights into another architecture or mix two versions."""
-    return params_hash({"family": family_digest(family, models.FAMILIES), "loop": sha256_file(training_loop.__file__)})
+    loop = [sha256_file(module.__file__) for module in (training_loop, train_config, optimizer, resume, devices)]
+    return params_hash({"family": family_digest(family, models.FAMILIES), "loop": loop})
 
 
 def resume_state_path(spec: P.ModelSpec, checksum: str) -> Path:
@@ -45,7 +46,7 @@ def resume_state_path(spec: P.ModelSpec, checksum: str) -> Path:
     return results_dir(spec.name) / f".resume-{params_hash(key)}.pt"
 
 
-def binarization(cfg: training_loop.TrainConfig) -> str:
+def binarization(cfg: train_config.TrainConfig) -> str:
     """The training regime that a published number must share: one fixed draw, or a new draw each epoch."""
     return "resampled" if cfg.dynamic_binarization else "fixed"
 
@@ -74,7 +75,7 @@ def use_deterministic_kernels() -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def labels_for(model, cfg: training_loop.TrainConfig) -> tuple:
+def labels_for(model, cfg: train_config.TrainConfig) -> tuple:
     """The training and validation digits of a class-conditional model, whose label prior p(y)
     becomes the training label frequencies; (None, None) for any other model."""
     if not isinstance(model, ClassConditional):
@@ -90,7 +91,7 @@ def train(spec: P.ModelSpec, profile: str, quiet: bool = False) -> dict:
     # The multi-process set-up (main() has already restarted the stage under torchrun if asked): this
     # process's rank from torchrun's environment, its device, then the process group (NCCL or gloo).
     world = parallel.world_from_env()
-    device = device_for(spec.train.device, world)
+    device = devices.device_for(spec.train.device, world)
     with parallel.process_group(world, device):
         return _train(spec, profile, device, world, quiet)
 

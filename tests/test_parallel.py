@@ -15,7 +15,8 @@ import torch
 
 from pipeline import devices
 from pipeline.parallel import World
-from pipeline.training_loop import TrainConfig, _local_rows
+from pipeline.train_config import TrainConfig
+from pipeline.training_loop import _local_rows
 from tests.drills.workspace import edit_params, metric_steps, mlflow_runs, run, smoke_repo
 
 # A model without randomness in its loss, so one process and two differ only by rounding (see
