@@ -11,7 +11,7 @@ import argparse
 
 import torch
 
-from bench.speed import IMAGE_SHAPE, timed, training_step
+from bench.common import IMAGE_SHAPE, timed, training_step
 from models import build_model
 from pipeline import params as P
 from pipeline.devices import resolve_device

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from bench.speed import IMAGE_SHAPE, parse_args, time_model, train_throughput
+from bench.common import IMAGE_SHAPE
+from bench.speed import parse_args, time_model, train_throughput
 from models import build_model
 from pipeline import params as P
 from pipeline.io import PipelineError
