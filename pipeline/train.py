@@ -16,7 +16,6 @@ from models.base import ClassConditional
 from pipeline.data import IMAGE_SHAPE, data_checksum, load_labels, load_split, load_train_intensity, results_dir
 from pipeline.digest import family_digest
 from pipeline.io import PipelineError, params_hash, sha256_file, write_json, write_text
-from pipeline.resume import resume_point
 from pipeline.tracking import Run
 from pipeline.training_loop import TrainingData, TrainingDiverged, fit
 
@@ -108,7 +107,7 @@ def _train(spec: P.ModelSpec, profile: str, device: torch.device, world: paralle
     tags = {"model": spec.name, "family": spec.family, "profile": profile, "device": device_name(device, world.size),
             "data_sha256": checksum, "estimator": model.estimator, "binarization": binarization(cfg)}
     params = logged_params(spec, profile)
-    resumed_epoch, meta = resume_point(state_path)
+    resumed_epoch, meta = resume.resume_point(state_path)
     if resumed_epoch and world.is_main:
         print(f"train@{spec.name}: resuming after epoch {resumed_epoch} from {state_path}")
     run = Run.resume_or_start(meta.get("mlflow_run_id"), spec.name, params, tags) if world.is_main else None
