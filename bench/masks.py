@@ -11,10 +11,10 @@ import argparse
 
 import torch
 
-from bench.speed import IMAGE_SHAPE, timed, training_step
+from bench.common import IMAGE_SHAPE, timed, training_step
 from models import build_model
 from pipeline import params as P
-from pipeline.training_loop import resolve_device
+from pipeline.devices import resolve_device
 
 
 def mask_share(spec: P.ModelSpec, device: torch.device, steps: int) -> tuple[float, float]:

@@ -15,19 +15,18 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 from dataclasses import dataclass
 
 import torch
 import yaml
 
+from bench.common import IMAGE_SHAPE, random_images, random_labels, timed, training_step
 from models import build_model
-from models.base import ClassConditional, HasValidationNLL, labels_kwarg
+from models.base import HasValidationNLL, labels_kwarg
 from pipeline import params as P
+from pipeline.devices import resolve_device
 from pipeline.io import PipelineError
-from pipeline.training_loop import compiled, make_optimizer, resolve_device, train_step
 
-IMAGE_SHAPE = (1, 28, 28)
 TEST_IMAGES = 10_000
 TRAIN_IMAGES, VAL_IMAGES = 50_000, 10_000
 
@@ -50,43 +49,6 @@ class Timing:
     @property
     def evaluate_stage_min(self) -> float:
         return (self.eval_test_set_s + self.sample_100_s) / 60
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device: torch.device) -> float:
-    synchronize(device)
-    start = time.perf_counter()
-    fn()
-    synchronize(device)
-    return time.perf_counter() - start
-
-
-def random_images(n: int, device, generator: torch.Generator) -> torch.Tensor:
-    # about as many ink pixels as binarized MNIST (13%)
-    return (torch.rand((n, *IMAGE_SHAPE), generator=generator) < 0.13).float().to(device)
-
-
-def random_labels(model, n: int, device, generator: torch.Generator) -> torch.Tensor | None:
-    """Digits for a class-conditional model (None for others), which trains and validates on
-    -log p(x | y) given the labels."""
-    return torch.randint(10, (n,), generator=generator).to(device) if isinstance(model, ClassConditional) else None
-
-
-def training_step(model, cfg, device, generator):
-    """One optimizer step on a fixed random batch, as the training loop runs it: the profile's batch
-    size, optimizer, bf16 autocast where it is native, labels for a class-conditional model, and
-    torch.compile where the profile asks for it (the first calls take the compilation)."""
-    optimizer = make_optimizer(model, cfg)
-    batch = random_images(cfg.batch_size, device, generator)
-    labels = random_labels(model, cfg.batch_size, device, generator)
-    use_bf16 = cfg.autocast_bf16(device)
-    loss = compiled(model.loss, cfg, device)
-    model.train()
-    return lambda: train_step(model, loss, optimizer, batch, use_bf16, cfg.grad_clip, labels)
 
 
 def train_throughput(model, cfg, device, steps: int, generator) -> float:

@@ -24,11 +24,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bench.speed import random_images, timed
+from bench.common import IMAGE_SHAPE, random_images, timed
 from models import build_model
-from pipeline.training_loop import TrainConfig, compiled, make_optimizer, train_step
-
-IMAGE_SHAPE = (1, 28, 28)
+from pipeline.optimizer import make_optimizer
+from pipeline.train_config import TrainConfig
+from pipeline.training_loop import compiled, train_step
 
 
 @dataclass(frozen=True)

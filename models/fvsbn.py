@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from models.base import AutoregressiveModel, draw_or_keep
-from models.masked import MaskedLinear
+from models.nn.masked_linear import MaskedLinear
 from models.progress import pixels
 
 

@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import draw_or_keep, require_positive
-from models.causal import (ConvolutionalAutoregressive, channels_last, conv_at, first_position_to_fill,
-                           one_thread_on_cpu, pointwise, write)
+from models.nn.conv_autoregressive import ConvolutionalAutoregressive, channels_last
+from models.nn.conv_steps import conv_at, pointwise, write
+from models.nn.sampling import first_position_to_fill, one_thread_on_cpu
 from models.progress import progress
 
 

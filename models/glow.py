@@ -1,5 +1,5 @@
 """Glow (Kingma & Dhariwal 2018): steps of actnorm, invertible 1x1 convolution and affine coupling
-in a multi-scale architecture, trained on dequantized binary images (see models/dequantized.py)."""
+in a multi-scale architecture, trained on dequantized binary images (see models/nn/dequantized.py)."""
 from __future__ import annotations
 
 from typing import Literal
@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import require_positive
-from models.dequantized import DequantizedFlow
-from models.transforms import (ActNorm, AffineCoupling, Compose, MultiScale, Squeeze, Transform, at_least_fp32,
-                               channel_mask, coupling_net, fp32)
+from models.nn.dequantized import DequantizedFlow
+from models.nn.transforms import (ActNorm, AffineCoupling, Compose, MultiScale, Squeeze, Transform, at_least_fp32,
+                                  channel_mask, coupling_net, fp32)
 
 
 class InvertibleConv1x1(Transform):

@@ -1,6 +1,6 @@
 """MAF (Papamakarios et al. 2017): a stack of autoregressive affine layers, each conditioned by a masked
-MLP (models/masked.py), with the order reversed between layers; trained on dequantized binary images
-(see models/dequantized.py)."""
+MLP (models/nn/masked_linear.py), with the order reversed between layers; trained on dequantized binary images
+(see models/nn/dequantized.py)."""
 from __future__ import annotations
 
 from typing import Literal
@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from models.base import require_positive, require_sizes
-from models.dequantized import DequantizedFlow
-from models.masked import MaskedMLP, made_degrees, made_masks
-from models.transforms import ActNorm, Compose, Transform, at_least_fp32
+from models.nn.dequantized import DequantizedFlow
+from models.nn.masked_linear import MaskedMLP, made_degrees, made_masks
+from models.nn.transforms import ActNorm, Compose, Transform, at_least_fp32
 
 
 class Flatten(Transform):

@@ -10,9 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import LabelConditioning, draw_or_keep, require_positive
-from models.causal import (ConvolutionalAutoregressive, channels_last, conv_at, first_position_to_fill,
-                           flat_kernel, one_thread_on_cpu, pointwise, write)
-from models.layers import MaskedConv2d
+from models.nn.conv_autoregressive import ConvolutionalAutoregressive, channels_last
+from models.nn.conv_steps import conv_at, flat_kernel, pointwise, write
+from models.nn.masked_conv import MaskedConv2d
+from models.nn.sampling import first_position_to_fill, one_thread_on_cpu
 from models.progress import pixels
 
 

@@ -1,13 +1,13 @@
 """RealNVP (Dinh et al. 2017): affine coupling layers with checkerboard and channel masks in a
-multi-scale architecture, trained on dequantized binary images (see models/dequantized.py)."""
+multi-scale architecture, trained on dequantized binary images (see models/nn/dequantized.py)."""
 from __future__ import annotations
 
 from typing import Literal
 
 from models.base import require_positive
-from models.dequantized import DequantizedFlow
-from models.transforms import (AffineCoupling, Compose, MultiScale, Squeeze, channel_mask, checkerboard_mask,
-                               coupling_net)
+from models.nn.dequantized import DequantizedFlow
+from models.nn.transforms import (AffineCoupling, Compose, MultiScale, Squeeze, channel_mask, checkerboard_mask,
+                                  coupling_net)
 
 
 class RealNVP(DequantizedFlow):

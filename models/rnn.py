@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from models.base import AutoregressiveModel, draw_or_keep, require_positive
-from models.causal import CausalPixelEmbedding, first_position_to_fill, one_thread_on_cpu
+from models.nn.causal_embedding import CausalPixelEmbedding
+from models.nn.sampling import first_position_to_fill, one_thread_on_cpu
 from models.progress import pixels
 
 

@@ -20,6 +20,7 @@ from models.base import (CanComplete, ClassConditional, HasComponentMeans, HasLa
 from models.progress import progress
 from pipeline import classifier as digit_classifier, params as P, stage
 from pipeline.data import load_labels, load_split, results_dir
+from pipeline.devices import device_for
 from pipeline.figures import save_grid, top_half_mask
 from pipeline.io import PipelineError, atomic_dir, atomic_path, read_json, write_json
 from pipeline.quality import quality_scores
@@ -191,7 +192,7 @@ def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto") -> 
     for needed in ("model.pt", "train.json"):
         if not (out / needed).exists():
             raise PipelineError(f"{out / needed} is missing: run `dvc repro train@{name}` first")
-    device = stage.device(device_setting)
+    device = device_for(device_setting)
     # TF32 (on by default for cuDNN convolutions) keeps 10 mantissa bits: the test NLL is computed in true fp32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     run = Run.open(read_json(out / "train.json").get("mlflow_run_id"), name)  # an unreachable server fails here

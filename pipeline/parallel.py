@@ -4,9 +4,12 @@
   processes (`launch_command`). Every process holds the whole model and takes a disjoint shard of
   each global batch (`World.shard`); DistributedDataParallel averages the gradients, and the sums
   the loop reports (training loss, validation NLL) are added up over all processes (`World.sum`).
-- One experiment per GPU: `device: cuda:auto` gives each process the first GPU that no other
-  process on the machine holds (`claim_gpu`), so `dvc queue start -j N` on N GPUs puts each queued
-  experiment on its own GPU.
+- Which device each process takes (the GPU of its local rank, or one no other process holds with
+  `device: cuda:auto`) is decided in pipeline/devices.py.
+
+The set-up, in the order the train stage runs it (pipeline/train.py: `main`, then `train`):
+`needs_launch` -> `launch_command` (torchrun starts the stage again with N processes) ->
+`world_from_env` (this process's rank) -> devices.device_for -> `process_group` (NCCL or gloo).
 """
 from __future__ import annotations
 
@@ -14,22 +17,11 @@ import ctypes
 import os
 import signal
 import sys
-import tempfile
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
-
-try:
-    import fcntl
-except ImportError:  # Windows: no GPU claiming there
-    fcntl = None
-
-GPU_LOCKS_ENV = "GENBENCH_GPU_LOCKS"
-CLAIM_POLL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -98,20 +90,6 @@ def needs_launch(processes: int) -> bool:
     return processes > 1 and "WORLD_SIZE" not in os.environ
 
 
-def rank_device(setting: str, world: World) -> torch.device:
-    """Each process's device: the GPU of its local rank where CUDA is asked for (auto with CUDA,
-    cuda, cuda:auto), else the CPU. A fixed cuda:N would put every process on one GPU."""
-    wants_cuda = setting in ("cuda", "cuda:auto") or (setting == "auto" and torch.cuda.is_available())
-    if setting.startswith("cuda:") and setting != "cuda:auto":
-        raise ValueError(f"device {setting!r} names one GPU, but each of the {world.size} processes needs its own: "
-                         "use auto or cuda")
-    if not wants_cuda:
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise RuntimeError(f"device {setting!r} was asked for but CUDA is not available; use device: auto or cpu")
-    return torch.device("cuda", world.local_rank)
-
-
 @contextmanager
 def process_group(world: World, device: torch.device):
     """The process group for the life of the block: NCCL between GPUs, gloo between CPU processes."""
@@ -142,44 +120,3 @@ class LossOf(torch.nn.Module):
 def data_parallel(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     from torch.nn.parallel import DistributedDataParallel
     return DistributedDataParallel(LossOf(model), device_ids=[device.index] if device.type == "cuda" else None)
-
-
-_claimed: list = []  # the open lock file of the GPU this process holds, kept open for its whole life
-
-
-def gpu_lock_dir() -> Path:
-    return Path(os.environ.get(GPU_LOCKS_ENV) or Path(tempfile.gettempdir()) / "genbench-gpus")
-
-
-def claim_gpu(count: int, lock_dir: Path | None = None, poll_s: float = CLAIM_POLL_S) -> int:
-    """The index of a GPU no other process on this machine holds; waits while all `count` are held.
-    The claim is an flock on lock_dir/gpu<i>.lock, which ends when the process does, killed or not."""
-    if _claimed:
-        return _claimed[0][0]
-    if fcntl is None:
-        raise RuntimeError("device cuda:auto needs file locks (fcntl), which this system lacks; use cuda:N")
-    if count < 1:
-        raise RuntimeError("device 'cuda:auto' was asked for but CUDA is not available; use device: auto or cpu")
-    lock_dir = lock_dir or gpu_lock_dir()
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    waiting = False
-    while True:
-        for index in range(count):
-            handle = open(lock_dir / f"gpu{index}.lock", "a")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                continue
-            _claimed.append((index, handle))
-            return index
-        if not waiting:
-            print(f"all {count} GPUs are held by other processes ({lock_dir}); waiting for one", file=sys.stderr)
-            waiting = True
-        time.sleep(poll_s)
-
-
-def release_gpu() -> None:
-    """Give back the GPU this process claimed (tests; a process's claim otherwise ends with it)."""
-    while _claimed:
-        _claimed.pop()[1].close()

@@ -21,7 +21,7 @@ from models import FAMILIES, family_class
 from models.base import require_positive
 from pipeline.io import PipelineError
 from pipeline.quality import ClassifierConfig
-from pipeline.training_loop import TrainConfig
+from pipeline.train_config import TrainConfig
 
 PROFILES = ("smoke", "quick", "full")
 TOP_LEVEL_KEYS = ("profile", "data", "train", "evaluate", "classifier", "models")

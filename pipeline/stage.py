@@ -22,16 +22,6 @@ def parse_args(description: str, argv=None, with_model: bool = False) -> argpars
     return args
 
 
-def device(setting: str):
-    """The torch device for `train.device`; a CUDA device asked for on a machine without one is a
-    params error, not a crash."""
-    from pipeline.training_loop import resolve_device
-    try:
-        return resolve_device(setting)
-    except RuntimeError as e:
-        raise PipelineError(f"train.device: {e}") from None
-
-
 def one_line(text: str) -> str:
     return " ".join(str(text).split())
 

@@ -11,13 +11,13 @@ import torch
 
 import models
 from models import build_model, save_checkpoint
-from pipeline import params as P, parallel, stage, training_loop
+from pipeline import devices, params as P, parallel, resume, stage, train_config
 from models.base import ClassConditional
 from pipeline.data import IMAGE_SHAPE, data_checksum, load_labels, load_split, load_train_intensity, results_dir
 from pipeline.digest import family_digest, stage_digest
 from pipeline.io import PipelineError, params_hash, write_json, write_text
 from pipeline.tracking import Run
-from pipeline.training_loop import TrainingData, TrainingDiverged, fit, resume_point
+from pipeline.training_loop import TrainingData, TrainingDiverged, fit
 
 
 def device_name(device: torch.device, processes: int = 1) -> str:
@@ -45,7 +45,7 @@ def resume_state_path(spec: P.ModelSpec, checksum: str) -> Path:
     return results_dir(spec.name) / f".resume-{params_hash(key)}.pt"
 
 
-def binarization(cfg: training_loop.TrainConfig) -> str:
+def binarization(cfg: train_config.TrainConfig) -> str:
     """The training regime that a published number must share: one fixed draw, or a new draw each epoch."""
     return "resampled" if cfg.dynamic_binarization else "fixed"
 
@@ -74,7 +74,7 @@ def use_deterministic_kernels() -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def labels_for(model, cfg: training_loop.TrainConfig) -> tuple:
+def labels_for(model, cfg: train_config.TrainConfig) -> tuple:
     """The training and validation digits of a class-conditional model, whose label prior p(y)
     becomes the training label frequencies; (None, None) for any other model."""
     if not isinstance(model, ClassConditional):
@@ -84,20 +84,13 @@ def labels_for(model, cfg: training_loop.TrainConfig) -> tuple:
     return train_labels, load_labels("val", cfg.max_val)
 
 
-def process_device(setting: str, world: parallel.World) -> torch.device:
-    if not world.distributed:
-        return stage.device(setting)
-    try:
-        return parallel.rank_device(setting, world)
-    except (ValueError, RuntimeError) as e:
-        raise PipelineError(f"train.device: {e}") from None
-
-
 def train(spec: P.ModelSpec, profile: str, quiet: bool = False) -> dict:
     """Fit one model, resuming from its resume state if a previous attempt was killed. Under
     torchrun, every process trains its shard of each batch and rank 0 alone writes and tracks."""
+    # The multi-process set-up (main() has already restarted the stage under torchrun if asked): this
+    # process's rank from torchrun's environment, its device, then the process group (NCCL or gloo).
     world = parallel.world_from_env()
-    device = process_device(spec.train.device, world)
+    device = devices.device_for(spec.train.device, world)
     with parallel.process_group(world, device):
         return _train(spec, profile, device, world, quiet)
 
@@ -114,7 +107,7 @@ def _train(spec: P.ModelSpec, profile: str, device: torch.device, world: paralle
     tags = {"model": spec.name, "family": spec.family, "profile": profile, "device": device_name(device, world.size),
             "data_sha256": checksum, "estimator": model.estimator, "binarization": binarization(cfg)}
     params = logged_params(spec, profile)
-    resumed_epoch, meta = resume_point(state_path)
+    resumed_epoch, meta = resume.resume_point(state_path)
     if resumed_epoch and world.is_main:
         print(f"train@{spec.name}: resuming after epoch {resumed_epoch} from {state_path}")
     run = Run.resume_or_start(meta.get("mlflow_run_id"), spec.name, params, tags) if world.is_main else None

@@ -1,72 +1,26 @@
-"""The training loop every family shares (the `train` stage, pipeline/train.py, runs it for one model).
+"""The training loop every family shares (the `train` stage, pipeline/train.py, runs it for one model):
+`fit` runs the epochs, `train_step` one optimizer step. Its settings are a `TrainConfig`
+(pipeline/train_config.py), its optimizer and schedule come from pipeline/optimizer.py, and what it
+saves after every epoch to resume from is a `LoopState` (pipeline/resume.py).
 Imports only torch and tqdm, so it also runs where DVC and MLflow are not installed (e.g. a bare GPU
 machine)."""
 from __future__ import annotations
 
-import copy
 import math
-import os
 import time
-import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
 
-from models.base import (ClassConditional, FitsWithoutGradients, GenerativeModel, HasValidationNLL, labels_kwarg,
-                         require_positive)
+from models.base import ClassConditional, FitsWithoutGradients, GenerativeModel, HasValidationNLL, labels_kwarg
 from models.progress import bars_enabled
-from pipeline.parallel import SINGLE, World, claim_gpu, data_parallel
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 100
-    lr: float = 1e-3
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    weight_decay: float = 0.0
-    adam_eps: float = 1e-8                # Adam's epsilon (Burda et al. 2016 use 1e-4)
-    lr_schedule: Literal["constant", "cosine"] = "cosine"
-    warmup_steps: int = 0
-    grad_clip: float | None = None        # max gradient norm; None: no clipping
-    patience: int | None = 10             # epochs without a better validation NLL before stopping
-    max_train: int | None = None          # use only the first N training images (None: all)
-    max_val: int | None = None            # use only the first N validation images (None: all)
-    dynamic_binarization: bool = False    # resample the training set from intensities every epoch
-    device: str = "auto"                  # auto | cpu | cuda | cuda:N | cuda:auto (a GPU no other process holds)
-    processes: int = 1                    # data-parallel processes on this machine (torchrun); batch_size stays global
-    seed: int = 0
-    bf16: bool = True                     # bf16 autocast for training steps where bf16 matmuls are native (evaluation stays fp32)
-    compile: Literal[False, True, "cuda"] = False  # torch.compile the training loss (cuda: only on a GPU)
-    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"  # reduce-overhead: CUDA graphs on a GPU
-    deterministic: bool = False           # CUDA: only deterministic kernels (slower; an op without one is an error)
-    eval_batch_size: int = 1000
-
-    def __post_init__(self):
-        require_positive(**{name: getattr(self, name) for name in
-                            ("epochs", "batch_size", "patience", "max_train", "max_val", "eval_batch_size",
-                             "processes")})
-        if not 0 < self.lr < math.inf:
-            raise ValueError(f"lr must be > 0 and finite, got {self.lr}")
-        if not 0 < self.adam_eps < 1:
-            raise ValueError(f"adam_eps must be in (0, 1), got {self.adam_eps}")
-        if not (0 <= self.weight_decay < math.inf and self.warmup_steps >= 0):
-            raise ValueError("weight_decay (finite) and warmup_steps must be >= 0")
-        if self.grad_clip is not None and not 0 < self.grad_clip < math.inf:
-            raise ValueError(f"grad_clip must be > 0 and finite, or null; got {self.grad_clip}")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"device must be auto, cpu, cuda, cuda:N or cuda:auto, got {self.device!r}")
-
-    def autocast_bf16(self, device: torch.device) -> bool:
-        """Whether training steps on `device` run under bf16 autocast."""
-        return self.bf16 and bf16_native(device)
-
-    def compiles(self, device: torch.device) -> bool:
-        """Whether the training loss on `device` goes through torch.compile."""
-        return self.compile is True or (self.compile == "cuda" and device.type == "cuda")
+from pipeline.optimizer import make_optimizer, make_schedule
+from pipeline.parallel import SINGLE, World, data_parallel
+from pipeline.resume import LoopState
+from pipeline.train_config import TrainConfig
 
 
 class TrainingDiverged(RuntimeError):
@@ -76,25 +30,6 @@ class TrainingDiverged(RuntimeError):
     def __init__(self, message: str, best_epoch: int | None = None, best_weights: dict | None = None):
         super().__init__(message)
         self.best_epoch, self.best_weights = best_epoch, best_weights
-
-
-def bf16_native(device: torch.device) -> bool:
-    """Whether bf16 matrix products run natively: on CUDA, and on CPUs with AMX tiles, where bf16
-    autocast trains the convolutional and attention models 1.3 to 3x faster than fp32."""
-    if device.type == "cuda":
-        return True
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # a private helper: absent, assume no AMX
-    return device.type == "cpu" and amx is not None and amx()
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} was asked for but CUDA is not available; use device: auto or cpu")
-    if name == "cuda:auto":
-        return torch.device("cuda", claim_gpu(torch.cuda.device_count()))
-    return torch.device(name)
 
 
 @torch.no_grad()
@@ -116,26 +51,6 @@ def compiled(loss_fn: Callable, cfg: TrainConfig, device: torch.device, distribu
     if not cfg.compiles(device):
         return loss_fn
     return torch.compile(loss_fn, mode="default" if distributed else cfg.compile_mode)
-
-
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    # fused: one kernel for all parameters instead of about ten passes over each (2x faster steps for
-    # MADE at 8000 hidden units on a CPU)
-    return cls(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay, fused=True)
-
-
-def make_schedule(optimizer, cfg: TrainConfig, total_steps: int):
-    def factor(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        if cfg.lr_schedule == "constant":
-            return 1.0
-        progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 class TrainingData:
@@ -175,78 +90,6 @@ def train_step(model: GenerativeModel, loss_fn: Callable, optimizer: torch.optim
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
     return loss.detach()
-
-
-@dataclass
-class LoopState:
-    """What `fit` carries from epoch to epoch, and saves after each one so that a killed run resumes."""
-
-    epoch: int = 0                      # the last finished epoch
-    history: list[dict] = field(default_factory=list)
-    best_nll: float = math.inf
-    best_epoch: int | None = None
-    best_weights: dict | None = None    # the model's state_dict at best_epoch
-    bad_epochs: int = 0                 # epochs since the best one
-    meta: dict = field(default_factory=dict)  # the caller's plain data (e.g. a tracking run id)
-
-    def finish_epoch(self, record: dict, model: GenerativeModel) -> bool:
-        """Append `record`; True if its validation NLL is the best so far (its weights are kept)."""
-        self.history.append(record)
-        self.epoch = record["epoch"]
-        if record["val_nll"] < self.best_nll:
-            self.best_nll, self.best_epoch, self.bad_epochs = record["val_nll"], record["epoch"], 0
-            self.best_weights = copy.deepcopy(model.state_dict())
-            return True
-        self.bad_epochs += 1
-        return False
-
-    def patience_spent(self, patience: int | None) -> bool:
-        return patience is not None and self.bad_epochs >= patience
-
-    def save(self, path: str | Path, model, optimizer, schedule, shuffle: torch.Generator) -> None:
-        """Write the state with everything else a resume needs, atomically and durably: a kill or a
-        power cut leaves the previous epoch's state or this one, never a torn file."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        own = {f.name: getattr(self, f.name) for f in fields(self)}
-        with open(tmp, "wb") as f:
-            torch.save({**own, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "schedule": schedule.state_dict(), "shuffle_rng": shuffle.get_state(),
-                        "torch_rng": torch.get_rng_state(),
-                        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-
-    @classmethod
-    def load(cls, path: str | Path, model, optimizer, schedule, shuffle: torch.Generator) -> LoopState | None:
-        """Restore the model, optimizer, schedule and random generators from `path` and return the
-        state; None (with a warning) if the file cannot be read."""
-        try:
-            saved = torch.load(path, map_location=model.device, weights_only=True)
-        except Exception as e:  # written atomically, so only damage from outside gets here
-            warnings.warn(f"cannot read the resume state {path} ({type(e).__name__}: {e}); training from scratch")
-            return None
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        schedule.load_state_dict(saved["schedule"])
-        shuffle.set_state(saved["shuffle_rng"].cpu())
-        torch.set_rng_state(saved["torch_rng"].cpu())
-        if saved["cuda_rng"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(saved["cuda_rng"])
-        return cls(**{f.name: saved[f.name] for f in fields(cls)})
-
-
-def resume_point(path: str | Path | None) -> tuple[int, dict]:
-    """(the last finished epoch, the caller's `meta`) of a resume state; (0, {}) if there is none to read."""
-    if path is None or not Path(path).exists():
-        return 0, {}
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # unreadable: fit() reports it and starts over
-        return 0, {}
-    return int(saved["epoch"]), dict(saved.get("meta") or {})
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ def test_draw_or_keep_keeps_observed_pixels_and_draws_the_others():
 
 def test_every_file_the_code_and_docs_point_to_exists():
     pattern = re.compile(r"\b(?:models|pipeline|tests|bench|docs)/[A-Za-z_/]+\.(?:py|md|yaml)\b")
-    sources = [*REPO_ROOT.glob("models/*.py"), *REPO_ROOT.glob("pipeline/*.py"), *REPO_ROOT.glob("bench/*.py"),
+    sources = [*REPO_ROOT.glob("models/**/*.py"), *REPO_ROOT.glob("pipeline/**/*.py"), *REPO_ROOT.glob("bench/*.py"),
                *REPO_ROOT.glob("docs/*.md"), REPO_ROOT / "README.md", REPO_ROOT / "dvc.yaml", REPO_ROOT / "params.yaml"]
     missing = {(source.name, ref) for source in sources for ref in pattern.findall(source.read_text())
                if not (REPO_ROOT / ref).exists()}

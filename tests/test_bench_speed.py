@@ -2,11 +2,12 @@
 import pytest
 import torch
 
-from bench.speed import IMAGE_SHAPE, parse_args, time_model, train_throughput
+from bench.common import IMAGE_SHAPE
+from bench.speed import parse_args, time_model, train_throughput
 from models import build_model
 from pipeline import params as P
 from pipeline.io import PipelineError
-from pipeline.training_loop import TrainConfig
+from pipeline.train_config import TrainConfig
 
 
 def test_a_class_conditional_model_is_timed_on_its_training_loss_given_labels():

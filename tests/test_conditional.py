@@ -13,7 +13,8 @@ from models import build_model
 from models.base import ClassConditional
 from models.vae import VAE
 from pipeline.evaluate import conditional_metrics
-from pipeline.training_loop import TrainConfig, TrainingData, fit, mean_nll
+from pipeline.train_config import TrainConfig
+from pipeline.training_loop import TrainingData, fit, mean_nll
 from tests.helpers import all_binary_images, fast_and_generic_fill, input_jacobian, randomize
 from tests.toys import CONDITIONAL, with_label_prior
 

@@ -6,7 +6,8 @@ import torch
 from models import build_model
 from models.markov import MarkovChain
 from models.mixture import BernoulliMixture
-from pipeline.training_loop import TrainConfig, TrainingData, fit, mean_nll
+from pipeline.train_config import TrainConfig
+from pipeline.training_loop import TrainingData, fit, mean_nll
 
 SHAPE = (1, 3, 4)
 

@@ -1,10 +1,15 @@
 """The generated code digests that tell DVC which stages an edit makes stale."""
+import shutil
+
 import models
 from pipeline import digest
+from pipeline.io import REPO_ROOT
 
 
 def names(family: str) -> set[str]:
-    return {path.name for path in digest.code_files(models.FAMILIES[family].split(":")[0])}
+    """The family's code files, relative to models/ (its building blocks are in models/nn/)."""
+    return {path.relative_to(REPO_ROOT / "models").as_posix()
+            for path in digest.code_files(models.FAMILIES[family].split(":")[0])}
 
 
 def stage_files(stage: str) -> set[str]:
@@ -17,9 +22,13 @@ def test_the_registry_is_read_from_the_source_as_python_sees_it():
 
 def test_each_family_uses_its_module_and_the_shared_modules_it_imports():
     assert names("bernoulli") == {"base.py", "progress.py", "bernoulli.py"}
-    assert names("made") == {"base.py", "progress.py", "masked.py", "made.py"}
-    assert names("maf") == {"base.py", "progress.py", "masked.py", "transforms.py", "dequantized.py", "maf.py"}
-    assert names("glow") == {"base.py", "progress.py", "transforms.py", "dequantized.py", "glow.py"}
+    assert names("made") == {"base.py", "progress.py", "nn/masked_linear.py", "made.py"}
+    assert names("maf") == {"base.py", "progress.py", "nn/masked_linear.py", "nn/transforms.py", "nn/dequantized.py",
+                            "maf.py"}
+    assert names("glow") == {"base.py", "progress.py", "nn/transforms.py", "nn/dequantized.py", "glow.py"}
+    assert names("pixelcnn") == {"base.py", "progress.py", "nn/conv_autoregressive.py", "nn/conv_steps.py",
+                                 "nn/masked_conv.py", "nn/sampling.py", "pixelcnn.py"}
+    assert names("rnn") == {"base.py", "progress.py", "nn/causal_embedding.py", "nn/sampling.py", "rnn.py"}
 
 
 def test_no_family_imports_another_familys_module():
@@ -41,9 +50,7 @@ def test_each_stage_covers_its_module_and_what_it_imports_directly_or_not():
 
 def test_a_stage_digest_changes_with_its_code_but_not_with_the_registry(tmp_path, monkeypatch):
     for package in ("pipeline", "models"):
-        (tmp_path / package).mkdir()
-        for path in (digest.REPO_ROOT / package).glob("*.py"):
-            (tmp_path / package / path.name).write_text(path.read_text())
+        shutil.copytree(digest.REPO_ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(digest, "REPO_ROOT", tmp_path)
     before = digest.stage_digest("train")
     registry = tmp_path / "models" / "__init__.py"
@@ -58,6 +65,6 @@ def test_a_stage_digest_changes_with_its_code_but_not_with_the_registry(tmp_path
 def test_the_family_digest_changes_with_the_code_and_the_registry_entry():
     registry = dict(models.FAMILIES)
     before = digest.family_digest("made", registry)
-    assert "models/masked.py" in before and "models/flows" not in before
+    assert "models/nn/masked_linear.py" in before and "models/flows" not in before
     registry["made"] = "models.made:Other"
     assert digest.family_digest("made", registry) != before

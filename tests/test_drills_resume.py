@@ -11,7 +11,9 @@ import torch
 
 import models
 from pipeline import train as train_stage, training_loop
-from pipeline.training_loop import TrainConfig, TrainingData, TrainingDiverged, fit, resume_point
+from pipeline.resume import resume_point
+from pipeline.train_config import TrainConfig
+from pipeline.training_loop import TrainingData, TrainingDiverged, fit
 from tests import toys
 from tests.drills import faults
 from tests.drills.workspace import call_stage, mlflow_runs, synthetic_data, write_params

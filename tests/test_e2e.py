@@ -101,9 +101,9 @@ def test_editing_a_family_makes_only_its_own_stages_stale(pipeline_copy):
     repo, env, _, _ = pipeline_copy
     dvc(["repro"], repo, env)
     assert stale_after_editing(repo, env, "models/glow.py") == both_stages("glow")
-    assert stale_after_editing(repo, env, "models/transforms.py") == both_stages("glow", "realnvp", "maf")
+    assert stale_after_editing(repo, env, "models/nn/transforms.py") == both_stages("glow", "realnvp", "maf")
     masked = ("glow", "realnvp", "maf", "made", "made_conditional", "fvsbn")
-    assert stale_after_editing(repo, env, "models/masked.py") == both_stages(*masked)
+    assert stale_after_editing(repo, env, "models/nn/masked_linear.py") == both_stages(*masked)
     stale = both_stages(*masked, "vae", "iwae", "conv_vae", "vae_conditional")
     assert stale_after_editing(repo, env, "models/vae.py") == stale
     assert stages_run(dvc(["repro"], repo, env)) == stale | {"report"}

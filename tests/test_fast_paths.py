@@ -2,7 +2,7 @@
 import torch
 
 from models.made import MADE
-from models.masked import made_masks
+from models.nn.masked_linear import made_masks
 from tests.helpers import randomize
 
 SHAPE = (1, 4, 4)

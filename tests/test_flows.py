@@ -1,4 +1,4 @@
-"""Checks for the flow building blocks (models/transforms.py, models/dequantized.py, the layers of Glow
+"""Checks for the flow building blocks (models/nn/transforms.py, models/nn/dequantized.py, the layers of Glow
 and MAF) and the dequantized flows built from them."""
 import math
 
@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 from models import build_model, load_checkpoint, save_checkpoint
-from models.dequantized import LogitTransform, VariationalDequantizer
+from models.nn.dequantized import LogitTransform, VariationalDequantizer
 from models.glow import Glow, InvertibleConv1x1
 from models.maf import MAF, Flatten, MaskedAffineAutoregressive, Permute
-from models.transforms import (ActNorm, AffineCoupling, Compose, MultiScale, Squeeze, channel_mask, checkerboard_mask,
-                               coupling_net, standard_normal_log_prob)
+from models.nn.transforms import (ActNorm, AffineCoupling, Compose, MultiScale, Squeeze, channel_mask,
+                                  checkerboard_mask, coupling_net, standard_normal_log_prob)
 from models.realnvp import RealNVP
 from tests.helpers import all_binary_images, randomize
 from tests.toys import DEQUANTIZED, DEQUANTIZED_KWARGS

@@ -10,7 +10,8 @@ from models import build_model
 from models.base import ClassConditional
 from pipeline import params as P
 from pipeline.data import IMAGE_SHAPE
-from pipeline.training_loop import make_optimizer, train_step
+from pipeline.optimizer import make_optimizer
+from pipeline.training_loop import train_step
 
 PARAMS = P.load(Path(__file__).resolve().parents[1] / "params.yaml")
 FULL = {**PARAMS, "profile": "full"}

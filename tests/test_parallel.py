@@ -13,9 +13,10 @@ import threading
 import pytest
 import torch
 
-from pipeline import parallel
+from pipeline import devices
 from pipeline.parallel import World
-from pipeline.training_loop import TrainConfig, _local_rows
+from pipeline.train_config import TrainConfig
+from pipeline.training_loop import _local_rows
 from tests.drills.workspace import edit_params, metric_steps, mlflow_runs, run, smoke_repo
 
 # A model without randomness in its loss, so one process and two differ only by rounding (see
@@ -121,14 +122,14 @@ def test_processes_are_validated():
     with pytest.raises(ValueError, match="processes"):
         TrainConfig(processes=0)
     with pytest.raises(ValueError, match="names one GPU"):
-        parallel.rank_device("cuda:1", World(0, 2, 0))
-    assert parallel.rank_device("cpu", World(1, 2, 1)) == torch.device("cpu")
+        devices.rank_device("cuda:1", World(0, 2, 0))
+    assert devices.rank_device("cpu", World(1, 2, 1)) == torch.device("cpu")
 
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from pipeline.parallel import claim_gpu
+from pipeline.devices import claim_gpu
 print(claim_gpu(int(sys.argv[1]), Path(sys.argv[2])), flush=True)
 time.sleep(60)
 """
@@ -139,11 +140,11 @@ def test_each_process_claims_a_gpu_no_other_holds_and_waits_when_all_are_held(tm
                               env={**os.environ, "PYTHONPATH": os.getcwd()})
     try:
         assert holder.stdout.readline().strip() == "0"
-        assert parallel.claim_gpu(2, tmp_path) == 1
-        assert parallel.claim_gpu(2, tmp_path) == 1, "a second call in the same process changed GPU"
-        parallel.release_gpu()
+        assert devices.claim_gpu(2, tmp_path) == 1
+        assert devices.claim_gpu(2, tmp_path) == 1, "a second call in the same process changed GPU"
+        devices.release_gpu()
         got = []
-        waiting = threading.Thread(target=lambda: got.append(parallel.claim_gpu(1, tmp_path, poll_s=0.05)),
+        waiting = threading.Thread(target=lambda: got.append(devices.claim_gpu(1, tmp_path, poll_s=0.05)),
                                    daemon=True)
         waiting.start()
         waiting.join(0.5)
@@ -154,4 +155,4 @@ def test_each_process_claims_a_gpu_no_other_holds_and_waits_when_all_are_held(tm
     finally:
         holder.kill()
         holder.wait()
-        parallel.release_gpu()
+        devices.release_gpu()

@@ -7,7 +7,8 @@ import torch
 
 from models import progress
 from models.made import MADE
-from pipeline.training_loop import TrainConfig, TrainingData, fit
+from pipeline.train_config import TrainConfig
+from pipeline.training_loop import TrainingData, fit
 
 SHAPE = (1, 4, 4)
 

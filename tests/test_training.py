@@ -6,7 +6,8 @@ import torch
 
 from models.bernoulli import IndependentBernoulli
 from models.made import MADE
-from pipeline.training_loop import TrainConfig, TrainingData, TrainingDiverged, compiled, fit, mean_nll
+from pipeline.train_config import TrainConfig
+from pipeline.training_loop import TrainingData, TrainingDiverged, compiled, fit, mean_nll
 
 SHAPE = (1, 4, 4)
 

@@ -1,0 +1,38 @@
+"""The base class of the convolutional autoregressive families (PixelCNN, Gated PixelCNN): a
+masked-convolution trunk, the PixelCNN head, and the memory layout their convolutions run in."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.base import AutoregressiveModel
+from models.nn.conv_steps import pointwise
+
+
+def channels_last(t: torch.Tensor) -> torch.Tensor:
+    """oneDNN's own layout: the convolutional models' convolutions and 1x1 links on it avoid a reorder
+    (and PyTorch's slow fallback for strided inputs). A 1-channel image cannot carry it, so the first
+    layer's output is converted."""
+    return t.contiguous(memory_format=torch.channels_last)
+
+
+class ConvolutionalAutoregressive(AutoregressiveModel):
+    """What PixelCNN and Gated PixelCNN share: a masked-convolution `trunk`, then a head of ReLU,
+    1x1 conv (head_channels), ReLU, 1x1 conv to one Bernoulli logit per pixel."""
+
+    def build_head(self, channels: int, head_channels: int) -> None:
+        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, head_channels, 1),
+                                  nn.ReLU(), nn.Conv2d(head_channels, 1, 1))
+
+    def trunk(self, x: torch.Tensor, record: list | None = None) -> torch.Tensor:
+        """Features before the head; `record` collects what the family's `fill` needs to resume from."""
+        raise NotImplementedError
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x))
+
+    def head_at(self, h: torch.Tensor) -> torch.Tensor:
+        """The head at one position: (B, channels) features -> (B,) logits."""
+        for layer in self.head:
+            h = pointwise(layer, h) if isinstance(layer, nn.Conv2d) else layer(h)
+        return h[:, 0]
