@@ -11,11 +11,6 @@ from __future__ import annotations
 import math
 
 
-def budget_images(budget_flops: float, flops_per_image: int) -> int:
-    """How many training images the budget buys (at least one)."""
-    return max(1, math.floor(budget_flops / flops_per_image))
-
-
 def validation_ends(total: int, points: int) -> list[int]:
     """Image counts after which to validate: `total` / 2^k for k = points - 1, ..., 1, 0 (rounded
     up, so every point costs at most the budget's fraction plus one image)."""

@@ -19,7 +19,8 @@ from models.base import GenerativeModel
 class LoopState:
     """What `fit` carries from epoch to epoch, and saves after each one so that a killed run resumes."""
 
-    epoch: int = 0                      # the last finished epoch
+    epoch: int = 0                      # the last finished epoch (with a compute budget: validation round)
+    images_seen: int = 0                # training images stepped on so far, over all epochs
     history: list[dict] = field(default_factory=list)
     best_nll: float = math.inf
     best_epoch: int | None = None

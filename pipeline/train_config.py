@@ -35,11 +35,19 @@ class TrainConfig:
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"  # reduce-overhead: CUDA graphs on a GPU
     deterministic: bool = False           # CUDA: only deterministic kernels (slower; an op without one is an error)
     eval_batch_size: int = 1000
+    budget_flops: float | None = None     # stop once training has cost this many FLOPs (pipeline/flops.py); None: `epochs` alone
+    budget_points: int = 7                # with a budget, validate after 1/2^(points-1), ..., 1/2, 1 of it
+
+    def budget_images(self, flops_per_image: int) -> int | None:
+        """How many training images the budget buys a model of this cost; None without a budget."""
+        return None if self.budget_flops is None else max(1, math.floor(self.budget_flops / flops_per_image))
 
     def __post_init__(self):
         require_positive(**{name: getattr(self, name) for name in
                             ("epochs", "batch_size", "patience", "max_train", "max_val", "eval_batch_size",
-                             "processes")})
+                             "processes", "budget_points")})
+        if self.budget_flops is not None and not 0 < self.budget_flops < math.inf:
+            raise ValueError(f"budget_flops must be > 0 and finite, or null; got {self.budget_flops}")
         if not 0 < self.lr < math.inf:
             raise ValueError(f"lr must be > 0 and finite, got {self.lr}")
         if not 0 < self.adam_eps < 1:

@@ -17,6 +17,8 @@ from tqdm.auto import tqdm
 
 from models.base import ClassConditional, FitsWithoutGradients, GenerativeModel, HasValidationNLL, labels_kwarg
 from models.progress import bars_enabled
+from pipeline.budget import batch_sizes, round_ends
+from pipeline.flops import training_flops_per_image
 from pipeline.optimizer import make_optimizer, make_schedule
 from pipeline.parallel import SINGLE, World, data_parallel
 from pipeline.resume import LoopState
@@ -94,9 +96,51 @@ def train_step(model: GenerativeModel, loss_fn: Callable, optimizer: torch.optim
 
 @dataclass(frozen=True)
 class FitResult:
-    history: list[dict]   # one record per epoch: epoch, train_loss, val_nll, lr, seconds (cumulative)
+    history: list[dict]   # one record per epoch (or budget point): epoch, images, flops, train_loss, val_nll, lr, seconds
     best_epoch: int
     best_val_nll: float
+    flops_per_image: int  # the training FLOPs of one image (pipeline/flops.py)
+
+
+class BatchStream:
+    """The training images in the order the loop steps on them: epoch after epoch, each a new
+    permutation (and, with dynamic binarization, a new draw) from the `shuffle` generator. A run
+    resumed after `images_seen` images redraws its epoch from the generator's state at that epoch's
+    start, so it walks exactly the batches an uninterrupted run walks."""
+
+    def __init__(self, train: TrainingData, shuffle: torch.Generator, device: torch.device, images_seen: int = 0):
+        self.train, self.shuffle, self.device = train, shuffle, device
+        self.seen, self.epoch_start = images_seen, shuffle.get_state()
+        if self.position:
+            self._draw_epoch()
+
+    @property
+    def position(self) -> int:
+        return self.seen % len(self.train)
+
+    def _draw_epoch(self) -> None:
+        self.epoch_start = self.shuffle.get_state()
+        self.images = self.train.for_epoch(self.shuffle)
+        self.order = torch.randperm(len(self.images), generator=self.shuffle).to(self.device)
+
+    def next_rows(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(this epoch's images, the rows of the next `count`), never across the end of an epoch."""
+        if self.position == 0:
+            self._draw_epoch()
+        rows = self.order[self.position:self.position + count]
+        self.seen += count
+        return self.images, rows
+
+    def next_epoch(self) -> torch.Tensor:
+        """A whole epoch's images, for a model that fits an epoch at once."""
+        self._draw_epoch()
+        self.seen += len(self.images)
+        return self.images
+
+    def resume_rng(self) -> torch.Generator:
+        """The shuffle generator as a resumed run must find it: at the start of the current epoch."""
+        state = self.shuffle.get_state() if self.position == 0 else self.epoch_start
+        return torch.Generator().set_state(state)
 
 
 def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: TrainConfig, *,
@@ -105,12 +149,14 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
         val_labels: torch.Tensor | None = None, world: World = SINGLE) -> FitResult:
     """Train `model` (already on its device); it ends holding the weights of its best epoch.
 
-    Selects on the validation NLL (for a class-conditional model, -log p(x | y) given `val_labels`
-    and trained on `train.labels`) and stops after `patience` epochs without a better one. A model
+    Validates after every epoch or, with `cfg.budget_flops`, after log-spaced fractions of the
+    budget (pipeline/budget.py), and stops at the budget, after `epochs`, or after `patience`
+    validations without a better NLL, whichever comes first. Selects on the validation NLL (for a
+    class-conditional model, -log p(x | y) given `val_labels` and trained on `train.labels`). A model
     that `FitsWithoutGradients` runs its own `fit_epoch` in place of each epoch's steps. Given
-    `state_path`, saves a `LoopState` after every epoch (with `meta`, plain data for the caller) and
-    resumes from it if it exists: killed at any point and re-run, it ends with the same numbers as
-    an uninterrupted run. `on_epoch(record, improved)` is called after every epoch.
+    `state_path`, saves a `LoopState` after every validation (with `meta`, plain data for the
+    caller) and resumes from it if it exists: killed at any point and re-run, it ends with the same
+    numbers as an uninterrupted run. `on_epoch(record, improved)` is called after every validation.
 
     In a `world` of several processes (data parallel), every process runs this with the same
     arguments: each takes its shard of every batch and of the validation set, and only rank 0
@@ -118,15 +164,16 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
     """
     device = model.device
     val = world.shard(val).to(device, torch.float32)
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    per_image = training_flops_per_image(model)
+    without_gradients = isinstance(model, FitsWithoutGradients) and model.fits_without_gradients
+    ends = round_ends(len(train), cfg.epochs, cfg.budget_images(per_image), cfg.budget_points, without_gradients)
     optimizer = make_optimizer(model, cfg)
-    schedule = make_schedule(optimizer, cfg, cfg.epochs * steps_per_epoch)
+    schedule = make_schedule(optimizer, cfg, len(batch_sizes(0, ends[-1], len(train), cfg.batch_size)))
     shuffle = torch.Generator().manual_seed(cfg.seed)
     step_fn = data_parallel(model, device) if world.distributed else model.loss
     loss_fn = compiled(step_fn, cfg, device, world.distributed)
     use_bf16 = cfg.autocast_bf16(device)
     check_every = 1 if device.type == "cpu" else 50  # reading a loss on a GPU waits for it: not every step
-    without_gradients = isinstance(model, FitsWithoutGradients) and model.fits_without_gradients
     labels = train.labels if isinstance(model, ClassConditional) else None
     if labels is not None and val_labels is None:
         raise ValueError("a class-conditional model needs training and validation labels")
@@ -136,50 +183,55 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
     if state_path is not None and Path(state_path).exists():
         state = LoopState.load(state_path, model, optimizer, schedule, shuffle) or state
     state.meta = dict(meta or {})
-    last_epoch = state.epoch if state.patience_spent(cfg.patience) else cfg.epochs  # resumed after an early stop
+    stream = BatchStream(train, shuffle, device, state.images_seen)
+    rounds = [] if state.patience_spent(cfg.patience) else ends[state.epoch:]  # resumed after an early stop
 
     quiet = quiet or not world.is_main
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=state.epoch * steps_per_epoch,
+    total_steps = len(batch_sizes(0, ends[-1], len(train), cfg.batch_size))
+    bar = tqdm(total=total_steps, initial=total_steps - len(batch_sizes(stream.seen, ends[-1], len(train), cfg.batch_size)),
                disable=quiet or not bars_enabled(), unit="step", dynamic_ncols=True, leave=False)
     start = time.perf_counter() - (state.history[-1]["seconds"] if state.history else 0.0)
-    for epoch in range(state.epoch + 1, last_epoch + 1):
+    for epoch, end in enumerate(rounds, start=state.epoch + 1):
         model.train()
-        images = train.for_epoch(shuffle)
+        first = stream.seen
         if without_gradients:
+            images = stream.next_epoch()
             total = _checked_sum([torch.tensor(model.fit_epoch(images))], epoch, 1, state) * len(images)
-            bar.update(steps_per_epoch)
+            bar.update(math.ceil(len(images) / cfg.batch_size))
         else:
-            order = torch.randperm(len(images), generator=shuffle).to(device)
-            total, pending = 0.0, []
-            for step in range(steps_per_epoch):
-                rows, count, weight = _local_rows(order[step * cfg.batch_size:(step + 1) * cfg.batch_size], world)
+            total, pending, sizes = 0.0, [], batch_sizes(stream.seen, end, len(train), cfg.batch_size)
+            for step, size in enumerate(sizes):
+                images, rows = stream.next_rows(size)
+                rows, count, weight = _local_rows(rows, world)
                 loss = train_step(model, loss_fn, optimizer, images[rows], use_bf16, cfg.grad_clip,
                                   None if labels is None else labels[rows], weight)
-                if world.distributed and epoch == 1 and step == 0:
+                if world.distributed and first == 0 and step == 0:
                     world.broadcast_state(model)  # data-dependent initialisations (ActNorm) saw different shards
                 schedule.step()
                 pending.append(loss * count)
-                if len(pending) == check_every or step == steps_per_epoch - 1:
+                if len(pending) == check_every or step == len(sizes) - 1:
                     total += _checked_sum(pending, epoch, step + 1, state)
                     pending = []
                 bar.update()
             (total,) = world.sum(total, device=device)
         val_nll = _validation_nll(model, val, cfg.eval_batch_size, world, val_labels)
         if not math.isfinite(val_nll):
-            raise TrainingDiverged(f"validation NLL became {val_nll} after epoch {epoch} (step {steps_per_epoch}); "
+            raise TrainingDiverged(f"validation NLL became {val_nll} after epoch {epoch}; "
                                    "the last good checkpoint is kept (try a lower lr or grad_clip)",
                                    state.best_epoch, state.best_weights)
-        record = {"epoch": epoch, "train_loss": total / len(images), "val_nll": val_nll,
+        record = {"epoch": epoch, "images": stream.seen, "flops": stream.seen * per_image,
+                  "train_loss": total / (stream.seen - first), "val_nll": val_nll,
                   "lr": schedule.get_last_lr()[0], "seconds": time.perf_counter() - start}
+        state.images_seen = stream.seen
         improved = state.finish_epoch(record, model)
         if state_path is not None and world.is_main:
-            state.save(state_path, model, optimizer, schedule, shuffle)
+            state.save(state_path, model, optimizer, schedule, stream.resume_rng())
         bar.set_postfix(epoch=epoch, val_nll=f"{val_nll:.2f}")
         if on_epoch is not None:
             on_epoch(record, improved)
         if not quiet:
-            tqdm.write(f"epoch {epoch}/{cfg.epochs}  train {record['train_loss']:.2f}  val {val_nll:.2f} nats  "
-                       f"({record['seconds']:.0f}s)")
+            tqdm.write(f"epoch {epoch}/{len(ends)}  {record['flops']:.2e} FLOPs  train {record['train_loss']:.2f}  "
+                       f"val {val_nll:.2f} nats  ({record['seconds']:.0f}s)")
         if state.patience_spent(cfg.patience):
             if not quiet:
                 tqdm.write(f"early stop: no better validation NLL for {cfg.patience} epochs")
@@ -187,7 +239,7 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
     bar.close()
     if state.best_weights is not None:
         model.load_state_dict(state.best_weights)
-    return FitResult(state.history, state.best_epoch, state.best_nll)
+    return FitResult(state.history, state.best_epoch, state.best_nll, per_image)
 
 
 def _local_rows(indices: torch.Tensor, world: World) -> tuple[torch.Tensor, int, float]:

@@ -40,8 +40,8 @@ def train(root, env, processes: int, **popen) -> subprocess.CompletedProcess | s
 def outputs(root) -> dict:
     out = root / "results" / "made"
     curves = [line.split(",") for line in (out / "curves.csv").read_text().splitlines()]
-    assert curves[0] == ["epoch", "train_loss", "val_nll", "lr", "seconds"]
-    return {"curves": [[float(v) for v in row[:3]] for row in curves[1:]],  # the clock column differs
+    assert curves[0] == ["epoch", "images", "flops", "train_loss", "val_nll", "lr", "seconds"]
+    return {"curves": [[float(v) for v in row[:5]] for row in curves[1:]],  # the clock column differs
             "train": json.loads((out / "train.json").read_text()),
             "weights": torch.load(out / "model.pt", weights_only=True)["state_dict"]}
 

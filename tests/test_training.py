@@ -6,6 +6,7 @@ import torch
 
 from models.bernoulli import IndependentBernoulli
 from models.made import MADE
+from pipeline.flops import training_flops_per_image
 from pipeline.train_config import TrainConfig
 from pipeline.training_loop import TrainingData, TrainingDiverged, compiled, fit, mean_nll
 
@@ -115,3 +116,54 @@ def test_compile_cuda_compiles_the_loss_on_a_gpu_only():
     assert [config(compile=c).compiles(gpu) for c in (False, True, "cuda")] == [False, True, True]
     loss = IndependentBernoulli(SHAPE).loss
     assert compiled(loss, config(compile="cuda"), cpu) is loss
+
+
+# --- a training-compute budget ------------------------------------------------------------------------
+
+def test_training_stops_at_the_budget_and_validates_at_its_log_spaced_fractions():
+    model, history = train_made(config(lr=0.01, epochs=100, budget_flops=3e7, budget_points=4))
+    per_image = training_flops_per_image(MADE(SHAPE, hidden_sizes=[32], num_masks=2, order_agnostic=True))
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4]
+    assert history[-1]["images"] == 3e7 // per_image and history[-1]["flops"] <= 3e7
+    for record, fraction in zip(history, (1 / 8, 1 / 4, 1 / 2, 1)):
+        assert record["flops"] == record["images"] * per_image
+        assert abs(record["flops"] - fraction * 3e7) < per_image  # on the point, to one image
+
+
+def test_models_of_different_cost_validate_at_the_same_flops():
+    train, _ = toy_data(1000, seed=0)
+    cfg = config(lr=0.01, epochs=1000, budget_flops=2e7, budget_points=5)
+    points = {}
+    for name, model in {"bernoulli": IndependentBernoulli(SHAPE), "made": MADE(SHAPE, hidden_sizes=[64])}.items():
+        result = fit(model, TrainingData(train, None, "cpu", False), train[:100], cfg, quiet=True)
+        points[name] = [r["flops"] for r in result.history]
+    per_image = {name: training_flops_per_image(m) for name, m in
+                 {"bernoulli": IndependentBernoulli(SHAPE), "made": MADE(SHAPE, hidden_sizes=[64])}.items()}
+    assert per_image["made"] > 100 * per_image["bernoulli"]
+    for cheap, costly in zip(points["bernoulli"], points["made"]):
+        assert abs(cheap - costly) < per_image["made"]
+    assert len(points["made"]) == len(points["bernoulli"]) == 5
+
+
+def test_epochs_cap_a_budget_that_would_need_more_passes():
+    _, history = train_made(config(lr=0.01, epochs=2, budget_flops=1e12))
+    assert history[-1]["images"] == 2 * 1000 and history[-1]["flops"] < 1e12
+
+
+def test_a_run_resumed_between_budget_points_stops_at_the_same_step_with_the_same_weights(tmp_path):
+    cfg = config(lr=0.01, epochs=100, batch_size=64, budget_flops=3e7, budget_points=4)  # points fall mid-epoch
+    model_a, uninterrupted = train_made(cfg)
+    state = tmp_path / "state.pt"
+    with pytest.raises(Interrupted):
+        train_made(cfg, state_path=state, on_epoch=interrupt_after(3))
+    model_b, resumed = train_made(cfg, state_path=state)
+    assert uninterrupted[2]["images"] % 1000 != 0
+    assert [(r["images"], r["train_loss"], r["val_nll"]) for r in resumed] == \
+           [(r["images"], r["train_loss"], r["val_nll"]) for r in uninterrupted]
+    for a, b in zip(model_a.parameters(), model_b.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_a_budget_must_be_positive():
+    with pytest.raises(ValueError, match="budget_flops"):
+        config(budget_flops=0)

@@ -121,6 +121,9 @@ class NaNAt(GenerativeModel):
         self.nan_at = (nan_epoch - 1) * steps_per_epoch + nan_step
         self.register_buffer("calls", torch.zeros((), dtype=torch.long))
 
+    def training_flops_per_image(self) -> int:
+        return 6 * self.num_pixels  # elementwise, as models.bernoulli counts it
+
     def nll(self, x):
         return nn.functional.binary_cross_entropy_with_logits(
             self.logits.expand_as(x), x, reduction="none").flatten(1).sum(1)
