@@ -14,10 +14,11 @@ import torch
 
 from models.base import GenerativeModel
 from models.checkpoint import load_checkpoint
+from pipeline.results import RESULTS_DIR, ModelResults  # standard library only: no DVC, no MLflow
 
 
 def checkpoint_path(name: str) -> str:
-    return f"results/{name}/model.pt"
+    return ModelResults(name).checkpoint.as_posix()
 
 
 def find_repo(start: str | os.PathLike | None = None) -> Path:
@@ -30,7 +31,7 @@ def find_repo(start: str | os.PathLike | None = None) -> Path:
 
 
 def trained_names(repo: Path) -> list[str]:
-    return sorted(p.parent.name for p in (repo / "results").glob("*/model.pt"))
+    return sorted(p.name for p in (repo / RESULTS_DIR).glob("*") if ModelResults(p.name, repo).checkpoint.is_file())
 
 
 def load(name: str, rev: str | None = None, repo: str | os.PathLike | None = None,

@@ -14,10 +14,6 @@ SPLITS = ("train", "val", "test")
 IMAGE_SHAPE = (1, 28, 28)
 
 
-def results_dir(model: str) -> Path:
-    return Path("results") / model
-
-
 def pack(bits: torch.Tensor) -> np.ndarray:
     """(N, H, W) {0,1} -> (N, ceil(H*W/8)) uint8, eight pixels a byte."""
     return np.packbits(bits.reshape(len(bits), -1).numpy().astype(np.uint8), axis=1)

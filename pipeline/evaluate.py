@@ -19,17 +19,17 @@ from models.base import (CanComplete, ClassConditional, HasComponentMeans, HasLa
                          HasSampleMeans, labels_kwarg)
 from models.progress import progress
 from pipeline import classifier as digit_classifier, params as P, stage
-from pipeline.data import load_labels, load_split, results_dir
+from pipeline.data import load_labels, load_split
 from pipeline.devices import device_for
 from pipeline.figures import save_grid, top_half_mask
-from pipeline.io import PipelineError, atomic_dir, atomic_path, read_json, write_json
+from pipeline.io import atomic_dir, atomic_path
 from pipeline.quality import quality_scores
+from pipeline.results import SAMPLES_FIGURE, EvalTiming, Metrics, ModelResults
 from pipeline.tracking import Run
 
 COMPLETIONS_PER_IMAGE = 5
 INTERPOLATION_STEPS = 10
 CONDITIONAL_PER_DIGIT = 10  # samples per row of the class-conditional grid
-PER_IMAGE_FILE = "test_nll.npy"  # one NLL per test image, in test-set order: for paired comparisons
 
 
 @torch.no_grad()
@@ -101,7 +101,7 @@ def render_figures(model, samples: torch.Tensor, test: torch.Tensor, labels: tor
     model's optional capabilities allow. Returns the files."""
     out_dir.mkdir(parents=True, exist_ok=True)
     nrow = int(math.isqrt(cfg.samples))
-    written = [out_dir / "samples.png"]
+    written = [out_dir / SAMPLES_FIGURE]
     save_grid(samples[:cfg.samples], written[0], nrow)
     if isinstance(model, HasSampleMeans):  # the same seed and count: the means of the very samples above
         written.append(out_dir / "sample_means.png")
@@ -174,29 +174,28 @@ def latent_scatter(codes: torch.Tensor, labels: torch.Tensor, path: Path) -> Non
     plt.close(fig)
 
 
-def log_evaluation(run: Run | None, metrics: dict, figures: list[Path]) -> None:
-    """Test metrics and figures into the model's run; also used by pipeline.relog."""
+def log_evaluation(run: Run | None, metrics: Metrics, timing: EvalTiming | None, figures: list[Path]) -> None:
+    """Test metrics, the time taken and figures into the model's run; also used by pipeline.relog."""
     if run is None:
         return
-    run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
-    run.set_tags({"estimator": metrics["estimator"]})
+    values = {**metrics.to_json(), **(timing.to_json() if timing is not None else {})}
+    run.log_metrics({k: v for k, v in values.items() if isinstance(v, (int, float))})
+    run.set_tags({"estimator": metrics.estimator})
     run.log_splits({"test": "testing"})
     for path in figures:
         run.log_artifact(path, "figures")
 
 
-def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto") -> dict:
+def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto") -> Metrics:
     """Test metrics (metrics.json: only numbers that the same inputs reproduce exactly; the time
     taken goes to eval.json) and figures, then the same into the model's MLflow run."""
-    out = results_dir(name)
-    for needed in ("model.pt", "train.json"):
-        if not (out / needed).exists():
-            raise PipelineError(f"{out / needed} is missing: run `dvc repro train@{name}` first")
+    files = ModelResults(name)
+    files.require("train", files.checkpoint, files.train_summary)
     device = device_for(device_setting)
     # TF32 (on by default for cuDNN convolutions) keeps 10 mantissa bits: the test NLL is computed in true fp32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    run = Run.open(read_json(out / "train.json").get("mlflow_run_id"), name)  # an unreachable server fails here
-    model, checkpoint = load_checkpoint(out / "model.pt", device)
+    run = Run.open(files.read_train_summary().mlflow_run_id, name)  # an unreachable server fails here
+    model, checkpoint = load_checkpoint(files.checkpoint, device)
     test = load_split("test", cfg.max_test)
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
@@ -206,19 +205,18 @@ def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto") -> 
         conditional, test_nll = conditional_metrics(model, test, test_labels, cfg.batch_size)
     else:
         test_nll = per_image_nll(model, test, cfg.batch_size)
-    metrics = nll_metrics(model, test_nll)
-    metrics.update(conditional)
-    metrics.update(elbo_metrics(model, test, cfg.batch_size))
+    elbo = elbo_metrics(model, test, cfg.batch_size)
     classifier, quality_cfg, reference = digit_classifier.load()
     samples = draw_samples(model, cfg, quality_cfg.quality_samples)
-    metrics.update(quality_scores(classifier, samples[:quality_cfg.quality_samples].cpu(), reference))
-    timing = {"eval_seconds": round(time.perf_counter() - started, 2), "device": str(device)}
-    with atomic_dir(out / "figures") as tmp:
+    quality = quality_scores(classifier, samples[:quality_cfg.quality_samples].cpu(), reference)
+    metrics = Metrics(**nll_metrics(model, test_nll), **conditional, **elbo, **quality)
+    timing = EvalTiming(eval_seconds=round(time.perf_counter() - started, 2), device=str(device))
+    with atomic_dir(files.figures) as tmp:
         names = [p.name for p in render_figures(model, samples, test, test_labels, cfg, tmp)]
-    log_evaluation(run, {**metrics, **timing}, [out / "figures" / n for n in names])
-    save_per_image(out / PER_IMAGE_FILE, test_nll)
-    write_json(out / "eval.json", timing)
-    write_json(out / "metrics.json", metrics)
+    log_evaluation(run, metrics, timing, [files.figures / n for n in names])
+    save_per_image(files.per_image_nll, test_nll)
+    timing.write(files.timing)
+    metrics.write(files.metrics)
     return metrics
 
 
@@ -227,13 +225,13 @@ def main(argv=None) -> None:
     params = P.load()
     spec = P.model_spec(params, args.model)
     metrics = evaluate(spec.name, P.evaluate_config(params), spec.train.device)
-    elbo = f"; negative ELBO {metrics['test_neg_elbo']:.2f}" if "test_neg_elbo" in metrics else ""
-    if "test_conditional_nll" in metrics:
-        elbo += (f"; given the label {metrics['test_conditional_nll']:.2f}, generative classifier accuracy "
-                 f"{metrics['generative_accuracy']:.2%}, label NLL {metrics['test_label_nll']:.3f}")
-    print(f"evaluate@{spec.name}: test NLL {metrics['test_nll']:.2f} ± {metrics['test_nll_stderr']:.2f} nats "
-          f"({metrics['estimator']}), {metrics['test_bpd']:.4f} bits/dim on {metrics['test_images']} images{elbo}; "
-          f"samples: inception score {metrics['inception_score']:.2f}, Frechet distance {metrics['frechet_distance']:.1f}")
+    elbo = f"; negative ELBO {metrics.test_neg_elbo:.2f}" if metrics.test_neg_elbo is not None else ""
+    if metrics.test_conditional_nll is not None:
+        elbo += (f"; given the label {metrics.test_conditional_nll:.2f}, generative classifier accuracy "
+                 f"{metrics.generative_accuracy:.2%}, label NLL {metrics.test_label_nll:.3f}")
+    print(f"evaluate@{spec.name}: test NLL {metrics.test_nll:.2f} ± {metrics.test_nll_stderr:.2f} nats "
+          f"({metrics.estimator}), {metrics.test_bpd:.4f} bits/dim on {metrics.test_images} images{elbo}; "
+          f"samples: inception score {metrics.inception_score:.2f}, Frechet distance {metrics.frechet_distance:.1f}")
 
 
 if __name__ == "__main__":

@@ -21,12 +21,12 @@ import pandas as pd
 
 from models import load_checkpoint
 from pipeline import params as P, stage
-from pipeline.data import results_dir
 from pipeline.evaluate import log_evaluation
-from pipeline.io import PipelineError, read_json
+from pipeline.io import PipelineError
 from pipeline.report import REPORT_DIR, log_to_mlflow as log_report, read_ceiling
+from pipeline.results import ModelResults, TrainSummary
 from pipeline.tracking import OPTIONAL_ENV, Run, connect, tracking_uri
-from pipeline.train import log_training, logged_params
+from pipeline.train import log_training
 
 
 def read_curves(path: Path) -> list[dict]:
@@ -34,34 +34,30 @@ def read_curves(path: Path) -> list[dict]:
         return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def is_logged(train: dict, has_metrics: bool) -> bool:
-    run = Run.open(train.get("mlflow_run_id"), train["model"], quiet=True)
+def is_logged(train: TrainSummary, has_metrics: bool) -> bool:
+    run = Run.open(train.mlflow_run_id, train.model, quiet=True)
     return run is not None and run.is_complete(needs_test_metrics=has_metrics)
 
 
-def relog_model(name: str, params: dict, force: bool = False) -> str | None:
+def relog_model(name: str, force: bool = False) -> str | None:
     """Rebuild `name`'s run; returns its id, or None when the existing run is complete (and not `force`)."""
-    out = results_dir(name)
-    if not (out / "train.json").exists():
-        raise PipelineError(f"{out / 'train.json'} is missing: run `dvc repro train@{name}` first")
-    train = read_json(out / "train.json")
-    metrics = read_json(out / "metrics.json") if (out / "metrics.json").exists() else None
+    files = ModelResults(name)
+    train = files.read_train_summary()
+    metrics = files.read_metrics() if files.metrics.exists() else None
     if not force and is_logged(train, metrics is not None):
         return None
-    logged = train.get("params") or logged_params(P.model_spec(params, name), train["profile"])
-    tags = {"model": name, "family": train["family"], "profile": train["profile"], "device": train["device"],
-            "data_sha256": train["data_sha256"], "estimator": train.get("estimator", ""),
-            "binarization": train.get("binarization", ""),
-            "relogged_from": train.get("mlflow_run_id") or "none"}
-    run = Run.start(name, logged, tags)
+    tags = {"model": name, "family": train.family, "profile": train.profile, "device": train.device,
+            "data_sha256": train.data_sha256, "estimator": train.estimator, "binarization": train.binarization,
+            "relogged_from": train.mlflow_run_id or "none"}
+    run = Run.start(name, train.params, tags)
     if run is None:
         raise PipelineError("MLflow is not available: nothing was re-logged")
-    log_training(run, read_curves(out / "curves.csv"), train)
-    run.log_model(load_checkpoint(out / "model.pt")[0])
+    log_training(run, read_curves(files.curves), train)
+    run.log_model(load_checkpoint(files.checkpoint)[0])
     run.log_splits({"train": "training", "val": "validation"})
     if metrics is not None:
-        timing = read_json(out / "eval.json") if (out / "eval.json").exists() else {}
-        log_evaluation(run, {**metrics, **timing}, sorted((out / "figures").glob("*.png")))
+        timing = files.read_timing() if files.timing.exists() else None
+        log_evaluation(run, metrics, timing, sorted(files.figures.glob("*.png")))
     run.finish()
     return run.id
 
@@ -88,10 +84,10 @@ def main(argv=None) -> None:
     if connect() is None:
         raise PipelineError("MLflow is not available: nothing was re-logged")
     for name in names:
-        if not args.models and not (results_dir(name) / "train.json").exists():
+        if not args.models and not ModelResults(name).train_summary.exists():
             print(f"relog@{name}: not trained yet, skipped")
             continue
-        run_id = relog_model(name, params, args.force)
+        run_id = relog_model(name, args.force)
         print(f"relog@{name}: " + (f"run {run_id}" if run_id else "already complete in MLflow (--force re-logs)"))
     if not args.models and relog_report():
         print("relog@report: done")

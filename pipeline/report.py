@@ -6,6 +6,7 @@ every model's samples."""
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from pathlib import Path
 
 import matplotlib
@@ -16,10 +17,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from pipeline import params as P, references, stage  # noqa: E402
-from pipeline.data import results_dir  # noqa: E402
-from pipeline.evaluate import PER_IMAGE_FILE  # noqa: E402
 from pipeline.classifier import METRICS_FILE as CLASSIFIER_METRICS  # noqa: E402
 from pipeline.io import PipelineError, atomic_path, params_hash, read_json, write_text  # noqa: E402
+from pipeline.results import Metrics, ModelResults, TrainSummary  # noqa: E402
 
 REPORT_DIR = Path("reports")
 ESTIMATORS = {
@@ -28,6 +28,13 @@ ESTIMATORS = {
     "dequantized": "dequantization upper bound on the discrete NLL",
 }
 OPTIONAL_COLUMNS = ("test_neg_elbo", "test_conditional_nll", "generative_accuracy", "test_label_nll")
+# results.csv: keys of train.json and metrics.json under their own names (pipeline/results.py), and
+# what the report adds (k, train_minutes, the published numbers; then the paired differences)
+CSV_COLUMNS = ["model", "family", "estimator", "k", "test_nll", "test_nll_stderr", "test_bpd", "test_neg_elbo",
+               "test_neg_elbo_stderr", "test_images", "binarization", "inception_score", "frechet_distance",
+               "test_conditional_nll", "test_conditional_nll_stderr", "generative_accuracy", "test_label_nll",
+               "train_images", "epochs_run", "best_epoch", "parameters", "train_minutes", "device", "profile",
+               "published_nll", "published_source", "nearest_nll", "nearest_source", "nearest_differs"]
 REGIME = {"fixed": "fixed draw", "resampled": "resampled each epoch"}
 
 
@@ -45,33 +52,21 @@ def estimator_k(estimator: str, settings: dict) -> int | None:
     return None if estimator == "exact" else settings.get("eval_samples")
 
 
-def read_outputs(name: str) -> tuple[dict, dict, np.ndarray]:
-    out = results_dir(name)
-    try:
-        return (read_json(out / "metrics.json"), read_json(out / "train.json"),
-                np.load(out / PER_IMAGE_FILE))
-    except FileNotFoundError as e:
-        raise PipelineError(f"{e.filename} is missing: run `dvc repro evaluate@{name}` first") from None
+def read_outputs(name: str) -> tuple[Metrics, TrainSummary, np.ndarray]:
+    files = ModelResults(name)
+    metrics, train = files.read_metrics(), files.read_train_summary()
+    files.require("evaluate", files.per_image_nll)
+    return metrics, train, np.load(files.per_image_nll)
 
 
-def row(name: str, metrics: dict, train: dict) -> dict:
-    setup = references.Setup.of(train["family"], train.get("settings", {}), train.get("binarization", "fixed"),
-                                train["train_images"])
+def row(metrics: Metrics, train: TrainSummary) -> dict:
+    """Every key of train.json and metrics.json, and the published numbers to compare with."""
+    setup = references.Setup.of(train.family, train.settings, train.binarization, train.train_images)
     comparison = references.compare(setup)
     matched, nearest = comparison.matched, comparison.nearest
     return {
-        "model": name, "family": train["family"], "estimator": metrics["estimator"],
-        "k": estimator_k(metrics["estimator"], setup.settings),
-        "test_nll": metrics["test_nll"], "stderr": metrics["test_nll_stderr"], "test_bpd": metrics["test_bpd"],
-        "test_neg_elbo": metrics.get("test_neg_elbo"), "neg_elbo_stderr": metrics.get("test_neg_elbo_stderr"),
-        "test_images": metrics["test_images"], "binarization": train.get("binarization"),
-        "inception_score": metrics.get("inception_score"), "frechet_distance": metrics.get("frechet_distance"),
-        "test_conditional_nll": metrics.get("test_conditional_nll"),
-        "conditional_stderr": metrics.get("test_conditional_nll_stderr"),
-        "generative_accuracy": metrics.get("generative_accuracy"), "test_label_nll": metrics.get("test_label_nll"),
-        "train_images": train["train_images"], "epochs": train["epochs_run"], "best_epoch": train["best_epoch"],
-        "parameters": train["parameters"], "train_minutes": train["train_seconds"] / 60,
-        "device": train["device"], "profile": train["profile"],
+        **asdict(train), **asdict(metrics),
+        "k": estimator_k(metrics.estimator, setup.settings), "train_minutes": train.train_seconds / 60,
         "published_nll": matched.nll if matched else None, "published_source": matched.source if matched else None,
         "nearest_nll": nearest.nll if nearest else None, "nearest_source": nearest.source if nearest else None,
         "nearest_differs": "; ".join(comparison.differences) or None,
@@ -83,8 +78,8 @@ def collect(names: list[str], profile: str) -> pd.DataFrame:
     rows, per_image = [], {}
     for name in names:
         metrics, train, per_image[name] = read_outputs(name)
-        rows.append(row(name, metrics, train))
-    table = pd.DataFrame(rows)
+        rows.append(row(metrics, train))
+    table = pd.DataFrame(rows)[CSV_COLUMNS]
     stale = table[table["profile"] != profile]
     if len(stale):
         raise PipelineError(f"results of {', '.join(stale['model'])} come from another profile: run `dvc repro`")
@@ -108,17 +103,17 @@ def with_stderr(values, errors) -> list[str]:
 
 def markdown(table: pd.DataFrame, profile: str, ceiling: dict | None = None) -> str:
     shown = table.assign(
-        test_nll=with_stderr(table.test_nll, table.stderr),
+        test_nll=with_stderr(table.test_nll, table.test_nll_stderr),
         vs_best_exact=with_stderr(table.vs_best_exact, table.vs_best_exact_stderr),
         test_bpd=table.test_bpd.map("{:.4f}".format),
-        test_neg_elbo=with_stderr(table.test_neg_elbo, table.neg_elbo_stderr),
+        test_neg_elbo=with_stderr(table.test_neg_elbo, table.test_neg_elbo_stderr),
         k=table.k.map(lambda v: "" if pd.isna(v) else f"{int(v)}"),
         training=[f"{REGIME.get(b, b)}, {n:,} images, best epoch {e} of {r}" for b, n, e, r in
-                  zip(table.binarization, table.train_images, table.best_epoch, table.epochs)],
+                  zip(table.binarization, table.train_images, table.best_epoch, table.epochs_run)],
         parameters=table.parameters.map("{:,}".format),
         inception_score=table.inception_score.map(lambda v: "" if pd.isna(v) else f"{v:.2f}"),
         frechet_distance=table.frechet_distance.map(lambda v: "" if pd.isna(v) else f"{v:.1f}"),
-        test_conditional_nll=with_stderr(table.test_conditional_nll, table.conditional_stderr),
+        test_conditional_nll=with_stderr(table.test_conditional_nll, table.test_conditional_nll_stderr),
         generative_accuracy=table.generative_accuracy.map(lambda v: "" if pd.isna(v) else f"{v:.2%}"),
         test_label_nll=table.test_label_nll.map(lambda v: "" if pd.isna(v) else f"{v:.3f}"),
         train_minutes=table.train_minutes.map("{:.1f}".format),
@@ -186,7 +181,7 @@ def quality_note(ceiling: dict) -> str:
 def bar_chart(table: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(table) + 1.5))
     for (estimator, group), colour in zip(table.groupby("estimator", sort=False), ("tab:blue", "tab:orange", "tab:green")):
-        ax.barh(group.model, group.test_nll, xerr=group.stderr, color=colour, label=estimator)
+        ax.barh(group.model, group.test_nll, xerr=group.test_nll_stderr, color=colour, label=estimator)
     published = table.dropna(subset=["published_nll"])  # matched numbers only
     ax.scatter(published.published_nll, published.model, marker="|", s=300, color="black",
                label="published (matched setup)")
@@ -202,7 +197,7 @@ def bar_chart(table: pd.DataFrame, path: Path) -> None:
 def learning_curves(table: pd.DataFrame, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for model in table.model:
-        curves = pd.read_csv(results_dir(model) / "curves.csv")
+        curves = pd.read_csv(ModelResults(model).curves)
         for ax, column in zip(axes, ("train_loss", "val_nll")):
             ax.plot(curves.epoch, curves[column], marker=".", label=model)
     for ax, title in zip(axes, ("training loss (nats)", "validation NLL (nats)")):
@@ -223,7 +218,7 @@ def samples_montage(table: pd.DataFrame, path: Path) -> None:
     for ax in axes.flat:
         ax.axis("off")
     for ax, model in zip(axes.flat, table.model):
-        ax.imshow(plt.imread(results_dir(model) / "figures" / "samples.png"))
+        ax.imshow(plt.imread(ModelResults(model).samples))
         ax.set_title(model, fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:

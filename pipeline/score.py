@@ -33,9 +33,9 @@ from models import load_checkpoint
 from models.progress import set_quiet
 from pipeline import params as P, stage
 from pipeline.binarize import binarize_images
-from pipeline.data import IMAGE_SHAPE, results_dir
-from pipeline.evaluate import PER_IMAGE_FILE
+from pipeline.data import IMAGE_SHAPE
 from pipeline.io import PipelineError
+from pipeline.results import ModelResults
 
 SIDE = IMAGE_SHAPE[-1]
 DIGIT_BOX = 20  # MNIST fits each digit's ink into 20x20 pixels inside the 28x28 frame
@@ -130,8 +130,8 @@ def percentile(nll: float, test_nll: np.ndarray) -> float:
 
 
 def trained_models(params: dict) -> list[str]:
-    names = [n for n in P.model_names(params) if (results_dir(n) / "model.pt").is_file()
-             and (results_dir(n) / PER_IMAGE_FILE).is_file()]
+    names = [n for n in P.model_names(params)
+             if ModelResults(n).checkpoint.is_file() and ModelResults(n).per_image_nll.is_file()]
     if not names:
         raise PipelineError("no model is trained and evaluated yet: run `dvc repro` first")
     return names
@@ -141,8 +141,9 @@ def score(images: dict[str, torch.Tensor], names: list[str], seed: int) -> list[
     """One row per (image, model): nll, bpd, percentile."""
     rows = []
     for name in names:
-        model, _ = load_checkpoint(results_dir(name) / "model.pt")
-        test_nll = np.load(results_dir(name) / PER_IMAGE_FILE)
+        files = ModelResults(name)
+        model, _ = load_checkpoint(files.checkpoint)
+        test_nll = np.load(files.per_image_nll)
         torch.manual_seed(seed)  # importance-sampled and dequantized NLLs draw noise
         for label, bits in images.items():
             with torch.no_grad():
@@ -172,8 +173,8 @@ def main(argv=None) -> None:
     params = P.load()
     names = args.models or trained_models(params)
     for name in names:
-        if not (results_dir(name) / PER_IMAGE_FILE).is_file():
-            raise PipelineError(f"{results_dir(name) / PER_IMAGE_FILE} is missing: run `dvc repro evaluate@{name}`")
+        files = ModelResults(name)
+        files.require("evaluate", files.per_image_nll)
     config = P.data_config(params)
     images, failed = {}, False
     for path in args.images:

@@ -13,9 +13,10 @@ import models
 from models import build_model, save_checkpoint
 from pipeline import devices, params as P, parallel, resume, stage, train_config
 from models.base import ClassConditional
-from pipeline.data import IMAGE_SHAPE, data_checksum, load_labels, load_split, load_train_intensity, results_dir
+from pipeline.data import IMAGE_SHAPE, data_checksum, load_labels, load_split, load_train_intensity
 from pipeline.digest import family_digest, stage_digest
-from pipeline.io import PipelineError, params_hash, write_json, write_text
+from pipeline.io import PipelineError, params_hash, write_text
+from pipeline.results import ModelResults, TrainSummary
 from pipeline.tracking import Run
 from pipeline.training_loop import TrainingData, TrainingDiverged, fit
 
@@ -42,7 +43,7 @@ def resume_state_path(spec: P.ModelSpec, checksum: str) -> Path:
     other params, data or code starts over instead of resuming a different run."""
     key = P.flatten({"family": spec.family, "kwargs": spec.kwargs, "train": vars(spec.train), "data": checksum,
                      "code": code_digest(spec.family)})
-    return results_dir(spec.name) / f".resume-{params_hash(key)}.pt"
+    return ModelResults(spec.name).resume_state(params_hash(key))
 
 
 def binarization(cfg: train_config.TrainConfig) -> str:
@@ -84,7 +85,7 @@ def labels_for(model, cfg: train_config.TrainConfig) -> tuple:
     return train_labels, load_labels("val", cfg.max_val)
 
 
-def train(spec: P.ModelSpec, profile: str, quiet: bool = False) -> dict:
+def train(spec: P.ModelSpec, profile: str, quiet: bool = False) -> TrainSummary:
     """Fit one model, resuming from its resume state if a previous attempt was killed. Under
     torchrun, every process trains its shard of each batch and rank 0 alone writes and tracks."""
     # The multi-process set-up (main() has already restarted the stage under torchrun if asked): this
@@ -95,14 +96,14 @@ def train(spec: P.ModelSpec, profile: str, quiet: bool = False) -> dict:
         return _train(spec, profile, device, world, quiet)
 
 
-def _train(spec: P.ModelSpec, profile: str, device: torch.device, world: parallel.World, quiet: bool) -> dict:
+def _train(spec: P.ModelSpec, profile: str, device: torch.device, world: parallel.World, quiet: bool) -> TrainSummary:
     cfg = spec.train
     if cfg.deterministic:
         use_deterministic_kernels()
     torch.manual_seed(cfg.seed)
     model = build(spec, device)  # params are checked before anything is read or written
     checksum = data_checksum()
-    out = results_dir(spec.name)
+    files = ModelResults(spec.name)
     state_path = resume_state_path(spec, checksum)
     tags = {"model": spec.name, "family": spec.family, "profile": profile, "device": device_name(device, world.size),
             "data_sha256": checksum, "estimator": model.estimator, "binarization": binarization(cfg)}
@@ -116,11 +117,11 @@ def _train(spec: P.ModelSpec, profile: str, device: torch.device, world: paralle
                               load_train_intensity(cfg.max_train) if cfg.dynamic_binarization else None,
                               device, cfg.dynamic_binarization, train_labels)
     val = load_split("val", cfg.max_val)
-    out.mkdir(parents=True, exist_ok=True)
+    files.folder.mkdir(parents=True, exist_ok=True)
     num_params = sum(p.numel() for p in model.parameters())
 
     def save(epoch: int) -> None:
-        save_checkpoint(out / "model.pt", model, spec.family, spec.kwargs, epoch=epoch, name=spec.name)
+        save_checkpoint(files.checkpoint, model, spec.family, spec.kwargs, epoch=epoch, name=spec.name)
 
     def log_epoch(record: dict, improved: bool) -> None:
         if run is not None:
@@ -138,20 +139,19 @@ def _train(spec: P.ModelSpec, profile: str, device: torch.device, world: paralle
         if e.best_weights is not None and world.is_main:
             model.load_state_dict(e.best_weights)
             save(e.best_epoch)
-            kept = f"{out / 'model.pt'} holds the best epoch so far ({e.best_epoch})"
+            kept = f"{files.checkpoint} holds the best epoch so far ({e.best_epoch})"
         raise PipelineError(f"models.{spec.name}: {e}; {kept}") from None
     except RuntimeError as e:  # an op with no deterministic CUDA kernel names itself
         if not (cfg.deterministic and "deterministic" in str(e)):
             raise
         raise PipelineError(f"models.{spec.name}: train.deterministic is set, but {stage.one_line(e)}") from None
     history = result.history
-    summary = {"model": spec.name, "family": spec.family, "profile": profile, "device": device_name(device, world.size),
-               "parameters": num_params, "epochs_run": len(history), "best_epoch": result.best_epoch,
-               "best_val_nll": result.best_val_nll, "train_seconds": round(history[-1]["seconds"], 2),
-               "train_images": len(train_data), "val_images": len(val), "binarization": binarization(cfg),
-               "settings": spec.kwargs, "data_sha256": checksum,
-               "estimator": model.estimator, "params": params,
-               "mlflow_run_id": run.id if run is not None else None}
+    summary = TrainSummary(model=spec.name, family=spec.family, profile=profile, device=device_name(device, world.size),
+                           parameters=num_params, epochs_run=len(history), best_epoch=result.best_epoch,
+                           best_val_nll=result.best_val_nll, train_seconds=round(history[-1]["seconds"], 2),
+                           train_images=len(train_data), val_images=len(val), binarization=binarization(cfg),
+                           settings=spec.kwargs, data_sha256=checksum, estimator=model.estimator, params=params,
+                           mlflow_run_id=run.id if run is not None else None)
     if not world.is_main:
         return summary
     if run is not None:  # before the outputs: if tracking fails here, a re-run resumes at the end
@@ -160,17 +160,17 @@ def _train(spec: P.ModelSpec, profile: str, device: torch.device, world: paralle
         run.log_splits({"train": "training", "val": "validation"})
         run.finish()
     save(result.best_epoch)
-    write_text(out / "curves.csv", curves_csv(history))
-    write_json(out / "train.json", summary)
-    for state in out.glob(".resume-*.pt"):  # this run's, and those of abandoned runs with other params
+    write_text(files.curves, curves_csv(history))
+    summary.write(files.train_summary)
+    for state in files.resume_states():  # this run's, and those of abandoned runs with other params
         state.unlink(missing_ok=True)
     return summary
 
 
-def log_training(run, history: list[dict], summary: dict) -> None:
+def log_training(run, history: list[dict], summary: TrainSummary) -> None:
     """Per-epoch curves (those not logged yet) and the training summary; also used by pipeline.relog."""
     run.log_history(history)
-    run.log_metrics({key: summary[key] for key in
+    run.log_metrics({key: getattr(summary, key) for key in
                      ("best_val_nll", "best_epoch", "epochs_run", "train_images", "train_seconds", "parameters")})
 
 
@@ -194,8 +194,8 @@ def main(argv=None) -> None:
     summary = train(spec, P.profile_of(params), quiet=args.quiet)
     if not parallel.world_from_env().is_main:
         return
-    print(f"train@{spec.name}: best val NLL {summary['best_val_nll']:.2f} nats at epoch {summary['best_epoch']}, "
-          f"{summary['train_seconds']:.0f}s on {summary['device']}")
+    print(f"train@{spec.name}: best val NLL {summary.best_val_nll:.2f} nats at epoch {summary.best_epoch}, "
+          f"{summary.train_seconds:.0f}s on {summary.device}")
 
 
 if __name__ == "__main__":

@@ -80,16 +80,16 @@ def test_paired_standard_error_on_synthetic_per_image_values():
 
 
 def toy_table():
-    common = {"test_bpd": 0.2, "test_images": 3, "parameters": 10, "train_minutes": 1.0, "epochs": 3,
+    common = {"test_bpd": 0.2, "test_images": 3, "parameters": 10, "train_minutes": 1.0, "epochs_run": 3,
               "best_epoch": 2, "binarization": "fixed", "train_images": 50_000, "device": "cpu",
               "profile": "smoke", "published_nll": None, "published_source": None, "nearest_nll": None,
               "nearest_source": None, "nearest_differs": None, "inception_score": 5.0, "frechet_distance": 80.0,
-              "test_conditional_nll": None, "conditional_stderr": None, "generative_accuracy": None,
+              "test_conditional_nll": None, "test_conditional_nll_stderr": None, "generative_accuracy": None,
               "test_label_nll": None}
     rows = [("nade", "exact", 90.0, None, None), ("vae", "importance_sampled", 89.0, 93.0, 5000),
             ("made", "exact", 95.0, None, None)]
-    return pd.DataFrame([{"model": m, "family": m, "estimator": e, "test_nll": nll, "stderr": 0.5,
-                          "test_neg_elbo": elbo, "neg_elbo_stderr": 0.5 if elbo else None, "k": k, **common}
+    return pd.DataFrame([{"model": m, "family": m, "estimator": e, "test_nll": nll, "test_nll_stderr": 0.5,
+                          "test_neg_elbo": elbo, "test_neg_elbo_stderr": 0.5 if elbo else None, "k": k, **common}
                          for m, e, nll, elbo, k in rows])
 
 
