@@ -194,7 +194,8 @@ def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto") -> 
     device = device_for(device_setting)
     # TF32 (on by default for cuDNN convolutions) keeps 10 mantissa bits: the test NLL is computed in true fp32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    run = Run.open(files.read_train_summary().mlflow_run_id, name)  # an unreachable server fails here
+    trained = files.read_train_summary()
+    run = Run.open(trained.mlflow_run_id, name)  # an unreachable server fails here
     model, checkpoint = load_checkpoint(files.checkpoint, device)
     test = load_split("test", cfg.max_test)
     started = time.perf_counter()
@@ -209,7 +210,8 @@ def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto") -> 
     classifier, quality_cfg, reference = digit_classifier.load()
     samples = draw_samples(model, cfg, quality_cfg.quality_samples)
     quality = quality_scores(classifier, samples[:quality_cfg.quality_samples].cpu(), reference)
-    metrics = Metrics(**nll_metrics(model, test_nll), **conditional, **elbo, **quality)
+    metrics = Metrics(**nll_metrics(model, test_nll), **conditional, **elbo, **quality,
+                      train_flops=trained.train_flops, flops_per_image=trained.flops_per_image)
     timing = EvalTiming(eval_seconds=round(time.perf_counter() - started, 2), device=str(device))
     with atomic_dir(files.figures) as tmp:
         names = [p.name for p in render_figures(model, samples, test, test_labels, cfg, tmp)]

@@ -23,7 +23,7 @@ from models import load_checkpoint
 from pipeline import params as P, stage
 from pipeline.evaluate import log_evaluation
 from pipeline.io import PipelineError
-from pipeline.report import REPORT_DIR, log_to_mlflow as log_report, read_ceiling
+from pipeline.report import REPORT_DIR, REPORT_FILES, log_to_mlflow as log_report, read_ceiling
 from pipeline.results import ModelResults, TrainSummary
 from pipeline.tracking import OPTIONAL_ENV, Run, connect, tracking_uri
 from pipeline.train import log_training
@@ -63,7 +63,7 @@ def relog_model(name: str, force: bool = False) -> str | None:
 
 
 def relog_report() -> bool:
-    files = [REPORT_DIR / name for name in ("results.md", "results.csv", "nll.png", "samples.png", "curves.png")]
+    files = [REPORT_DIR / name for name in REPORT_FILES]
     if not files[1].exists():
         return False
     table = pd.read_csv(files[1])

@@ -1,39 +1,36 @@
-"""report: every model's test NLL with its estimator and training regime, grouped by estimator, the
-paired difference to the best exact model, and the published number that matches its setup (or the
-nearest one, labelled with what differs), and the sample-quality scores beside the real test
-images' ceiling, as Markdown and CSV; a bar chart of NLL and a montage of
-every model's samples."""
+"""report: every model's test NLL with its estimator, grouped by estimator, the paired difference to
+the best exact model, its training compute, the sample-quality scores and the published number that
+matches its setup (or the nearest ones, labelled with what differs), as Markdown, CSV and one
+self-contained HTML page (reports/index.html); charts of NLL, of validation NLL against training
+compute and of the training curves, and a montage of every model's samples."""
 from __future__ import annotations
 
 import math
 from dataclasses import asdict
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from pipeline import params as P, references, stage  # noqa: E402
-from pipeline.classifier import METRICS_FILE as CLASSIFIER_METRICS  # noqa: E402
-from pipeline.io import PipelineError, atomic_path, params_hash, read_json, write_text  # noqa: E402
-from pipeline.results import Metrics, ModelResults, TrainSummary  # noqa: E402
+from pipeline import charts, params as P, references, stage, webpage
+from pipeline.classifier import METRICS_FILE as CLASSIFIER_METRICS
+from pipeline.io import PipelineError, params_hash, read_json, write_text
+from pipeline.results import Metrics, ModelResults, TrainSummary
 
 REPORT_DIR = Path("reports")
+REPORT_FILES = ("results.md", "results.csv", "nll.png", "samples.png", "curves.png", "compute.png", "index.html")
 ESTIMATORS = {
     "exact": "exact log-likelihood",
     "importance_sampled": "importance-sampled upper bound on the NLL (in expectation; tighter with more samples)",
     "dequantized": "dequantization upper bound on the discrete NLL",
 }
-OPTIONAL_COLUMNS = ("test_neg_elbo", "test_conditional_nll", "generative_accuracy", "test_label_nll")
 # results.csv: keys of train.json and metrics.json under their own names (pipeline/results.py), and
 # what the report adds (k, train_minutes, the published numbers; then the paired differences)
 CSV_COLUMNS = ["model", "family", "estimator", "k", "test_nll", "test_nll_stderr", "test_bpd", "test_neg_elbo",
                "test_neg_elbo_stderr", "test_images", "binarization", "inception_score", "frechet_distance",
                "test_conditional_nll", "test_conditional_nll_stderr", "generative_accuracy", "test_label_nll",
-               "train_images", "epochs_run", "best_epoch", "parameters", "train_minutes", "device", "profile",
+               "train_images", "epochs_run", "best_epoch", "train_flops", "flops_per_image", "parameters",
+               "train_minutes", "device", "profile",
                "published_nll", "published_source", "nearest_nll", "nearest_source", "nearest_differs"]
 REGIME = {"fixed": "fixed draw", "resampled": "resampled each epoch"}
 
@@ -101,68 +98,106 @@ def with_stderr(values, errors) -> list[str]:
     return ["" if pd.isna(v) else f"{v:.2f} ± {e:.2f}" for v, e in zip(values, errors)]
 
 
-def markdown(table: pd.DataFrame, profile: str, ceiling: dict | None = None) -> str:
-    shown = table.assign(
-        test_nll=with_stderr(table.test_nll, table.test_nll_stderr),
-        vs_best_exact=with_stderr(table.vs_best_exact, table.vs_best_exact_stderr),
-        test_bpd=table.test_bpd.map("{:.4f}".format),
-        test_neg_elbo=with_stderr(table.test_neg_elbo, table.test_neg_elbo_stderr),
-        k=table.k.map(lambda v: "" if pd.isna(v) else f"{int(v)}"),
-        training=[f"{REGIME.get(b, b)}, {n:,} images, best epoch {e} of {r}" for b, n, e, r in
-                  zip(table.binarization, table.train_images, table.best_epoch, table.epochs_run)],
-        parameters=table.parameters.map("{:,}".format),
-        inception_score=table.inception_score.map(lambda v: "" if pd.isna(v) else f"{v:.2f}"),
-        frechet_distance=table.frechet_distance.map(lambda v: "" if pd.isna(v) else f"{v:.1f}"),
-        test_conditional_nll=with_stderr(table.test_conditional_nll, table.test_conditional_nll_stderr),
-        generative_accuracy=table.generative_accuracy.map(lambda v: "" if pd.isna(v) else f"{v:.2%}"),
-        test_label_nll=table.test_label_nll.map(lambda v: "" if pd.isna(v) else f"{v:.3f}"),
-        train_minutes=table.train_minutes.map("{:.1f}".format),
-        published=[f"{v:.2f} ({s})" if not pd.isna(v) else "no matched published number"
-                   for v, s in zip(table.published_nll, table.published_source)],
-        nearest_published=[f"{v:.2f} ({s}; differs: {d})" if not pd.isna(v) and pd.isna(p) else ""
-                           for v, s, d, p in zip(table.nearest_nll, table.nearest_source,
-                                                 table.nearest_differs, table.published_nll)],
-    )
-    columns = ["model", "test_nll", "vs_best_exact", "test_bpd", "test_neg_elbo", "test_conditional_nll",
-               "generative_accuracy", "test_label_nll", "k", "inception_score", "frechet_distance", "training",
-               "parameters",
-               "train_minutes", "device", "published", "nearest_published"]
-    sections = []
-    for estimator, text in ESTIMATORS.items():
-        group = shown[shown.estimator == estimator]
-        if group.empty:
-            continue
-        kept = [c for c in columns if c not in OPTIONAL_COLUMNS or (group[c] != "").any()]
-        sections.append(f"## {estimator}: {text}\n\n{group[kept].to_markdown(index=False, disable_numparse=True)}\n")
+def formatted(values, fmt: str) -> list[str]:
+    return ["" if pd.isna(v) else format(v, fmt) for v in values]
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    return frame.to_markdown(index=False, disable_numparse=True)
+
+
+def leaderboard(group: pd.DataFrame) -> pd.DataFrame:
+    """An estimator's main table: eight columns, the rest is in results.csv and the tables below."""
+    return pd.DataFrame({
+        "model": group.model,
+        "test NLL": with_stderr(group.test_nll, group.test_nll_stderr),
+        "bits/dim": formatted(group.test_bpd, ".4f"),
+        "vs best exact": with_stderr(group.vs_best_exact, group.vs_best_exact_stderr),
+        "training FLOPs": formatted(group.train_flops, ".2e"),
+        "IS": formatted(group.inception_score, ".2f"),
+        "FD": formatted(group.frechet_distance, ".1f"),
+        "published": [f"{v:.2f} ({s})" if not pd.isna(v) else "" for v, s in
+                      zip(group.published_nll, group.published_source)],
+    })
+
+
+def training_table(table: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "model": table.model,
+        "training images": [f"{n:,}, {REGIME.get(b, b)}" for n, b in zip(table.train_images, table.binarization)],
+        "kept": [f"{e} of {r}" for e, r in zip(table.best_epoch, table.epochs_run)],
+        "FLOPs per image": formatted(table.flops_per_image, ".3g"),
+        "parameters": table.parameters.map("{:,}".format),
+        "minutes": table.train_minutes.map("{:.1f}".format),
+        "device": table.device,
+    })
+
+
+def conditional_table(table: pd.DataFrame) -> pd.DataFrame:
+    rows = table[table.test_conditional_nll.notna()]
+    return pd.DataFrame({
+        "model": rows.model,
+        "test NLL given the digit": with_stderr(rows.test_conditional_nll, rows.test_conditional_nll_stderr),
+        "generative accuracy": formatted(rows.generative_accuracy, ".2%"),
+        "label NLL (nats)": formatted(rows.test_label_nll, ".3f"),
+    })
+
+
+def elbo_table(table: pd.DataFrame) -> pd.DataFrame:
+    rows = table[table.test_neg_elbo.notna()]
+    return pd.DataFrame({"model": rows.model, "importance-sampled bound": with_stderr(rows.test_nll, rows.test_nll_stderr),
+                         "k": rows.k.map(lambda v: f"{int(v)}"),
+                         "negative ELBO": with_stderr(rows.test_neg_elbo, rows.test_neg_elbo_stderr)})
+
+
+def nearest_published(table: pd.DataFrame) -> list[str]:
+    unmatched = table[table.published_nll.isna() & table.nearest_nll.notna()]
+    return [f"`{m}`: {v:.2f} ({s}); differs: {d}" for m, v, s, d in
+            zip(unmatched.model, unmatched.nearest_nll, unmatched.nearest_source, unmatched.nearest_differs)]
+
+
+def notes(table: pd.DataFrame, ceiling: dict | None) -> list[str]:
     images = int(table.test_images.iloc[0]) if table.test_images.nunique() == 1 else "varying numbers of"
     best = table[table.estimator == "exact"].model.iloc[0] if (table.estimator == "exact").any() else None
-    notes = [
+    found = [
         f"NLL in nats per image (mean ± standard error) and bits per dimension on {images} test images of this "
         "pipeline's binarization. Numbers of different estimators are not comparable as equals: an exact NLL "
         "and an upper bound are in separate tables.",
-        "`training`: how the training images were binarized (one fixed draw, or resampled from the grey levels "
-        "every epoch), how many there were, and the epoch kept (best validation NLL) of those run.",
+        "`training FLOPs`: the compute each model was trained with, forward and backward, counted the same way "
+        "for every model and machine (matrix products, convolutions and attention; `FLOPs per image` below). "
+        "With `train.budget_flops` every model gets the same budget; `reports/compute.png` shows the validation "
+        "NLL against it.",
         "`published`: only a number whose setup matches this run's (architecture and size, masks, the "
-        "estimator's k, training binarization and number of training images); otherwise the nearest one, "
-        "with what differs, is in `nearest_published`, a guide and not a like-for-like comparison.",
+        "estimator's k, training binarization and number of training images); the nearest others, with what "
+        "differs, are listed at the end: a guide, not a like-for-like comparison.",
     ]
     if best is not None:
-        notes.insert(1, f"`vs_best_exact`: the mean per-image difference to `{best}` (the best exact model) "
+        found.insert(1, f"`vs best exact`: the mean per-image difference to `{best}` (the best exact model) "
                         "with its paired standard error over the same test images; a difference within about "
                         "two standard errors of zero is not a real difference.")
     if ceiling is not None:
-        notes.append(quality_note(ceiling))
+        found.append(quality_note(ceiling))
+    return found
+
+
+def markdown(table: pd.DataFrame, profile: str, ceiling: dict | None = None) -> str:
+    sections = [f"## {estimator}: {text}\n\n{markdown_table(leaderboard(group))}\n"
+                for estimator, text in ESTIMATORS.items()
+                if not (group := table[table.estimator == estimator]).empty]
+    sections.append("## Training\n\n`kept`: the validation (epoch, or point of the budget) whose weights were kept, "
+                    f"of those run.\n\n{markdown_table(training_table(table))}\n")
     if table.test_conditional_nll.notna().any():
-        notes.append("Class-conditional models: `test_nll` is the marginal -log sum_y p(x|y) p(y) with p(y) the "
-                     "training label frequencies, comparable with the other models; `test_conditional_nll` is "
-                     "-log p(x|y) given the true digit; `generative_accuracy` and `test_label_nll` (-log p(y|x), "
-                     "nats) are those of the generative classifier argmax_y p(x|y) p(y), from the same estimator as "
-                     "the model's NLL (importance-sampled for a VAE).")
+        sections.append("## Class-conditional models\n\n`test NLL` above is the marginal -log sum_y p(x|y) p(y), "
+                        "p(y) the training label frequencies; here -log p(x|y) given the true digit, and the "
+                        "generative classifier argmax_y p(x|y) p(y) (its label NLL -log p(y|x) from the model's own "
+                        f"estimator).\n\n{markdown_table(conditional_table(table))}\n")
     if table.test_neg_elbo.notna().any():
-        notes.append("`test_neg_elbo`: the negative ELBO, a looser upper bound than the importance-sampled "
-                     "`test_nll`.")
-    return (f"# Binarized MNIST: test-set results (profile `{profile}`)\n\n" + "\n".join(f"- {n}" for n in notes)
-            + "\n\n" + "\n".join(sections))
+        sections.append("## Latent-variable models: the negative ELBO\n\nA looser upper bound than the "
+                        f"importance-sampled one (k samples).\n\n{markdown_table(elbo_table(table))}\n")
+    if nearest := nearest_published(table):
+        sections.append("## Nearest published numbers (setups differ)\n\n" + "\n".join(f"- {n}" for n in nearest) + "\n")
+    return (f"# Binarized MNIST: test-set results (profile `{profile}`)\n\n"
+            + "\n".join(f"- {n}" for n in notes(table, ceiling)) + "\n\n" + "\n".join(sections))
 
 
 def read_ceiling() -> dict | None:
@@ -176,54 +211,6 @@ def quality_note(ceiling: dict) -> str:
             f"training images (test accuracy {ceiling['test_accuracy']:.2%}); MNIST-specific, comparable within "
             f"this benchmark only. The ceiling, {ceiling['quality_samples']} real test images: inception score "
             f"{ceiling['real_inception_score']:.2f}, Frechet distance {ceiling['real_frechet_distance']:.1f}.")
-
-
-def bar_chart(table: pd.DataFrame, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(table) + 1.5))
-    for (estimator, group), colour in zip(table.groupby("estimator", sort=False), ("tab:blue", "tab:orange", "tab:green")):
-        ax.barh(group.model, group.test_nll, xerr=group.test_nll_stderr, color=colour, label=estimator)
-    published = table.dropna(subset=["published_nll"])  # matched numbers only
-    ax.scatter(published.published_nll, published.model, marker="|", s=300, color="black",
-               label="published (matched setup)")
-    ax.invert_yaxis()
-    ax.set_xlabel("test NLL (nats per image, lower is better)")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-
-
-def learning_curves(table: pd.DataFrame, path: Path) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for model in table.model:
-        curves = pd.read_csv(ModelResults(model).curves)
-        for ax, column in zip(axes, ("train_loss", "val_nll")):
-            ax.plot(curves.epoch, curves[column], marker=".", label=model)
-    for ax, title in zip(axes, ("training loss (nats)", "validation NLL (nats)")):
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.set_yscale("log")
-    axes[1].legend(fontsize=8, ncol=2)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-
-
-def samples_montage(table: pd.DataFrame, path: Path) -> None:
-    cols = min(4, len(table))
-    rows = math.ceil(len(table) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.3 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, model in zip(axes.flat, table.model):
-        ax.imshow(plt.imread(ModelResults(model).samples))
-        ax.set_title(model, fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
 
 
 def log_to_mlflow(table: pd.DataFrame, profile: str, files: list[Path], ceiling: dict | None = None) -> None:
@@ -244,6 +231,14 @@ def log_to_mlflow(table: pd.DataFrame, profile: str, files: list[Path], ceiling:
     run.finish()
 
 
+def html_page(table: pd.DataFrame, profile: str, ceiling: dict | None) -> str:
+    samples = {model: ModelResults(model).samples.read_bytes() for model in table.model}
+    figures = {"Validation NLL against training compute": REPORT_DIR / "compute.png",
+               "Training loss and validation NLL": REPORT_DIR / "curves.png"}
+    return webpage.page(f"Binarized MNIST: test-set results (profile {profile})", notes(table, ceiling), table,
+                        ESTIMATORS, samples, figures)
+
+
 def main(argv=None) -> None:
     stage.parse_args(__doc__.splitlines()[0], argv)
     params = P.load()
@@ -252,15 +247,17 @@ def main(argv=None) -> None:
         P.model_spec(params, name)
     table = collect(P.model_names(params), profile)
     REPORT_DIR.mkdir(exist_ok=True)
-    files = [REPORT_DIR / name for name in ("results.md", "results.csv", "nll.png", "samples.png", "curves.png")]
+    files = [REPORT_DIR / name for name in REPORT_FILES]
     ceiling = read_ceiling()
     write_text(files[0], markdown(table, profile, ceiling))
     write_text(files[1], table.to_csv(index=False))
-    bar_chart(table, files[2])
-    samples_montage(table, files[3])
-    learning_curves(table, files[4])
+    charts.bar_chart(table, files[2])
+    charts.samples_montage(table, files[3])
+    charts.learning_curves(table, files[4])
+    charts.nll_against_compute(table, files[5])
+    write_text(files[6], html_page(table, profile, ceiling))
     log_to_mlflow(table, profile, files, ceiling)
-    print(f"report: {len(table)} models -> {REPORT_DIR}/results.md (best: {table.model[0]}, "
+    print(f"report: {len(table)} models -> {REPORT_DIR}/index.html and results.md (best: {table.model[0]}, "
           f"{table.test_nll[0]:.2f} nats)")
 
 

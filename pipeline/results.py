@@ -125,6 +125,8 @@ class TrainSummary(_JsonRecord):
     best_epoch: int            # the epoch in model.pt: the best validation NLL
     best_val_nll: float
     train_seconds: float
+    train_flops: int           # the training compute spent, forward and backward (pipeline/flops.py)
+    flops_per_image: int       # of one training image
     train_images: int
     val_images: int
     binarization: str          # "fixed" (one draw) or "resampled" (a new draw each epoch)
@@ -146,6 +148,8 @@ class Metrics(_JsonRecord):
     test_images: int
     inception_score: float     # of the samples, by the digit classifier (pipeline/quality.py)
     frechet_distance: float
+    train_flops: int           # from train.json: the compute the model was trained with
+    flops_per_image: int
     # models with a negative ELBO (HasNegativeELBO)
     test_neg_elbo: float | None = None
     test_neg_elbo_stderr: float | None = None

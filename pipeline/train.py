@@ -149,6 +149,7 @@ def _train(spec: P.ModelSpec, profile: str, device: torch.device, world: paralle
     summary = TrainSummary(model=spec.name, family=spec.family, profile=profile, device=device_name(device, world.size),
                            parameters=num_params, epochs_run=len(history), best_epoch=result.best_epoch,
                            best_val_nll=result.best_val_nll, train_seconds=round(history[-1]["seconds"], 2),
+                           train_flops=history[-1]["flops"], flops_per_image=result.flops_per_image,
                            train_images=len(train_data), val_images=len(val), binarization=binarization(cfg),
                            settings=spec.kwargs, data_sha256=checksum, estimator=model.estimator, params=params,
                            mlflow_run_id=run.id if run is not None else None)
@@ -171,7 +172,8 @@ def log_training(run, history: list[dict], summary: TrainSummary) -> None:
     """Per-epoch curves (those not logged yet) and the training summary; also used by pipeline.relog."""
     run.log_history(history)
     run.log_metrics({key: getattr(summary, key) for key in
-                     ("best_val_nll", "best_epoch", "epochs_run", "train_images", "train_seconds", "parameters")})
+                     ("best_val_nll", "best_epoch", "epochs_run", "train_images", "train_seconds", "train_flops",
+                      "flops_per_image", "parameters")})
 
 
 def launch(spec: P.ModelSpec, quiet: bool) -> None:
@@ -195,7 +197,7 @@ def main(argv=None) -> None:
     if not parallel.world_from_env().is_main:
         return
     print(f"train@{spec.name}: best val NLL {summary.best_val_nll:.2f} nats at epoch {summary.best_epoch}, "
-          f"{summary.train_seconds:.0f}s on {summary.device}")
+          f"{summary.train_flops:.2e} training FLOPs, {summary.train_seconds:.0f}s on {summary.device}")
 
 
 if __name__ == "__main__":

@@ -43,10 +43,10 @@ def _cells(row: pd.Series, samples: bytes) -> list[str]:
     return [
         f'<td class="model">{escape(row.model)}</td>',
         f'<td class="samples"><img alt="samples of {escape(row.model)}" src="{data_uri(samples)}"></td>',
-        f"<td>{_with_stderr(row.test_nll, row.stderr)}</td>",
+        f"<td>{_with_stderr(row.test_nll, row.test_nll_stderr)}</td>",
         f"<td>{_number(row.test_bpd, '.4f')}</td>",
         f"<td>{_with_stderr(row.vs_best_exact, row.vs_best_exact_stderr)}</td>",
-        f"<td>{_number(row.training_flops, '.2e')}</td>",
+        f"<td>{_number(row.train_flops, '.2e')}</td>",
         f"<td>{_number(row.inception_score, '.2f')}</td>",
         f"<td>{_number(row.frechet_distance, '.1f')}</td>",
         f'<td class="published">{published}</td>',

@@ -14,11 +14,12 @@ def top_level_plots(dvc_yaml) -> dict:
             for p in dvc_yaml["plots"]}
 
 
-def test_every_models_validation_curve_is_in_the_overlaid_plot():
+def test_every_models_validation_curve_is_in_the_overlaid_plots_by_epoch_and_by_compute():
     dvc_yaml, names = declarations()
-    overlay = top_level_plots(dvc_yaml)["validation_nll"]
-    assert overlay["y"] == {f"results/{n}/curves.csv": "val_nll" for n in names}
-    assert overlay["x"] == "epoch"
+    for plot, x in (("validation_nll", "epoch"), ("nll_against_compute", "flops")):
+        overlay = top_level_plots(dvc_yaml)[plot]
+        assert overlay["y"] == {f"results/{n}/curves.csv": "val_nll" for n in names}
+        assert overlay["x"] == x
 
 
 def test_every_models_sample_grid_is_an_image_plot():

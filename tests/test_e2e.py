@@ -28,7 +28,7 @@ def test_every_stage_ran_and_wrote_its_outputs(pipeline_copy):
     for model in models:
         for name in ("model.pt", "train.json", "curves.csv", "metrics.json", "figures/samples.png"):
             assert (repo / "results" / model / name).is_file(), f"{model}: {name} missing"
-    for name in ("results.md", "results.csv", "nll.png", "samples.png"):
+    for name in ("results.md", "results.csv", "nll.png", "samples.png", "compute.png", "index.html"):
         assert (repo / "reports" / name).is_file()
 
 

@@ -85,7 +85,7 @@ def toy_table():
               "profile": "smoke", "published_nll": None, "published_source": None, "nearest_nll": None,
               "nearest_source": None, "nearest_differs": None, "inception_score": 5.0, "frechet_distance": 80.0,
               "test_conditional_nll": None, "test_conditional_nll_stderr": None, "generative_accuracy": None,
-              "test_label_nll": None}
+              "test_label_nll": None, "train_flops": 3.0e11, "flops_per_image": 6_000_000}
     rows = [("nade", "exact", 90.0, None, None), ("vae", "importance_sampled", 89.0, 93.0, 5000),
             ("made", "exact", 95.0, None, None)]
     return pd.DataFrame([{"model": m, "family": m, "estimator": e, "test_nll": nll, "test_nll_stderr": 0.5,
@@ -99,10 +99,18 @@ def test_report_groups_by_estimator_and_differences_are_to_the_best_exact_model(
     table = add_paired_differences(toy_table(), per_image)
     assert table.set_index("model").vs_best_exact.to_dict() == pytest.approx({"nade": 0, "made": 5, "vae": -1})
     text = markdown(table, "smoke")
-    exact, sampled = text.split("## exact")[1].split("## importance_sampled")
+    exact, rest = text.split("## exact")[1].split("## importance_sampled")
+    sampled, rest = rest.split("## Training")
+    training, elbo = rest.split("## Latent-variable models")
     assert "nade" in exact and "made" in exact and "vae" not in exact
-    assert "vae" in sampled and "93.00 ± 0.50" in sampled and "| 5000 " in sampled
-    assert "test_neg_elbo" not in exact                      # the column only where a model has one
-    assert "fixed draw, 50,000 images, best epoch 2 of 3" in exact
-    assert "no matched published number" in exact
+    assert "vae" in sampled and "89.00 ± 0.50" in sampled and "3.00e+11" in sampled
+    assert "93.00 ± 0.50" in elbo and "| 5000 " in elbo and "nade" not in elbo  # the ELBO only where a model has one
+    assert "50,000, fixed draw" in training and "2 of 3" in training and "6e+06" in training
+    assert "Class-conditional" not in text and "Nearest published" not in text
     assert set(ESTIMATORS) >= set(table.estimator)
+
+
+def test_every_markdown_table_has_at_most_eight_columns():
+    table = add_paired_differences(toy_table(), {m: np.array([1.0, 2, 3]) for m in ("nade", "made", "vae")})
+    headers = [line for line in markdown(table, "smoke").splitlines() if line.startswith("| model")]
+    assert len(headers) == 4 and all(line.count("|") - 1 <= 8 for line in headers)

@@ -80,7 +80,8 @@ def test_models_load_finds_checkpoints_where_the_contract_puts_them(stages_ran):
 
 def summary(name: str = "m") -> TrainSummary:
     return TrainSummary(model=name, family="bernoulli", profile="smoke", device="cpu", parameters=784, epochs_run=2,
-                        best_epoch=1, best_val_nll=200.0, train_seconds=3.0, train_images=200, val_images=100,
+                        best_epoch=1, best_val_nll=200.0, train_seconds=3.0, train_flops=9_408_000, flops_per_image=4704,
+                        train_images=200, val_images=100,
                         binarization="fixed", settings={}, data_sha256="0" * 64, estimator="exact",
                         params={"family": "bernoulli"}, mlflow_run_id=None)
 
@@ -91,7 +92,7 @@ def write_results(name: str = "m") -> ModelResults:
     files.folder.mkdir(parents=True)
     summary(name).write(files.train_summary)
     Metrics(estimator="exact", test_nll=190.0, test_nll_stderr=1.0, test_bpd=0.35, test_images=3,
-            inception_score=2.0, frechet_distance=50.0).write(files.metrics)
+            inception_score=2.0, frechet_distance=50.0, train_flops=9_408_000, flops_per_image=4704).write(files.metrics)
     np.save(files.per_image_nll, np.array([189.0, 190.0, 191.0]))
     return files
 
@@ -104,7 +105,7 @@ def drop_key(path, key: str) -> None:
 
 def test_optional_metrics_are_written_only_when_they_have_a_value():
     metrics = Metrics(estimator="exact", test_nll=1.0, test_nll_stderr=0.1, test_bpd=0.1, test_images=3,
-                      inception_score=2.0, frechet_distance=5.0)
+                      inception_score=2.0, frechet_distance=5.0, train_flops=1, flops_per_image=1)
     assert set(metrics.to_json()) == REQUIRED_METRICS
     assert "mlflow_run_id" in summary().to_json()  # None, but not optional: an untracked run says so
 

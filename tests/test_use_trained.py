@@ -194,7 +194,8 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def test_the_ui_url_opens_the_comparison_table_of_current_runs(smoke_pipeline, request):
+def browser_or_skip() -> tuple[str, str]:
+    """The browser's and its driver's paths; in CI their absence fails the test rather than skipping it."""
     paths = browser_paths()
     try:
         import selenium  # noqa: F401
@@ -205,6 +206,31 @@ def test_the_ui_url_opens_the_comparison_table_of_current_runs(smoke_pipeline, r
         if in_ci():
             pytest.fail(f"{reason}: CI must run the browser test")
         pytest.skip(reason)
+    return paths
+
+
+def test_the_html_report_shows_every_models_row_and_samples_offline(smoke_pipeline):
+    paths = browser_or_skip()
+    repo, _, names, _ = smoke_pipeline
+    page = repo / "reports" / "index.html"
+    assert "http://" not in page.read_text() and "https://" not in page.read_text()  # nothing to fetch
+    driver = headless_chromium(paths)
+    try:
+        driver.get(page.as_uri())
+        for name in names:
+            row = driver.find_element("id", f"row-{name}")
+            image = row.find_element("css selector", "td.samples img")
+            assert row.is_displayed() and name in row.text, name
+            assert image.is_displayed() and driver.execute_script("return arguments[0].naturalWidth", image) > 0, name
+        charts = driver.find_elements("css selector", "figure img")
+        assert len(charts) == 2 and all(driver.execute_script("return arguments[0].naturalWidth", c) > 0
+                                        for c in charts)
+    finally:
+        driver.quit()
+
+
+def test_the_ui_url_opens_the_comparison_table_of_current_runs(smoke_pipeline, request):
+    paths = browser_or_skip()
     repo, env, names, _ = smoke_pipeline
     ui = request.getfixturevalue("mlflow_ui")
     url = run([sys.executable, "-m", "pipeline.tracking", "--ui-url", ui], repo, env).stdout.strip()
