@@ -15,6 +15,7 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #222; }
 table { border-collapse: collapse; margin: 1rem 0 2rem; }
 th, td { padding: 0.3rem 0.7rem; border-bottom: 1px solid #ddd; text-align: right; vertical-align: middle; }
+td { white-space: nowrap; }
 th { background: #f4f4f4; }
 td.model, th.model, td.published { text-align: left; }
 td.samples img { height: 72px; image-rendering: pixelated; }
