@@ -16,7 +16,6 @@ import yaml
 from models.base import GenerativeModel
 from models.checkpoint import load_checkpoint
 
-
 PARAMS = "params.yaml"
 
 
