@@ -47,24 +47,39 @@ class Permute(Transform):
         return y[:, self.inverse_permutation], y.new_zeros(len(y), dtype=torch.float32)
 
 
+MIN_SCALE = 1e-3  # the smallest scale of a sigmoid-parametrized layer (nflows' value)
+
+
 class MaskedAffineAutoregressive(Transform):
     """One MAF layer on (N, D) vectors: y_i = x_i * exp(log_s_i) + t_i with (t_i, log_s_i) computed
     from x_<i by a masked MLP (MADE's masks, in the natural order 0..D-1), so the Jacobian is
     triangular. Density evaluation is one pass; inversion (sampling) is D sequential steps.
-    log_s = bound * tanh(raw / bound) keeps every scale within exp(+-bound)."""
+
+    How the network's raw output becomes the scale, in the density direction x -> y:
+    - "sigmoid" (the default): exp(log_s) = sigmoid(raw + 2) + MIN_SCALE, the scale of nflows'
+      MaskedAffineAutoregressiveTransform (Glow's affine coupling without the floor). A layer never
+      expands (at most 1 + MIN_SCALE) and contracts at most 1 / MIN_SCALE-fold, so stacked layers
+      cannot multiply up an expansion, and sampling's division by the scale stays bounded too;
+    - "tanh": log_s = scale_bound * tanh(raw / scale_bound), each layer within exp(+-scale_bound).
+      Its expansions multiply through the stack on images unlike the training data: a uniform-
+      noise image's log-scales sit at +scale_bound in every layer, and the quick profile's MAF
+      gave it 3e7 nats (3e4 with "sigmoid"). Kept for checkpoints trained with it.
+    """
 
     def __init__(self, dim: int, hidden_sizes: list[int], generator: torch.Generator | None = None,
-                 scale_bound: float = 3.0):
+                 log_scale: Literal["sigmoid", "tanh"] = "sigmoid", scale_bound: float = 3.0):
         super().__init__()
         degrees = made_degrees(torch.arange(dim), list(hidden_sizes), generator)
         self.net = MaskedMLP([dim, *hidden_sizes, 2 * dim])
         self.net.set_masks(made_masks(degrees, outputs_per_input=2))  # output i's shift, then its raw scale
-        nn.init.zeros_(self.net.layers[-1].weight)  # the identity at initialisation
+        nn.init.zeros_(self.net.layers[-1].weight)  # a constant shift and scale at initialisation
         nn.init.zeros_(self.net.layers[-1].bias)
-        self.dim, self.scale_bound = dim, scale_bound
+        self.dim, self.log_scale, self.scale_bound = dim, log_scale, scale_bound
 
     def _bounded(self, raw: torch.Tensor) -> torch.Tensor:
-        return self.scale_bound * torch.tanh(raw / self.scale_bound)
+        if self.log_scale == "tanh":
+            return self.scale_bound * torch.tanh(raw / self.scale_bound)
+        return torch.log(torch.sigmoid(raw + 2.0) + MIN_SCALE)
 
     def _shift_and_log_scale(self, x: torch.Tensor):
         shift, raw = self.net(x).to(x.dtype).chunk(2, dim=1)
@@ -102,10 +117,13 @@ class MaskedAffineAutoregressive(Transform):
 
 class MAF(DequantizedFlow):
     """`num_layers` MADE-conditioned affine layers on the flattened image, in raster order and reverse
-    raster order alternately, each preceded by an actnorm when `actnorm` (in place of MAF's batch norm)."""
+    raster order alternately, each preceded by an actnorm when `actnorm` (in place of MAF's batch norm).
+    `log_scale` (and `scale_bound`, for "tanh"): how each layer bounds its scales, see
+    `MaskedAffineAutoregressive`."""
 
     def __init__(self, image_shape=(1, 28, 28), num_layers: int = 5, hidden_sizes: list[int] = (1024,),
-                 actnorm: bool = True, scale_bound: float = 3.0, mask_seed: int = 0,
+                 actnorm: bool = True, log_scale: Literal["sigmoid", "tanh"] = "sigmoid", scale_bound: float = 3.0,
+                 mask_seed: int = 0,
                  dequantization: Literal["uniform", "variational"] = "uniform", dequantizer_hidden: int = 32,
                  dequantizer_couplings: int = 2, logit_alpha: float = 1e-3, eval_samples: int = 1,
                  importance_weighted: bool = False):
@@ -113,6 +131,8 @@ class MAF(DequantizedFlow):
                          logit_alpha, eval_samples, importance_weighted)
         require_positive(num_layers=num_layers)
         require_sizes(hidden_sizes=hidden_sizes)
+        if log_scale not in ("sigmoid", "tanh"):
+            raise ValueError(f"log_scale must be 'sigmoid' or 'tanh', got {log_scale!r}")
         if not scale_bound > 0:
             raise ValueError(f"scale_bound must be > 0, got {scale_bound}")
         d = self.num_pixels
@@ -123,5 +143,15 @@ class MAF(DequantizedFlow):
                 steps.append(Permute.reverse(d))
             if actnorm:
                 steps.append(ActNorm(d))
-            steps.append(MaskedAffineAutoregressive(d, list(hidden_sizes), generator, scale_bound))
+            steps.append(MaskedAffineAutoregressive(d, list(hidden_sizes), generator, log_scale, scale_bound))
         self.flow = Compose(*steps)
+        # The parametrization, saved with the weights: a state dict without it predates "sigmoid"
+        # (and its kwargs name none), so its weights mean tanh scales.
+        self.register_buffer("tanh_log_scales", torch.tensor(log_scale == "tanh"))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        tanh = bool(state_dict.setdefault(prefix + "tanh_log_scales", torch.tensor(True)))
+        for step in self.flow.transforms:
+            if isinstance(step, MaskedAffineAutoregressive):
+                step.log_scale = "tanh" if tanh else "sigmoid"
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

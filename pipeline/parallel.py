@@ -107,14 +107,15 @@ def process_group(world: World, device: torch.device):
 
 
 class LossOf(torch.nn.Module):
-    """`model.loss` as a forward pass: DistributedDataParallel synchronises what runs through forward."""
+    """`model.loss` as a forward pass: DistributedDataParallel synchronises what runs through forward.
+    Called as the training loop calls `model.loss`: with the batch's labels for a class-conditional model."""
 
     def __init__(self, model: torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.loss(x)
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model.loss(x) if labels is None else self.model.loss(x, labels)
 
 
 def data_parallel(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:

@@ -5,7 +5,7 @@
 For each image, and each model with a checkpoint in results/, prints the NLL in nats, in bits per
 dimension, and its percentile among the test set's per-image NLLs (results/<model>/test_nll.npy):
 the share of test digits the model finds less likely, so 50 is a typical digit and 100 beyond
-every one of them.
+every one of them; a score above every test digit's is flagged with its ratio to the worst one's.
 
 Images are brought to what the models were trained on:
 - PNG / JPEG of any size, grey or colour: converted to grey; inverted when the border is light
@@ -129,6 +129,18 @@ def percentile(nll: float, test_nll: np.ndarray) -> float:
     return 100.0 * float(np.mean(test_nll < nll))
 
 
+def beyond_the_test_set(nll: float, test_nll: np.ndarray) -> str:
+    """A short note for an NLL above every test image's: its ratio to the worst one's ('' within the
+    test set's range, where the percentile says enough)."""
+    worst = float(np.max(test_nll))
+    if nll <= worst or worst <= 0:
+        return ""
+    ratio = nll / worst
+    if ratio < 10:
+        return f"beyond every test image: {ratio:.2f}x the worst"
+    return f"far beyond every test image: {ratio:,.0f}x the worst"
+
+
 def trained_models(params: dict) -> list[str]:
     names = [n for n in P.model_names(params)
              if ModelResults(n).checkpoint.is_file() and ModelResults(n).per_image_nll.is_file()]
@@ -151,14 +163,16 @@ def score(images: dict[str, torch.Tensor], names: list[str], seed: int) -> list[
             for i, value in enumerate(nll.tolist()):
                 rows.append({"image": label if len(nll) == 1 else f"{label}[{i}]", "model": name,
                              "nll": value, "bpd": value / (model.num_pixels * math.log(2)),
-                             "percentile": percentile(value, test_nll), "estimator": model.estimator})
+                             "percentile": percentile(value, test_nll), "estimator": model.estimator,
+                             "note": beyond_the_test_set(value, test_nll)})
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
     from tabulate import tabulate
     shown = [{"image": r["image"], "model": r["model"], "NLL (nats)": f"{r['nll']:.2f}",
-              "bits/dim": f"{r['bpd']:.4f}", "percentile": f"{r['percentile']:.1f}", "estimator": r["estimator"]}
+              "bits/dim": f"{r['bpd']:.4f}", "percentile": f"{r['percentile']:.1f}", "estimator": r["estimator"],
+              "note": r["note"]}
              for r in sorted(rows, key=lambda r: (r["image"], r["nll"]))]
     print(tabulate(shown, headers="keys", tablefmt="simple"))
 

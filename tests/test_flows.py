@@ -55,6 +55,8 @@ TRANSFORMS = {
                              (6,), "normal"),
     "maf_layer_two_hidden": (lambda: MaskedAffineAutoregressive(6, [12, 10], torch.Generator().manual_seed(0)),
                              (6,), "normal"),
+    "maf_layer_tanh": (lambda: MaskedAffineAutoregressive(6, [12], torch.Generator().manual_seed(0), "tanh"),
+                       (6,), "normal"),
     "multiscale": (small_multiscale, (1, 4, 4), "normal"),
     "logit": (lambda: LogitTransform(alpha=0.05), (1, 2, 2), "dequantized"),
     "compose": (lambda: Compose(ActNorm(4), vector_coupling([0, 1, 1, 0]), Permute.reverse(4)), (4,), "normal"),
@@ -291,6 +293,57 @@ def test_checkpoint_round_trip_gives_the_same_nll(name, tmp_path):
     torch.testing.assert_close(loaded.nll(x), expected)
 
 
+def strokes(n: int, generator: torch.Generator) -> torch.Tensor:
+    """4x4 images with one row or one column lit, the rest off: eight images, an easy distribution
+    to become confident about."""
+    lines = torch.cat([torch.eye(4)[:, :, None].expand(4, 4, 4), torch.eye(4)[:, None, :].expand(4, 4, 4)])
+    return lines[torch.randint(0, 8, (n,), generator=generator)][:, None]
+
+
+def trained_on_strokes(model, steps: int = 300):
+    generator = torch.Generator().manual_seed(0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(steps):
+        loss = model.loss(strokes(64, generator))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+def test_maf_scores_noise_like_the_other_flows_do():
+    """Trained on strokes, every flow finds uniform noise unlikely, but MAF's scales must not multiply
+    up through its layers (with tanh scales its worst noise image scored 4x the worst of the others)."""
+    noise = torch.bernoulli(torch.full((256, *SHAPE), 0.5), generator=torch.Generator().manual_seed(1))
+    worst = {}
+    for name in DEQUANTIZED:
+        torch.manual_seed(0)
+        model = trained_on_strokes(DEQUANTIZED[name](SHAPE))
+        with torch.no_grad():
+            worst[name] = float(model.nll(noise).max())
+            assert float(model.nll(strokes(64, torch.Generator().manual_seed(2))).mean()) < worst[name], name
+    assert math.isfinite(worst["maf"])
+    assert worst["maf"] < 2 * max(worst["realnvp"], worst["glow"]), worst
+
+
+def test_a_maf_checkpoint_from_before_sigmoid_scales_still_computes_with_tanh_scales(tmp_path):
+    kwargs = {**DEQUANTIZED_KWARGS["maf"], "eval_samples": 2}
+    tanh = randomize(MAF(SHAPE, log_scale="tanh", **kwargs), std=0.3).eval()
+    before = {k: v for k, v in tanh.state_dict().items() if k != "tanh_log_scales"}  # as such checkpoints hold
+    torch.save({"family": "maf", "kwargs": kwargs, "image_shape": SHAPE, "state_dict": before, "meta": {}},
+               tmp_path / "model.pt")
+    loaded, _ = load_checkpoint(tmp_path / "model.pt")
+    x = images(5, seed=2)
+    torch.manual_seed(0)
+    expected = tanh.nll(x)
+    torch.manual_seed(0)
+    torch.testing.assert_close(loaded.nll(x), expected)
+    sigmoid = MAF(SHAPE, **kwargs)
+    sigmoid.load_state_dict(randomize(MAF(SHAPE, **kwargs), std=0.3).state_dict())
+    assert not sigmoid.tanh_log_scales and sigmoid.flow.transforms[-1].log_scale == "sigmoid"
+
+
 def test_actnorm_initialises_from_the_first_training_batch():
     norm = ActNorm(3).train()
     x = torch.randn(64, 3, 4, 4) * torch.tensor([1.0, 5.0, 0.2])[:, None, None] + 7
@@ -306,6 +359,7 @@ def test_actnorm_initialises_from_the_first_training_batch():
     (lambda: Glow(levels=3), "levels"),
     (lambda: MAF(hidden_sizes=[]), "hidden_sizes"),
     (lambda: MAF(dequantization="gaussian"), "dequantization"),
+    (lambda: MAF(log_scale="softplus"), "log_scale"),
     (lambda: RealNVP(logit_alpha=0.7), "logit_alpha"),
     (lambda: Glow(eval_samples=0), "eval_samples"),
 ])

@@ -3,6 +3,7 @@ with the same global batch, a killed data-parallel run resumed, and claiming GPU
 experiments (cuda:auto)."""
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -22,23 +23,28 @@ from tests.drills.workspace import edit_params, metric_steps, mlflow_runs, run, 
 # A model without randomness in its loss, so one process and two differ only by rounding (see
 # README, "Working as a team"); epochs long enough (200 steps) to be killed in the middle of one. In
 # fp32: under bf16 autocast (on a CPU with AMX) half batches round differently by far more.
-MODEL = {"made": {"family": "made", "hidden_sizes": [16], "num_masks": 2, "order_agnostic": True, "eval_masks": 2,
-                  "train": {"epochs": 3, "max_train": 10_000, "max_val": 500, "bf16": False}}}
+MADE = {"family": "made", "hidden_sizes": [16], "num_masks": 2, "order_agnostic": True, "eval_masks": 2,
+        "train": {"epochs": 3, "max_train": 10_000, "max_val": 500, "bf16": False}}
+# The same MADE given the digit: each process's shard of the labels must reach the loss. One short
+# epoch is enough to compare.
+MODELS = {"made": MADE,
+          "made_conditional": {**copy.deepcopy(MADE), "conditional": True,  # no shared lists: YAML would anchor them
+                               "train": {**MADE["train"], "epochs": 1, "max_train": 2_000}}}
 # Summing the gradient of two half batches, then averaging over two processes, rounds differently
 # from one pass over the whole batch; measured: relative differences of 1e-7 in the curves.
 RELATIVE_TOLERANCE = 1e-5
 
 
-def train(root, env, processes: int, **popen) -> subprocess.CompletedProcess | subprocess.Popen:
+def train(root, env, processes: int, name: str = "made", **popen) -> subprocess.CompletedProcess | subprocess.Popen:
     edit_params(root, lambda p: p["train"]["smoke"].update(processes=processes))
-    args = [sys.executable, "-m", "pipeline.train", "made"]
+    args = [sys.executable, "-m", "pipeline.train", name]
     if popen:
         return subprocess.Popen(args, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)
     return run(args, root, env)
 
 
-def outputs(root) -> dict:
-    out = root / "results" / "made"
+def outputs(root, name: str = "made") -> dict:
+    out = root / "results" / name
     curves = [line.split(",") for line in (out / "curves.csv").read_text().splitlines()]
     assert curves[0] == ["epoch", "images", "flops", "train_loss", "val_nll", "lr", "seconds"]
     return {"curves": [[float(v) for v in row[:5]] for row in curves[1:]],  # the clock column differs
@@ -47,27 +53,48 @@ def outputs(root) -> dict:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def repo(tmp_path_factory):
+    """A repository copy with the models above, and the environment its stages get."""
+    return smoke_repo(tmp_path_factory.mktemp("parallel") / "repo", MODELS, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def trained(repo):
+    """name -> the outputs of training that model in one process and in two, and the log of the
+    two; each model is trained when a test first asks for it."""
+    root, env = repo
+    done = {}
+
+    def outputs_of(name: str) -> tuple[dict, dict, str]:
+        if name not in done:
+            train(root, env, 1, name)
+            single = outputs(root, name)
+            log = train(root, env, 2, name).stdout
+            done[name] = single, outputs(root, name), log
+        return done[name]
+    return outputs_of
+
+
+@pytest.fixture(scope="module")
+def runs(repo, trained):
     """A repository copy, and the outputs of training MADE in one process and in two."""
-    root, env = smoke_repo(tmp_path_factory.mktemp("parallel") / "repo", MODEL, tmp_path_factory)
-    train(root, env, 1)
-    single = outputs(root)
-    log = train(root, env, 2).stdout
-    return root, env, single, outputs(root), log
+    return (*repo, *trained("made"))
 
 
-def test_two_processes_match_one_process_with_the_same_global_batch(runs):
-    _, _, single, ddp, log = runs
+@pytest.mark.parametrize("name", MODELS)
+def test_two_processes_match_one_process_with_the_same_global_batch(trained, name):
+    single, ddp, log = trained(name)
+    train_cfg = MODELS[name]["train"]
     assert "data parallel on 2 processes" in log
     assert ddp["train"]["device"] == "cpu x 2 processes" and single["train"]["device"] == "cpu"
-    assert ddp["train"]["train_images"] == single["train"]["train_images"] == 10_000
-    assert ddp["train"]["val_images"] == 500
-    assert [row[0] for row in ddp["curves"]] == [1, 2, 3]
+    assert ddp["train"]["train_images"] == single["train"]["train_images"] == train_cfg["max_train"]
+    assert ddp["train"]["val_images"] == train_cfg["max_val"]
+    assert [row[0] for row in ddp["curves"]] == list(range(1, train_cfg["epochs"] + 1))
     for one, two in zip(single["curves"], ddp["curves"]):
         assert two[1:] == pytest.approx(one[1:], rel=RELATIVE_TOLERANCE)
-    for name, weight in single["weights"].items():
+    for key, weight in single["weights"].items():
         if torch.is_tensor(weight) and weight.is_floating_point():
-            torch.testing.assert_close(ddp["weights"][name], weight, rtol=1e-4, atol=1e-5, msg=name)
+            torch.testing.assert_close(ddp["weights"][key], weight, rtol=1e-4, atol=1e-5, msg=key)
 
 
 def test_only_rank_zero_tracks_one_run_with_every_epoch(runs):

@@ -1,11 +1,13 @@
 """Bringing a user's image to what the models were trained on (pipeline/score.py)."""
+import math
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from pipeline.params import DataConfig
-from pipeline.score import UnreadableImage, binarize, percentile, read_images
+from pipeline.score import UnreadableImage, beyond_the_test_set, binarize, percentile, print_table, read_images
 
 
 def a_stroke(size: int = 28) -> np.ndarray:
@@ -60,3 +62,21 @@ def test_binarization_follows_the_pipelines_rule():
 
 def test_percentile_is_the_share_of_test_images_with_a_lower_nll():
     assert percentile(2.5, np.array([1.0, 2.0, 3.0, 4.0])) == 50.0
+
+
+def test_a_score_beyond_every_test_image_is_flagged_with_its_ratio_to_the_worst():
+    test_nll = np.array([90.0, 120.0, 150.0])
+    assert beyond_the_test_set(150.0, test_nll) == ""
+    just_beyond = beyond_the_test_set(180.0, test_nll)
+    assert just_beyond.startswith("beyond every test image") and f"{180 / 150:.2f}x" in just_beyond
+    far = beyond_the_test_set(1.26e8, test_nll)
+    assert far.startswith("far beyond every test image") and f"{1.26e8 / 150:,.0f}x the worst" in far
+
+
+def test_the_table_shows_the_note_beside_the_score(capsys):
+    rows = [{"image": "noise.npy", "model": name, "nll": nll, "bpd": nll / (784 * math.log(2)), "percentile": 100.0,
+             "estimator": "exact", "note": beyond_the_test_set(nll, np.array([100.0, 200.0]))}
+            for name, nll in (("made", 150.0), ("maf", 1.26e8))]
+    print_table(rows)
+    lines = {line.split()[1]: line for line in capsys.readouterr().out.splitlines()[2:]}
+    assert lines["maf"].rstrip().endswith(rows[1]["note"]) and "beyond" not in lines["made"]

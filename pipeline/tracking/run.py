@@ -214,14 +214,20 @@ class Run:
         if self.failed or not manifest.exists():
             return
         with self._guard("logging the datasets"):
+            import json
+
             import numpy as np
             from mlflow.data import from_numpy
+            from mlflow.data.dataset_source_registry import get_dataset_source_from_json
             from mlflow.entities import DatasetInput, InputTag
             checksums = read_json(manifest)["files"]
             inputs = []
             for split, context in contexts.items():
                 path = (BINARIZED_DIR / f"{split}.npy").resolve()
-                dataset = from_numpy(np.load(path), source=path.as_uri(), name=f"binarized-mnist-{split}",
+                # a source of MLflow's type "local" (a file), built as such: given the file:// URI as a
+                # string, MLflow guesses its type and warns that it matches more than one
+                source = get_dataset_source_from_json(json.dumps({"uri": path.as_uri()}), source_type="local")
+                dataset = from_numpy(np.load(path), source=source, name=f"binarized-mnist-{split}",
                                      digest=checksums[path.name][:DATASET_DIGEST_CHARS])
                 inputs.append(DatasetInput(dataset._to_mlflow_entity(), [InputTag("mlflow.data.context", context)]))
             self.client.log_inputs(self.id, inputs)
