@@ -90,7 +90,7 @@ def time_model(params: dict, name: str, device: torch.device, train_steps: int, 
     cfg = P.with_train_settings(spec.train, overrides or {}, "--set")
     throughput = train_throughput(model, cfg, device, train_steps, generator)
     model.eval()
-    per_image = lambda estimate: eval_seconds(  # noqa: E731
+    per_image = lambda estimate: eval_seconds(
         estimate, eval_images, cfg.eval_batch_size, device, generator) / eval_images
     evaluation = per_image(model.nll) * TEST_IMAGES  # a class-conditional model's marginal, as evaluate reports it
     validate = model.validation_nll if isinstance(model, HasValidationNLL) else model.nll
@@ -111,7 +111,7 @@ def table(rows: list[Timing], eval_images: int) -> str:
              f"{r.sample_100_s:.2f}", f"{r.epoch_s:.1f}", str(r.epochs), f"{r.train_stage_h:.2f}",
              f"{r.evaluate_stage_min:.1f}"] for r in rows]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    fmt = lambda line: "  ".join(cell.ljust(w) if i in (0, 2) else cell.rjust(w)  # noqa: E731
+    fmt = lambda line: "  ".join(cell.ljust(w) if i in (0, 2) else cell.rjust(w)
                                  for i, (cell, w) in enumerate(zip(line, widths)))
     return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *map(fmt, body)])
 

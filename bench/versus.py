@@ -67,7 +67,7 @@ def our_side(case: Case, compile: bool, bf16: bool):
     `train.compile: true` would run it."""
     model = build_model(case.ours[0], IMAGE_SHAPE, **case.ours[1]).train()
     loss = compiled(model.loss, TrainConfig(compile=compile), torch.device("cpu"))
-    step = lambda model, optimizer, batch: train_step(model, loss, optimizer, batch, bf16)  # noqa: E731
+    step = lambda model, optimizer, batch: train_step(model, loss, optimizer, batch, bf16)
     return step, model, make_optimizer(model, TrainConfig())
 
 

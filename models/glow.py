@@ -10,8 +10,18 @@ from torch import nn
 
 from models.base import require_positive
 from models.nn.dequantized import DequantizedFlow
-from models.nn.transforms import (ActNorm, AffineCoupling, Compose, MultiScale, Squeeze, Transform, at_least_fp32,
-                                  channel_mask, coupling_net, fp32)
+from models.nn.transforms import (
+    ActNorm,
+    AffineCoupling,
+    Compose,
+    MultiScale,
+    Squeeze,
+    Transform,
+    at_least_fp32,
+    channel_mask,
+    coupling_net,
+    fp32,
+)
 
 
 class InvertibleConv1x1(Transform):

@@ -6,8 +6,7 @@ import math
 import torch
 from torch import nn
 
-from models.base import (AutoregressiveModel, LabelConditioning, draw_or_keep, labels_kwarg, require_sizes,
-                         uniform_noise)
+from models.base import AutoregressiveModel, LabelConditioning, draw_or_keep, labels_kwarg, require_sizes, uniform_noise
 from models.nn.masked_linear import MaskedLinear, MaskedMLP, made_degrees, made_masks
 from models.progress import pixels
 

@@ -6,8 +6,15 @@ from typing import Literal
 
 from models.base import require_positive
 from models.nn.dequantized import DequantizedFlow
-from models.nn.transforms import (AffineCoupling, Compose, MultiScale, Squeeze, channel_mask, checkerboard_mask,
-                                  coupling_net)
+from models.nn.transforms import (
+    AffineCoupling,
+    Compose,
+    MultiScale,
+    Squeeze,
+    channel_mask,
+    checkerboard_mask,
+    coupling_net,
+)
 
 
 class RealNVP(DequantizedFlow):

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
-from pipeline import params as P, stage
+from pipeline import params as P
+from pipeline import stage
 from pipeline.data import BINARIZED_DIR, RAW_DIR, pack
 from pipeline.io import PipelineError, atomic_dir, sha256_bytes, sha256_file, write_json
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from pipeline.io import atomic_path  # noqa: E402
-from pipeline.results import ModelResults  # noqa: E402
+from pipeline.io import atomic_path
+from pipeline.results import ModelResults
 
 ESTIMATOR_LINES = {"exact": "-", "importance_sampled": "--", "dequantized": ":"}
 

@@ -9,11 +9,20 @@ from pathlib import Path
 
 import torch
 
-from pipeline import params as P, stage
+from pipeline import params as P
+from pipeline import stage
 from pipeline.data import IMAGE_SHAPE, load_labels, load_split
 from pipeline.io import PipelineError, atomic_path, write_json
-from pipeline.quality import (ClassifierConfig, DigitClassifier, accuracy, build_classifier, embed, gaussian_stats,
-                              quality_scores, train_classifier)
+from pipeline.quality import (
+    ClassifierConfig,
+    DigitClassifier,
+    accuracy,
+    build_classifier,
+    embed,
+    gaussian_stats,
+    quality_scores,
+    train_classifier,
+)
 
 CLASSIFIER_DIR = Path("classifier")
 MODEL_FILE = CLASSIFIER_DIR / "model.pt"          # the weights, its config and the test set's feature statistics

@@ -15,10 +15,19 @@ import numpy as np
 import torch
 
 from models import load_checkpoint
-from models.base import (CanComplete, ClassConditional, HasComponentMeans, HasLatentCode, HasNegativeELBO,
-                         HasSampleMeans, labels_kwarg)
+from models.base import (
+    CanComplete,
+    ClassConditional,
+    HasComponentMeans,
+    HasLatentCode,
+    HasNegativeELBO,
+    HasSampleMeans,
+    labels_kwarg,
+)
 from models.progress import progress
-from pipeline import classifier as digit_classifier, params as P, stage
+from pipeline import classifier as digit_classifier
+from pipeline import params as P
+from pipeline import stage
 from pipeline.data import load_labels, load_split
 from pipeline.devices import device_for
 from pipeline.figures import save_grid, top_half_mask
@@ -100,7 +109,7 @@ def render_figures(model, samples: torch.Tensor, test: torch.Tensor, labels: tor
     """The first `cfg.samples` of `samples` (drawn by `draw_samples`) as a grid, and what the
     model's optional capabilities allow. Returns the files."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    nrow = int(math.isqrt(cfg.samples))
+    nrow = math.isqrt(cfg.samples)
     written = [out_dir / SAMPLES_FIGURE]
     save_grid(samples[:cfg.samples], written[0], nrow)
     if isinstance(model, HasSampleMeans):  # the same seed and count: the means of the very samples above
@@ -196,7 +205,7 @@ def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto") -> 
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     trained = files.read_train_summary()
     run = Run.open(trained.mlflow_run_id, name)  # an unreachable server fails here
-    model, checkpoint = load_checkpoint(files.checkpoint, device)
+    model, _ = load_checkpoint(files.checkpoint, device)
     test = load_split("test", cfg.max_test)
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)

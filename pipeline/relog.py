@@ -20,10 +20,12 @@ from pathlib import Path
 import pandas as pd
 
 from models import load_checkpoint
-from pipeline import params as P, stage
+from pipeline import params as P
+from pipeline import stage
 from pipeline.evaluate import log_evaluation
 from pipeline.io import PipelineError
-from pipeline.report import REPORT_DIR, REPORT_FILES, log_to_mlflow as log_report, read_ceiling
+from pipeline.report import REPORT_DIR, REPORT_FILES, read_ceiling
+from pipeline.report import log_to_mlflow as log_report
 from pipeline.results import ModelResults, TrainSummary
 from pipeline.tracking import OPTIONAL_ENV, Run, connect, tracking_uri
 from pipeline.train import log_training

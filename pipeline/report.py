@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import charts, params as P, references, stage, webpage
+from pipeline import charts, references, stage, webpage
+from pipeline import params as P
 from pipeline.classifier import METRICS_FILE as CLASSIFIER_METRICS
 from pipeline.io import PipelineError, params_hash, read_json, write_text
 from pipeline.results import Metrics, ModelResults, TrainSummary

@@ -65,7 +65,8 @@ class LoopState:
         try:
             saved = torch.load(path, map_location=model.device, weights_only=True)
         except Exception as e:  # written atomically, so only damage from outside gets here
-            warnings.warn(f"cannot read the resume state {path} ({type(e).__name__}: {e}); training from scratch")
+            warnings.warn(f"cannot read the resume state {path} ({type(e).__name__}: {e}); training from scratch",
+                          stacklevel=2)
             return None
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])

@@ -31,7 +31,8 @@ import torch
 
 from models import load_checkpoint
 from models.progress import set_quiet
-from pipeline import params as P, stage
+from pipeline import params as P
+from pipeline import stage
 from pipeline.binarize import binarize_images
 from pipeline.data import IMAGE_SHAPE
 from pipeline.io import PipelineError

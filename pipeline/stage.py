@@ -5,7 +5,7 @@ import argparse
 import errno
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from models.progress import set_quiet
 from pipeline.io import PipelineError

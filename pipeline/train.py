@@ -11,8 +11,9 @@ import torch
 
 import models
 from models import build_model, save_checkpoint
-from pipeline import devices, params as P, parallel, resume, stage, train_config
 from models.base import ClassConditional
+from pipeline import devices, parallel, resume, stage, train_config
+from pipeline import params as P
 from pipeline.data import IMAGE_SHAPE, data_checksum, load_labels, load_split, load_train_intensity
 from pipeline.digest import family_digest, stage_digest
 from pipeline.io import PipelineError, params_hash, write_text

@@ -5,8 +5,16 @@ import pytest
 import torch
 
 from models import FAMILIES, build_model
-from models.base import (ESTIMATORS, CanComplete, GenerativeModel, HasLatentCode, HasNegativeELBO, HasSampleMeans,
-                         HasValidationNLL, draw_or_keep)
+from models.base import (
+    ESTIMATORS,
+    CanComplete,
+    GenerativeModel,
+    HasLatentCode,
+    HasNegativeELBO,
+    HasSampleMeans,
+    HasValidationNLL,
+    draw_or_keep,
+)
 from pipeline.io import REPO_ROOT
 from pipeline.report import ESTIMATORS as REPORT_LEGEND
 from tests.toys import AUTOREGRESSIVE, DEQUANTIZED, LATENT

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import models
-from pipeline import train as train_stage, training_loop
+from pipeline import train as train_stage
+from pipeline import training_loop
 from pipeline.resume import resume_point
 from pipeline.train_config import TrainConfig
 from pipeline.training_loop import TrainingData, TrainingDiverged, fit

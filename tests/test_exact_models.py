@@ -2,8 +2,14 @@
 import pytest
 import torch
 
-from tests.helpers import (all_binary_images, chi_square_pvalue, fast_and_generic_fill, input_jacobian, randomize,
-                           total_probability)
+from tests.helpers import (
+    all_binary_images,
+    chi_square_pvalue,
+    fast_and_generic_fill,
+    input_jacobian,
+    randomize,
+    total_probability,
+)
 from tests.toys import AUTOREGRESSIVE, EXACT
 
 TOY = (1, 4, 4)

@@ -8,11 +8,20 @@ import torch
 from torch import nn
 
 from models import build_model, load_checkpoint, save_checkpoint
-from models.nn.dequantized import LogitTransform, VariationalDequantizer
 from models.glow import Glow, InvertibleConv1x1
 from models.maf import MAF, Flatten, MaskedAffineAutoregressive, Permute
-from models.nn.transforms import (ActNorm, AffineCoupling, Compose, MultiScale, Squeeze, channel_mask,
-                                  checkerboard_mask, coupling_net, standard_normal_log_prob)
+from models.nn.dequantized import LogitTransform, VariationalDequantizer
+from models.nn.transforms import (
+    ActNorm,
+    AffineCoupling,
+    Compose,
+    MultiScale,
+    Squeeze,
+    channel_mask,
+    checkerboard_mask,
+    coupling_net,
+    standard_normal_log_prob,
+)
 from models.realnvp import RealNVP
 from tests.helpers import all_binary_images, randomize
 from tests.toys import DEQUANTIZED, DEQUANTIZED_KWARGS
@@ -178,7 +187,7 @@ def bin_integrals(model, nodes_per_bin=10):
         log_pw = standard_normal_log_prob(z) + log_det
         log_pv = model.log_density(v.view(-1, *TINY))
     image = ((w > 0).long() * 2 ** torch.arange(d - 1, -1, -1)).sum(1)
-    per_bin = lambda values: torch.zeros(2 ** d, dtype=torch.float64).index_add_(0, image, weight * values)  # noqa: E731
+    per_bin = lambda values: torch.zeros(2 ** d, dtype=torch.float64).index_add_(0, image, weight * values)
     probability = per_bin(log_pw.exp())
     uniform_bound = per_bin(-log_pv * log_dv_dw.exp())  # dv = (dv/dw) dw, and each v-bin has volume 1
     return probability, uniform_bound, log_pv, log_pw - log_dv_dw

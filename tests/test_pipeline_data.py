@@ -9,7 +9,7 @@ import pytest
 
 from pipeline import prepare as prep
 from pipeline.binarize import binarize
-from pipeline.data import load_split, unpack, pack
+from pipeline.data import load_split, pack, unpack
 from pipeline.io import PipelineError, sha256_file
 from pipeline.params import DataConfig
 from tests.conftest import REPO

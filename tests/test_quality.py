@@ -7,8 +7,16 @@ import torch
 from pipeline.binarize import binarize
 from pipeline.data import load_labels, load_split
 from pipeline.params import DataConfig
-from pipeline.quality import (ClassifierConfig, accuracy, embed, frechet_distance, gaussian_stats, inception_score,
-                              quality_scores, train_classifier)
+from pipeline.quality import (
+    ClassifierConfig,
+    accuracy,
+    embed,
+    frechet_distance,
+    gaussian_stats,
+    inception_score,
+    quality_scores,
+    train_classifier,
+)
 from pipeline.report import markdown
 
 

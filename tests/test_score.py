@@ -22,9 +22,9 @@ def test_a_large_colour_photo_of_dark_ink_on_paper_becomes_a_centred_light_on_da
     rgb = np.stack([paper, paper, np.full_like(paper, 200)], axis=-1)  # a bluish tint: colour, not grey
     Image.fromarray(rgb).save(tmp_path / "photo.jpg", quality=95)
     grey = read_images(tmp_path / "photo.jpg")
-    assert grey.shape == (1, 28, 28) and 0 <= grey.min() and grey.max() <= 1
+    assert grey.shape == (1, 28, 28) and grey.min() >= 0 and grey.max() <= 1
     assert grey[0, 0, 0] < 0.1 and grey.max() > 0.9  # inverted: the background is dark
-    rows, cols = np.nonzero(grey[0] > 0.5)
+    rows, _ = np.nonzero(grey[0] > 0.5)
     assert rows.max() - rows.min() + 1 in (19, 20, 21)  # scaled to MNIST's 20-pixel box
     assert abs((grey[0].sum(0) * np.arange(28)).sum() / grey[0].sum() - 14) < 1.5  # centred by mass
 

@@ -121,7 +121,7 @@ def test_compile_cuda_compiles_the_loss_on_a_gpu_only():
 # --- a training-compute budget ------------------------------------------------------------------------
 
 def test_training_stops_at_the_budget_and_validates_at_its_log_spaced_fractions():
-    model, history = train_made(config(lr=0.01, epochs=100, budget_flops=3e7, budget_points=4))
+    _, history = train_made(config(lr=0.01, epochs=100, budget_flops=3e7, budget_points=4))
     per_image = training_flops_per_image(MADE(SHAPE, hidden_sizes=[32], num_masks=2, order_agnostic=True))
     assert [r["epoch"] for r in history] == [1, 2, 3, 4]
     assert history[-1]["images"] == 3e7 // per_image and history[-1]["flops"] <= 3e7

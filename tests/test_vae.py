@@ -115,7 +115,7 @@ def test_sample_encode_decode_shapes_and_values(name):
     assert set(samples.unique().tolist()) <= {0.0, 1.0}
     assert codes.shape == (5, model.latent_dim)
     assert decoded.shape == (5, *TOY)
-    assert 0 <= float(means.min()) and float(means.max()) <= 1 and 0 <= float(decoded.min()) <= 1
+    assert float(means.min()) >= 0 and float(means.max()) <= 1 and 0 <= float(decoded.min()) <= 1
     assert torch.equal(samples, model.sample(8, torch.Generator().manual_seed(0)))
 
 

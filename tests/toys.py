@@ -14,11 +14,10 @@ from models.made import MADE
 from models.markov import MarkovChain
 from models.mixture import BernoulliMixture
 from models.nade import NADE
-from models.vae import VAE
 from models.pixelcnn import PixelCNN
 from models.rnn import PixelRNN
 from models.transformer import PixelTransformer
-
+from models.vae import VAE
 
 
 def with_label_prior(model):

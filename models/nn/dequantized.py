@@ -13,8 +13,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import GenerativeModel, require_positive, uniform_noise
-from models.nn.transforms import (AffineCoupling, Transform, at_least_fp32, checkerboard_mask, coupling_net, fp32,
-                                  per_example, standard_normal_log_prob)
+from models.nn.transforms import (
+    AffineCoupling,
+    Transform,
+    at_least_fp32,
+    checkerboard_mask,
+    coupling_net,
+    fp32,
+    per_example,
+    standard_normal_log_prob,
+)
+
 
 class LogitTransform(Transform):
     """Dequantized pixels v in [0, num_bins) -> logit space: w = logit(alpha + (1 - 2 alpha) v / num_bins).

@@ -73,7 +73,7 @@ class Run:
         self.client, self.id, self.failed = client, run_id, False
 
     @classmethod
-    def start(cls, name: str, params: dict, tags: dict) -> "Run | None":
+    def start(cls, name: str, params: dict, tags: dict) -> Run | None:
         """A new current run for `name`, or None where tracking is off or (optionally) down."""
         client = connect()
         if client is None:
@@ -107,7 +107,7 @@ class Run:
         return run.info.run_id
 
     @classmethod
-    def open(cls, run_id: str | None, name: str | None = None, quiet: bool = False) -> "Run | None":
+    def open(cls, run_id: str | None, name: str | None = None, quiet: bool = False) -> Run | None:
         """The run with this id or, for model `name`, the current run that `pipeline.relog` rebuilt
         in its place (also when the stage ran untracked: run_id None); None if the store has
         neither, or tracking is off or (optionally) down."""
@@ -134,7 +134,7 @@ class Run:
         return None
 
     @classmethod
-    def resume_or_start(cls, run_id: str | None, name: str, params: dict, tags: dict) -> "Run | None":
+    def resume_or_start(cls, run_id: str | None, name: str, params: dict, tags: dict) -> Run | None:
         """Continue the run a killed stage was logging to, or start a new one."""
         return cls.open(run_id, quiet=True) or cls.start(name, params, tags)
 

@@ -81,7 +81,7 @@ def real_data(tmp_path_factory) -> Path:
         mirror = mirror_dir()
         from pipeline.binarize import binarize
         from pipeline.params import DataConfig
-        from pipeline.prepare import fetch_verified, SHA256
+        from pipeline.prepare import SHA256, fetch_verified
         base = tmp_path_factory.mktemp("mnist") / "data"
         (base / "raw").mkdir(parents=True)
         for name, sha in SHA256.items():
