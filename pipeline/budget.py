@@ -40,3 +40,9 @@ def batch_sizes(start: int, end: int, epoch_images: int, batch_size: int) -> lis
         sizes.append(size)
         start += size
     return sizes
+
+
+def steps_to(ends: list[int], epoch_images: int, batch_size: int, start: int = 0) -> int:
+    """How many batches take the loop from `start` images through the validations at `ends`."""
+    bounds = [start, *(end for end in ends if end > start)]
+    return sum(len(batch_sizes(a, b, epoch_images, batch_size)) for a, b in zip(bounds[:-1], bounds[1:]))

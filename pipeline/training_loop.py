@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from models.base import ClassConditional, FitsWithoutGradients, GenerativeModel, HasValidationNLL, labels_kwarg
 from models.progress import bars_enabled
-from pipeline.budget import batch_sizes, round_ends
+from pipeline.budget import batch_sizes, round_ends, steps_to
 from pipeline.flops import training_flops_per_image
 from pipeline.optimizer import make_optimizer, make_schedule
 from pipeline.parallel import SINGLE, World, data_parallel
@@ -168,7 +168,8 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
     without_gradients = isinstance(model, FitsWithoutGradients) and model.fits_without_gradients
     ends = round_ends(len(train), cfg.epochs, cfg.budget_images(per_image), cfg.budget_points, without_gradients)
     optimizer = make_optimizer(model, cfg)
-    schedule = make_schedule(optimizer, cfg, len(batch_sizes(0, ends[-1], len(train), cfg.batch_size)))
+    total_steps = steps_to(ends, len(train), cfg.batch_size)
+    schedule = make_schedule(optimizer, cfg, total_steps)
     shuffle = torch.Generator().manual_seed(cfg.seed)
     step_fn = data_parallel(model, device) if world.distributed else model.loss
     loss_fn = compiled(step_fn, cfg, device, world.distributed)
@@ -187,8 +188,7 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
     rounds = [] if state.patience_spent(cfg.patience) else ends[state.epoch:]  # resumed after an early stop
 
     quiet = quiet or not world.is_main
-    total_steps = len(batch_sizes(0, ends[-1], len(train), cfg.batch_size))
-    bar = tqdm(total=total_steps, initial=total_steps - len(batch_sizes(stream.seen, ends[-1], len(train), cfg.batch_size)),
+    bar = tqdm(total=total_steps, initial=total_steps - steps_to(ends, len(train), cfg.batch_size, stream.seen),
                disable=quiet or not bars_enabled(), unit="step", dynamic_ncols=True, leave=False)
     start = time.perf_counter() - (state.history[-1]["seconds"] if state.history else 0.0)
     for epoch, end in enumerate(rounds, start=state.epoch + 1):
