@@ -194,10 +194,12 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
     for epoch, end in enumerate(rounds, start=state.epoch + 1):
         model.train()
         first = stream.seen
-        if without_gradients:
-            images = stream.next_epoch()
-            total = _checked_sum([torch.tensor(model.fit_epoch(images))], epoch, 1, state) * len(images)
-            bar.update(math.ceil(len(images) / cfg.batch_size))
+        if without_gradients:  # whole epochs, one fit each
+            total = 0.0
+            while stream.seen < end:
+                images = stream.next_epoch()
+                total += _checked_sum([torch.tensor(model.fit_epoch(images))], epoch, 1, state) * len(images)
+                bar.update(math.ceil(len(images) / cfg.batch_size))
         else:
             total, pending, sizes = 0.0, [], batch_sizes(stream.seen, end, len(train), cfg.batch_size)
             for step, size in enumerate(sizes):
