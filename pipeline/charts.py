@@ -15,6 +15,7 @@ from pipeline.io import atomic_path
 from pipeline.results import ModelResults
 
 ESTIMATOR_LINES = {"exact": "-", "importance_sampled": "--", "dequantized": ":"}
+FAMILY_MARKERS = ("o", "s", "^", "D")
 
 
 def save(fig, path: Path, dpi: int) -> None:
@@ -30,24 +31,26 @@ def family_colours(families) -> dict[str, tuple]:
 
 
 def nll_against_compute(table: pd.DataFrame, path: Path) -> None:
-    """Every model's validation NLL against its cumulative training FLOPs (log scale): one line per
-    model, coloured by family, its style by estimator (solid exact, dashed importance-sampled,
-    dotted dequantized)."""
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    colours = family_colours(table.family)
+    """Every model's validation NLL against its cumulative training FLOPs (log scales): one line per
+    model, coloured by family (a marker of its own within the family), its style by estimator (solid
+    exact, dashed importance-sampled, dotted dequantized)."""
+    fig, ax = plt.subplots(figsize=(12, 6))
+    colours, in_family = family_colours(table.family), {}
     for model, family, estimator in zip(table.model, table.family, table.estimator):
         curves = pd.read_csv(ModelResults(model).curves)
-        ax.plot(curves.flops, curves.val_nll, ESTIMATOR_LINES.get(estimator, "-"), marker=".",
-                color=colours[family], label=f"{model} ({estimator})")
+        in_family[family] = in_family.get(family, -1) + 1
+        marker = FAMILY_MARKERS[in_family[family] % len(FAMILY_MARKERS)]
+        ax.plot(curves.flops, curves.val_nll, ESTIMATOR_LINES.get(estimator, "-"), marker=marker,
+                markersize=4, color=colours[family], label=f"{model} ({estimator})")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("training compute (FLOPs, forward and backward)")
     ax.set_ylabel("validation NLL (nats per image)")
     ax.set_title("Validation NLL against training compute")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
-    save(fig, path, 120)
+    save(fig, path, 110)
 
 
 def bar_chart(table: pd.DataFrame, path: Path) -> None:
