@@ -20,7 +20,16 @@ import time
 import pytest
 import torch
 
-from tests.drills.workspace import GIT, edit_params, git_repo, metric_steps, mlflow_runs, run, smoke_repo
+from tests.drills.workspace import (
+    GIT,
+    edit_params,
+    git_repo,
+    metric_steps,
+    mlflow_runs,
+    record_data_stages,
+    run,
+    smoke_repo,
+)
 
 pytestmark = pytest.mark.e2e
 pytest.importorskip("mlflow")
@@ -40,7 +49,7 @@ def repo(tmp_path_factory):
     """A committed copy after one `dvc repro` (data stages recorded from the session's data)."""
     root, env = smoke_repo(tmp_path_factory.mktemp("dvc-drills") / "repo", MODELS, tmp_path_factory)
     git_repo(root, env)
-    run(["dvc", "commit", "--force", "prepare", "binarize"], root, env)
+    record_data_stages(root, env)
     run(["dvc", "repro"], root, env)
     run([*GIT, "add", "dvc.lock"], root, env)
     run([*GIT, "commit", "-qm", "lock"], root, env)

@@ -23,7 +23,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.drills.workspace import GIT, copy_data, copy_repo, git_repo, real_data, run, subprocess_env, write_params
+from tests.drills.workspace import (
+    GIT,
+    copy_data,
+    copy_repo,
+    git_repo,
+    real_data,
+    record_data_stages,
+    run,
+    subprocess_env,
+    write_params,
+)
 from tests.servers import mlflow_server, postgres_cluster, why_no_postgres
 
 pytestmark = pytest.mark.e2e
@@ -68,7 +78,7 @@ def team(tmp_path_factory):
         copy_data(real_data(tmp_path_factory), root)
         env = subprocess_env(root, **({"MLFLOW_TRACKING_URI": url} if url else {}))
         git_repo(root, env)
-        run(["dvc", "commit", "--force", "prepare", "binarize"], root, env)
+        record_data_stages(root, env)
         run(["dvc", "repro"], root, env, timeout=600)
         run([*GIT, "add", "dvc.lock"], root, env)
         run([*GIT, "commit", "-qm", "lock"], root, env)

@@ -126,6 +126,13 @@ def git_repo(root: Path, env: dict) -> None:
     run([*GIT, "commit", "-qm", "drill"], root, env)
 
 
+def record_data_stages(root: Path, env: dict) -> None:
+    """Record the data copied into `root` as the outputs of its stages, so `dvc repro` does not make
+    them again: the code digests first, which those stages depend on."""
+    run(["dvc", "repro", "digest"], root, env)
+    run(["dvc", "commit", "--force", "prepare", "binarize"], root, env)
+
+
 def call_stage(module, *argv: str) -> str | None:
     """Run a stage's main() in this process as `python -m` would; the one-line error it exits with,
     or None when it succeeds."""
