@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 import torch
-import yaml
 
 from models.base import GenerativeModel
 from models.checkpoint import load_checkpoint
@@ -67,6 +66,10 @@ def unknown_model(name: str, repo: Path, rev: str | None) -> LookupError | None:
     """The error for a `name` that params.yaml (at `rev`) does not define; None where it does, or
     where params.yaml cannot be read (the caller's own error then stands). Only asked once a
     checkpoint is missing, so loading pays nothing for it."""
+    try:
+        import yaml  # here, not at the top: the models package needs only torch
+    except ImportError:
+        return None
     try:
         text = (repo / PARAMS).read_text() if rev is None else read_at_revision(PARAMS, rev, repo).decode()
         known = list((yaml.safe_load(text) or {}).get("models") or {})
