@@ -20,7 +20,6 @@ class LoopState:
     """What `fit` carries from epoch to epoch, and saves after each one so that a killed run resumes."""
 
     epoch: int = 0                      # the last finished epoch (with a compute budget: validation round)
-    images_seen: int = 0                # training images stepped on so far, over all epochs
     history: list[dict] = field(default_factory=list)
     best_nll: float = math.inf
     best_epoch: int | None = None
@@ -38,6 +37,11 @@ class LoopState:
             return True
         self.bad_epochs += 1
         return False
+
+    @property
+    def images_seen(self) -> int:
+        """Training images stepped on so far, over all epochs (the last record's count)."""
+        return self.history[-1]["images"] if self.history else 0
 
     def patience_spent(self, patience: int | None) -> bool:
         return patience is not None and self.bad_epochs >= patience

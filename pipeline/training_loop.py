@@ -224,7 +224,6 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
         record = {"epoch": epoch, "images": stream.seen, "flops": stream.seen * per_image,
                   "train_loss": total / (stream.seen - first), "val_nll": val_nll,
                   "lr": schedule.get_last_lr()[0], "seconds": time.perf_counter() - start}
-        state.images_seen = stream.seen
         improved = state.finish_epoch(record, model)
         if state_path is not None and world.is_main:
             state.save(state_path, model, optimizer, schedule, stream.resume_rng())
