@@ -170,7 +170,7 @@ def notes(table: pd.DataFrame, ceiling: dict | None) -> list[str]:
         "NLL against it.",
         "`published`: only a number whose setup matches this run's (architecture and size, masks, the "
         "estimator's k, training binarization and number of training images); the nearest others, with what "
-        "differs, are listed at the end: a guide, not a like-for-like comparison.",
+        "differs, are listed at the end of results.md: a guide, not a like-for-like comparison.",
     ]
     if best is not None:
         found.insert(1, f"`vs best exact`: the mean per-image difference to `{best}` (the best exact model) "
@@ -181,10 +181,14 @@ def notes(table: pd.DataFrame, ceiling: dict | None) -> list[str]:
     return found
 
 
+def leaderboards(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """A leaderboard per estimator that some model has, under its heading."""
+    return {f"{estimator}: {text}": leaderboard(group) for estimator, text in ESTIMATORS.items()
+            if not (group := table[table.estimator == estimator]).empty}
+
+
 def markdown(table: pd.DataFrame, profile: str, ceiling: dict | None = None) -> str:
-    sections = [f"## {estimator}: {text}\n\n{markdown_table(leaderboard(group))}\n"
-                for estimator, text in ESTIMATORS.items()
-                if not (group := table[table.estimator == estimator]).empty]
+    sections = [f"## {heading}\n\n{markdown_table(board)}\n" for heading, board in leaderboards(table).items()]
     sections.append("## Training\n\n`kept`: the validation (epoch, or point of the budget) whose weights were kept, "
                     f"of those run.\n\n{markdown_table(training_table(table))}\n")
     if table.test_conditional_nll.notna().any():
@@ -207,7 +211,8 @@ def read_ceiling() -> dict | None:
 
 
 def quality_note(ceiling: dict) -> str:
-    return (f"`inception_score` (higher is better, at most 10) and `frechet_distance` (lower is better) of "
+    return (f"`IS`, the inception score (higher is better, at most 10), and `FD`, the Frechet distance (lower is "
+            f"better), of "
             f"{ceiling['quality_samples']} samples per model, by a small digit classifier trained on the binarized "
             f"training images (test accuracy {ceiling['test_accuracy']:.2%}); MNIST-specific, comparable within "
             f"this benchmark only. The ceiling, {ceiling['quality_samples']} real test images: inception score "
@@ -236,8 +241,8 @@ def html_page(table: pd.DataFrame, profile: str, ceiling: dict | None) -> str:
     samples = {model: ModelResults(model).samples.read_bytes() for model in table.model}
     figures = {"Validation NLL against training compute": REPORT_DIR / "compute.png",
                "Training loss and validation NLL": REPORT_DIR / "curves.png"}
-    return webpage.page(f"Binarized MNIST: test-set results (profile {profile})", notes(table, ceiling), table,
-                        ESTIMATORS, samples, figures)
+    return webpage.page(f"Binarized MNIST: test-set results (profile {profile})", notes(table, ceiling),
+                        leaderboards(table), samples, figures)
 
 
 def main(argv=None) -> None:
