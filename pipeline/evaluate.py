@@ -199,11 +199,11 @@ def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto") -> 
     """Test metrics (metrics.json: only numbers that the same inputs reproduce exactly; the time
     taken goes to eval.json) and figures, then the same into the model's MLflow run."""
     files = ModelResults(name)
-    files.require("train", files.checkpoint, files.train_summary)
+    files.require("train", files.checkpoint)
+    trained = files.read_train_summary()  # a missing train.json is the same one-line error
     device = device_for(device_setting)
     # TF32 (on by default for cuDNN convolutions) keeps 10 mantissa bits: the test NLL is computed in true fp32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    trained = files.read_train_summary()
     run = Run.open(trained.mlflow_run_id, name)  # an unreachable server fails here
     model, _ = load_checkpoint(files.checkpoint, device)
     test = load_split("test", cfg.max_test)
