@@ -35,14 +35,22 @@ def require_sizes(**lists: list[int]) -> None:
             raise ValueError(f"{name} must be a non-empty list of positive sizes, got {list(sizes)}")
 
 
+def require_pixel_levels(pixel_levels: int) -> None:
+    if pixel_levels < 2:
+        raise ValueError(f"pixel_levels must be >= 2, got {pixel_levels}")
+
+
 class GenerativeModel(nn.Module):
-    """A density model over binary images of shape `image_shape` = (C, H, W).
+    """A density model over images of shape `image_shape` = (C, H, W) whose pixels take the integer
+    values 0 .. pixel_levels - 1, held in a float tensor: 2 for binarized images, 256 for grey levels.
 
     `nll(x)` returns the per-image negative log-likelihood in nats, or the tightest upper bound the
-    family has; the class attribute `estimator` names which (one of ESTIMATORS).
+    family has; the class attribute `estimator` names which (one of ESTIMATORS). A family that models
+    grey levels takes `pixel_levels` in its constructor and sets the attribute; the others keep 2.
     """
 
     estimator: Estimator = "exact"
+    pixel_levels: int = 2
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
