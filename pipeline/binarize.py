@@ -6,27 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from pipeline import params as P
 from pipeline import stage
-from pipeline.data import BINARIZED_DIR, RAW_DIR, pack
-from pipeline.io import PipelineError, atomic_dir, sha256_bytes, sha256_file, write_json
-
-TRAIN_SIZE = 50_000
-
-
-def read_raw(raw_dir: Path = RAW_DIR) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """{'train'|'val'|'test': (uint8 images (N, 28, 28), labels (N,))} from the IDX files."""
-    try:
-        images, labels = (read_image_file(str(raw_dir / "train-images-idx3-ubyte")),
-                          read_label_file(str(raw_dir / "train-labels-idx1-ubyte")))
-        test = (read_image_file(str(raw_dir / "t10k-images-idx3-ubyte")),
-                read_label_file(str(raw_dir / "t10k-labels-idx1-ubyte")))
-    except (OSError, RuntimeError, AssertionError) as e:
-        raise PipelineError(f"cannot read the MNIST files in {raw_dir}/ ({e}): run `dvc repro prepare`") from None
-    return {"train": (images[:TRAIN_SIZE], labels[:TRAIN_SIZE]),
-            "val": (images[TRAIN_SIZE:], labels[TRAIN_SIZE:]), "test": test}
+from pipeline.data import BINARIZED_DIR, RAW_DIR, pack, read_raw, save_npy, write_manifest
+from pipeline.io import atomic_dir
 
 
 def binarize_images(images: torch.Tensor, method: str, generator: torch.Generator) -> torch.Tensor:
@@ -35,11 +19,6 @@ def binarize_images(images: torch.Tensor, method: str, generator: torch.Generato
     if method == "stochastic":
         return (torch.rand(intensity.shape, generator=generator) < intensity).to(torch.uint8)
     return (intensity > 0.5).to(torch.uint8)
-
-
-def save_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as f:
-        np.save(f, array)
 
 
 def binarize(config: P.DataConfig, raw_dir: Path = RAW_DIR, out_dir: Path = BINARIZED_DIR) -> dict:
@@ -59,11 +38,7 @@ def _write_splits(splits: dict, config: P.DataConfig, out_dir: Path) -> dict:
         save_npy(out_dir / f"{split}_labels.npy", labels.numpy().astype(np.uint8))
         files[split] = {"images": len(bits), "mean_pixel": round(float(bits.float().mean()), 6)}
     save_npy(out_dir / "train_intensity.npy", splits["train"][0].numpy())
-    hashes = {p.name: sha256_file(p) for p in sorted(out_dir.glob("*.npy"))}
-    manifest = {"binarization": config.binarization, "seed": config.seed, "splits": files, "files": hashes,
-                "sha256": sha256_bytes("".join(f"{n}:{h}\n" for n, h in hashes.items()).encode())}
-    write_json(out_dir / "manifest.json", manifest)
-    return manifest
+    return write_manifest(out_dir, {"binarization": config.binarization, "seed": config.seed}, files)
 
 
 def main(argv=None) -> None:

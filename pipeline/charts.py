@@ -1,5 +1,7 @@
 """The report's pictures: test NLL per model, the training curves, validation NLL against training
-compute, and every model's samples in one montage. Each is written atomically as a PNG."""
+compute, and every model's samples in one montage. Each is written atomically as a PNG. The two
+tracks (binarized and grey-level MNIST) get a panel each: nats per image on the binarized one, bits
+per dimension, the field's unit, on the grey one."""
 from __future__ import annotations
 
 import math
@@ -16,6 +18,22 @@ from pipeline.results import ModelResults
 
 ESTIMATOR_LINES = {"exact": "-", "importance_sampled": "--", "dequantized": ":"}
 FAMILY_MARKERS = ("o", "s", "^", "D")
+TRACK_TITLES = {"binarized": "binarized MNIST", "grey": "grey-level MNIST"}
+NATS_PER_BIT_PER_IMAGE = 28 * 28 * math.log(2)
+
+
+def tracks(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(data, its rows) for each track the table has, binarized first."""
+    return [(data, table[table.data == data]) for data in TRACK_TITLES if (table.data == data).any()]
+
+
+def in_track_unit(nll, data: str):
+    """Nats per image on the binarized track, bits per dimension on the grey one."""
+    return nll / NATS_PER_BIT_PER_IMAGE if data == "grey" else nll
+
+
+def unit_label(data: str) -> str:
+    return "bits per dimension" if data == "grey" else "nats per image"
 
 
 def save(fig, path: Path, dpi: int) -> None:
@@ -34,51 +52,61 @@ def nll_against_compute(table: pd.DataFrame, path: Path) -> None:
     """Every model's validation NLL against its cumulative training FLOPs (log scales): one line per
     model, coloured by family (a marker of its own within the family), its style by estimator (solid
     exact, dashed importance-sampled, dotted dequantized)."""
-    fig, ax = plt.subplots(figsize=(12, 6))
-    colours, in_family = family_colours(table.family), {}
-    for model, family, estimator in zip(table.model, table.family, table.estimator):
-        curves = pd.read_csv(ModelResults(model).curves)
-        in_family[family] = in_family.get(family, -1) + 1
-        marker = FAMILY_MARKERS[in_family[family] % len(FAMILY_MARKERS)]
-        ax.plot(curves.flops, curves.val_nll, ESTIMATOR_LINES.get(estimator, "-"), marker=marker,
-                markersize=4, color=colours[family], label=f"{model} ({estimator})")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("training compute (FLOPs, forward and backward)")
-    ax.set_ylabel("validation NLL (nats per image)")
-    ax.set_title("Validation NLL against training compute")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    panels = tracks(table)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(12, 6 * len(panels)), squeeze=False)
+    colours = family_colours(table.family)
+    for ax, (data, rows) in zip(axes[:, 0], panels):
+        in_family = {}
+        for model, family, estimator in zip(rows.model, rows.family, rows.estimator):
+            curves = pd.read_csv(ModelResults(model).curves)
+            in_family[family] = in_family.get(family, -1) + 1
+            marker = FAMILY_MARKERS[in_family[family] % len(FAMILY_MARKERS)]
+            ax.plot(curves.flops, in_track_unit(curves.val_nll, data), ESTIMATOR_LINES.get(estimator, "-"),
+                    marker=marker, markersize=4, color=colours[family], label=f"{model} ({estimator})")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training compute (FLOPs, forward and backward)")
+        ax.set_ylabel(f"validation NLL ({unit_label(data)})")
+        ax.set_title(f"Validation NLL against training compute: {TRACK_TITLES[data]}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     save(fig, path, 110)
 
 
 def bar_chart(table: pd.DataFrame, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(table) + 1.5))
-    for (estimator, group), colour in zip(table.groupby("estimator", sort=False), ("tab:blue", "tab:orange", "tab:green")):
-        ax.barh(group.model, group.test_nll, xerr=group.test_nll_stderr, color=colour, label=estimator)
-    published = table.dropna(subset=["published_nll"])  # matched numbers only
-    ax.scatter(published.published_nll, published.model, marker="|", s=300, color="black",
-               label="published (matched setup)")
-    ax.invert_yaxis()
-    ax.set_xlabel("test NLL (nats per image, lower is better)")
-    ax.legend(loc="lower right")
+    panels = tracks(table)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 0.45 * len(table) + 1.5 * len(panels)), squeeze=False,
+                             height_ratios=[len(rows) + 3 for _, rows in panels])
+    colours = dict(zip(ESTIMATOR_LINES, ("tab:blue", "tab:orange", "tab:green")))
+    for ax, (data, rows) in zip(axes[:, 0], panels):
+        for estimator, group in rows.groupby("estimator", sort=False):
+            ax.barh(group.model, in_track_unit(group.test_nll, data), xerr=in_track_unit(group.test_nll_stderr, data),
+                    color=colours.get(estimator), label=estimator)
+        published = rows.dropna(subset=["published_nll"])  # matched numbers only
+        ax.scatter(in_track_unit(published.published_nll, data), published.model, marker="|", s=300, color="black",
+                   label="published (matched setup)")
+        ax.invert_yaxis()
+        ax.set_xlabel(f"test NLL ({unit_label(data)}, lower is better): {TRACK_TITLES[data]}")
+        ax.legend(loc="lower right")
     fig.tight_layout()
     save(fig, path, 120)
 
 
 def learning_curves(table: pd.DataFrame, path: Path) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for model in table.model:
-        curves = pd.read_csv(ModelResults(model).curves)
-        for ax, column in zip(axes, ("train_loss", "val_nll")):
-            ax.plot(curves.images, curves[column], marker=".", label=model)
-    for ax, title in zip(axes, ("training loss (nats)", "validation NLL (nats)")):
-        ax.set_title(title)
-        ax.set_xlabel("training images seen")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-    axes[1].legend(fontsize=8, ncol=2)
+    panels = tracks(table)
+    fig, axes = plt.subplots(len(panels), 2, figsize=(11, 4 * len(panels)), squeeze=False)
+    for row, (data, rows) in zip(axes, panels):
+        for model in rows.model:
+            curves = pd.read_csv(ModelResults(model).curves)
+            for ax, column in zip(row, ("train_loss", "val_nll")):
+                ax.plot(curves.images, in_track_unit(curves[column], data), marker=".", label=model)
+        for ax, title in zip(row, ("training loss", "validation NLL")):
+            ax.set_title(f"{title} ({unit_label(data)}): {TRACK_TITLES[data]}")
+            ax.set_xlabel("training images seen")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        row[1].legend(fontsize=8, ncol=2)
     fig.tight_layout()
     save(fig, path, 110)
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from pipeline import params as P
 from pipeline import stage
-from pipeline.data import IMAGE_SHAPE, load_labels, load_split
-from pipeline.io import PipelineError, atomic_path, write_json
+from pipeline.data import BINARIZED_DIR, IMAGE_SHAPE, load_labels, load_split
+from pipeline.io import PipelineError, atomic_path, read_json, write_json
 from pipeline.quality import (
     ClassifierConfig,
     DigitClassifier,
@@ -29,21 +30,31 @@ MODEL_FILE = CLASSIFIER_DIR / "model.pt"          # the weights, its config and 
 METRICS_FILE = CLASSIFIER_DIR / "metrics.json"    # test accuracy and the real test images' scores
 
 
+@dataclass(frozen=True)
+class TrainedClassifier:
+    model: DigitClassifier
+    config: ClassifierConfig
+    reference: tuple[torch.Tensor, torch.Tensor]  # the binarized test set's feature (mean, covariance)
+    binarization: str                             # how the digits it learnt were binarized (data.binarization)
+
+
 def save(model: DigitClassifier, cfg: ClassifierConfig, reference: tuple[torch.Tensor, torch.Tensor]) -> None:
+    binarization = read_json(BINARIZED_DIR / "manifest.json")["binarization"]
     with atomic_path(MODEL_FILE) as tmp:
         torch.save({"config": dataclasses.asdict(cfg), "state_dict": model.state_dict(),
-                    "test_mean": reference[0], "test_cov": reference[1]}, tmp)
+                    "test_mean": reference[0], "test_cov": reference[1], "binarization": binarization}, tmp)
 
 
-def load() -> tuple[DigitClassifier, ClassifierConfig, tuple[torch.Tensor, torch.Tensor]]:
-    """The trained classifier, its config and the test set's feature (mean, covariance)."""
+def load() -> TrainedClassifier:
     if not MODEL_FILE.exists():
         raise PipelineError(f"{MODEL_FILE} is missing: run `dvc repro classifier` first")
     saved = torch.load(MODEL_FILE, map_location="cpu", weights_only=True)
+    if "binarization" not in saved:
+        raise PipelineError(f"{MODEL_FILE} predates grey-level scoring: run `dvc repro classifier`")
     cfg = ClassifierConfig(**saved["config"])
     model = build_classifier(cfg, IMAGE_SHAPE)
     model.load_state_dict(saved["state_dict"])
-    return model.eval(), cfg, (saved["test_mean"], saved["test_cov"])
+    return TrainedClassifier(model.eval(), cfg, (saved["test_mean"], saved["test_cov"]), saved["binarization"])
 
 
 def train_and_score(cfg: ClassifierConfig) -> dict:

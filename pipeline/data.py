@@ -1,17 +1,81 @@
-"""Where the stages keep their data, and how they read it back."""
+"""Where the stages keep their data, and how they read it back.
+
+Two datasets are made from the same verified MNIST files and the same 50,000 / 10,000 / 10,000 split:
+`binarized` ({0, 1} pixels, bit-packed, the `binarize` stage) and `grey` (the 256 original levels, the
+`grey` stage). A model's params name the one it is trained and evaluated on (`data:`).
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torchvision.datasets.mnist import read_image_file, read_label_file
 
-from pipeline.io import PipelineError, read_json
+from pipeline.io import PipelineError, read_json, sha256_bytes, sha256_file, write_json
 
 RAW_DIR = Path("data/raw")
 BINARIZED_DIR = Path("data/binarized")
 SPLITS = ("train", "val", "test")
 IMAGE_SHAPE = (1, 28, 28)
+TRAIN_SIZE = 50_000
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str            # what a model's `data:` says, and the folder under data/
+    pixel_levels: int    # the values a pixel takes: 0 .. pixel_levels - 1
+    stage: str           # the DVC stage that writes it
+
+    @property
+    def folder(self) -> Path:
+        return Path("data") / self.name
+
+
+DATASETS = {"binarized": Dataset("binarized", 2, "binarize"), "grey": Dataset("grey", 256, "grey")}
+
+
+def dataset(name: str) -> Dataset:
+    if name not in DATASETS:
+        raise PipelineError(f"data: {name!r} is not one of {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def check_model_fits(model, data: Dataset, where: str) -> None:
+    """A model scores images with the number of levels it was built for: a binarized model given grey
+    images (or the reverse) would compute a meaningless number, so say so instead."""
+    if model.pixel_levels != data.pixel_levels:
+        raise PipelineError(f"{where} models {model.pixel_levels} pixel levels, but data: {data.name} images have "
+                            f"{data.pixel_levels}: train it on this data (`dvc repro`) or give it its own")
+
+
+def read_raw(raw_dir: Path = RAW_DIR) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{'train'|'val'|'test': (uint8 images (N, 28, 28), labels (N,))} from the IDX files: the first
+    50,000 training images train, the last 10,000 validate, the 10,000 test images test."""
+    try:
+        images, labels = (read_image_file(str(raw_dir / "train-images-idx3-ubyte")),
+                          read_label_file(str(raw_dir / "train-labels-idx1-ubyte")))
+        test = (read_image_file(str(raw_dir / "t10k-images-idx3-ubyte")),
+                read_label_file(str(raw_dir / "t10k-labels-idx1-ubyte")))
+    except (OSError, RuntimeError, AssertionError) as e:
+        raise PipelineError(f"cannot read the MNIST files in {raw_dir}/ ({e}): run `dvc repro prepare`") from None
+    return {"train": (images[:TRAIN_SIZE], labels[:TRAIN_SIZE]),
+            "val": (images[TRAIN_SIZE:], labels[TRAIN_SIZE:]), "test": test}
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, array)
+
+
+def write_manifest(out_dir: Path, settings: dict, splits: dict) -> dict:
+    """manifest.json: how the data was made, each split's size, every file's SHA-256 and one digest of them all."""
+    hashes = {p.name: sha256_file(p) for p in sorted(out_dir.glob("*.npy"))}
+    manifest = {**settings, "splits": splits, "files": hashes,
+                "sha256": sha256_bytes("".join(f"{n}:{h}\n" for n, h in hashes.items()).encode())}
+    write_json(out_dir / "manifest.json", manifest)
+    return manifest
 
 
 def pack(bits: torch.Tensor) -> np.ndarray:
@@ -26,12 +90,15 @@ def unpack(packed: np.ndarray, shape=IMAGE_SHAPE) -> torch.Tensor:
 
 
 def load_split(split: str, limit: int | None = None, root: Path = BINARIZED_DIR) -> torch.Tensor:
-    """A binarized split as a float tensor (N, 1, 28, 28) of 0s and 1s."""
+    """A split as a float tensor (N, 1, 28, 28) of pixel levels: 0s and 1s from the bit-packed
+    binarized files (N, 98), 0 .. 255 from the grey ones (N, 28, 28)."""
     path = Path(root) / f"{split}.npy"
     if not path.exists():
-        raise PipelineError(f"{path} is missing: run `dvc repro binarize` first")
-    packed = np.load(path, mmap_mode="r")[:limit]
-    return unpack(np.ascontiguousarray(packed))
+        raise PipelineError(f"{path} is missing: run `dvc repro` first (the stage that writes {root}/)")
+    stored = np.ascontiguousarray(np.load(path, mmap_mode="r")[:limit])
+    if stored.ndim == 2:
+        return unpack(stored)
+    return torch.from_numpy(stored).float().view(len(stored), *IMAGE_SHAPE)
 
 
 def load_labels(split: str, limit: int | None = None, root: Path = BINARIZED_DIR) -> torch.Tensor:
@@ -46,6 +113,6 @@ def load_train_intensity(limit: int | None = None, root: Path = BINARIZED_DIR) -
 def data_checksum(root: Path = BINARIZED_DIR) -> str:
     path = Path(root) / "manifest.json"
     if not path.exists():
-        raise PipelineError(f"{path} is missing: run `dvc repro binarize` first")
+        raise PipelineError(f"{path} is missing: run `dvc repro` first (the stage that writes {root}/)")
     return read_json(path)["sha256"]
 

@@ -28,7 +28,8 @@ from models.progress import progress
 from pipeline import classifier as digit_classifier
 from pipeline import params as P
 from pipeline import stage
-from pipeline.data import load_labels, load_split
+from pipeline.binarize import binarize_images
+from pipeline.data import DATASETS, Dataset, check_model_fits, load_labels, load_split
 from pipeline.devices import device_for
 from pipeline.figures import save_grid, top_half_mask
 from pipeline.io import atomic_dir, atomic_path
@@ -110,15 +111,17 @@ def render_figures(model, samples: torch.Tensor, test: torch.Tensor, labels: tor
     model's optional capabilities allow. Returns the files."""
     out_dir.mkdir(parents=True, exist_ok=True)
     nrow = math.isqrt(cfg.samples)
+    levels = model.pixel_levels
     written = [out_dir / SAMPLES_FIGURE]
-    save_grid(samples[:cfg.samples], written[0], nrow)
+    save_grid(samples[:cfg.samples], written[0], nrow, levels)
     if isinstance(model, HasSampleMeans):  # the same seed and count: the means of the very samples above
         written.append(out_dir / "sample_means.png")
         save_grid(model.sample_means(len(samples), seeded(model, cfg.seed))[:cfg.samples], written[-1], nrow)
     if isinstance(model, ClassConditional):  # one row per digit
         written.append(out_dir / "conditional_samples.png")
         digits = torch.arange(len(model.label_log_prior)).repeat_interleave(CONDITIONAL_PER_DIGIT)
-        save_grid(model.sample(len(digits), seeded(model, cfg.seed), labels=digits), written[-1], CONDITIONAL_PER_DIGIT)
+        save_grid(model.sample(len(digits), seeded(model, cfg.seed), labels=digits), written[-1], CONDITIONAL_PER_DIGIT,
+                  levels)
     if isinstance(model, HasComponentMeans):
         written.append(out_dir / "component_means.png")
         save_grid(model.component_means(), written[-1], nrow=10)
@@ -136,14 +139,14 @@ def completions(model, test, cfg, path: Path, generator, labels: torch.Tensor | 
     image's label, for a class-conditional model)."""
     originals = test[:cfg.completions].to(model.device)
     observed = top_half_mask(originals)
-    shown = torch.where(observed, originals, torch.full_like(originals, 0.5))
+    shown = torch.where(observed, originals, torch.full_like(originals, (model.pixel_levels - 1) / 2))
     repeats = originals.repeat_interleave(COMPLETIONS_PER_IMAGE, 0)
     repeated_labels = None if labels is None else labels[:cfg.completions].repeat_interleave(COMPLETIONS_PER_IMAGE, 0)
     completed = model.complete(repeats, observed.repeat_interleave(COMPLETIONS_PER_IMAGE, 0), generator,
                                **labels_kwarg(repeated_labels))
     rows = torch.cat([originals[:, None], shown[:, None],
                       completed.view(len(originals), COMPLETIONS_PER_IMAGE, *originals.shape[1:])], 1)
-    save_grid(rows.flatten(0, 1), path, nrow=COMPLETIONS_PER_IMAGE + 2)
+    save_grid(rows.flatten(0, 1), path, COMPLETIONS_PER_IMAGE + 2, model.pixel_levels)
     return path
 
 
@@ -155,10 +158,10 @@ def latent_figures(model, test, labels, cfg, out_dir: Path) -> list[Path]:
     first, second = test[:n].to(model.device), test[n:2 * n].to(model.device)
     z0, z1 = model.encode(first), model.encode(second)
     paths = [out_dir / "reconstructions.png", out_dir / "interpolations.png"]
-    save_grid(torch.cat([first, model.decode(z0)]), paths[0], nrow=n)
+    save_grid(torch.cat([first, model.decode(z0)]), paths[0], n, model.pixel_levels)
     weights = torch.linspace(0, 1, INTERPOLATION_STEPS, device=model.device)
     path_z = torch.stack([(1 - w) * z0 + w * z1 for w in weights], 1)  # (n, steps, ...)
-    save_grid(model.decode(path_z.flatten(0, 1)), paths[1], nrow=INTERPOLATION_STEPS)
+    save_grid(model.decode(path_z.flatten(0, 1)), paths[1], INTERPOLATION_STEPS, model.pixel_levels)
     if z0.flatten(1).shape[1] != 2:  # no scatter, so no need to encode the whole test set
         return paths
     codes = torch.cat([model.encode(test[i:i + cfg.batch_size].to(model.device)).flatten(1).cpu()
@@ -183,19 +186,31 @@ def latent_scatter(codes: torch.Tensor, labels: torch.Tensor, path: Path) -> Non
     plt.close(fig)
 
 
-def log_evaluation(run: Run | None, metrics: Metrics, timing: EvalTiming | None, figures: list[Path]) -> None:
+def log_evaluation(run: Run | None, metrics: Metrics, timing: EvalTiming | None, figures: list[Path],
+                   data_folder: Path) -> None:
     """Test metrics, the time taken and figures into the model's run; also used by pipeline.relog."""
     if run is None:
         return
     values = {**metrics.to_json(), **(timing.to_json() if timing is not None else {})}
     run.log_metrics({k: v for k, v in values.items() if isinstance(v, (int, float))})
     run.set_tags({"estimator": metrics.estimator})
-    run.log_splits({"test": "testing"})
+    run.log_splits({"test": "testing"}, data_folder)
     for path in figures:
         run.log_artifact(path, "figures")
 
 
-def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto") -> Metrics:
+def quality_images(samples: torch.Tensor, levels: int, classifier: digit_classifier.TrainedClassifier,
+                   seed: int) -> torch.Tensor:
+    """The samples as the digit classifier knows digits: grey-level samples binarized the way the
+    training data was (a seeded draw), so their scores compare with the binarized test set's."""
+    if levels == 2:
+        return samples
+    generator = torch.Generator().manual_seed(seed)
+    return binarize_images(samples * (255 / (levels - 1)), classifier.binarization, generator).float()
+
+
+def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto",
+             data: Dataset = DATASETS["binarized"]) -> Metrics:
     """Test metrics (metrics.json: only numbers that the same inputs reproduce exactly; the time
     taken goes to eval.json) and figures, then the same into the model's MLflow run."""
     files = ModelResults(name)
@@ -206,25 +221,27 @@ def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto") -> 
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     run = Run.open(trained.mlflow_run_id, name)  # an unreachable server fails here
     model, _ = load_checkpoint(files.checkpoint, device)
-    test = load_split("test", cfg.max_test)
+    check_model_fits(model, data, str(files.checkpoint))
+    test = load_split("test", cfg.max_test, data.folder)
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    test_labels = load_labels("test", cfg.max_test)
+    test_labels = load_labels("test", cfg.max_test, data.folder)
     conditional = {}
     if isinstance(model, ClassConditional):
         conditional, test_nll = conditional_metrics(model, test, test_labels, cfg.batch_size)
     else:
         test_nll = per_image_nll(model, test, cfg.batch_size)
     elbo = elbo_metrics(model, test, cfg.batch_size)
-    classifier, quality_cfg, reference = digit_classifier.load()
-    samples = draw_samples(model, cfg, quality_cfg.quality_samples)
-    quality = quality_scores(classifier, samples[:quality_cfg.quality_samples].cpu(), reference)
-    metrics = Metrics(**nll_metrics(model, test_nll), **conditional, **elbo, **quality,
+    classifier = digit_classifier.load()
+    samples = draw_samples(model, cfg, classifier.config.quality_samples)
+    scored = quality_images(samples[:classifier.config.quality_samples].cpu(), model.pixel_levels, classifier, cfg.seed)
+    quality = quality_scores(classifier.model, scored, classifier.reference)
+    metrics = Metrics(**nll_metrics(model, test_nll), **conditional, **elbo, **quality, data=data.name,
                       train_flops=trained.train_flops, flops_per_image=trained.flops_per_image)
     timing = EvalTiming(eval_seconds=round(time.perf_counter() - started, 2), device=str(device))
     with atomic_dir(files.figures) as tmp:
         names = [p.name for p in render_figures(model, samples, test, test_labels, cfg, tmp)]
-    log_evaluation(run, metrics, timing, [files.figures / n for n in names])
+    log_evaluation(run, metrics, timing, [files.figures / n for n in names], data.folder)
     save_per_image(files.per_image_nll, test_nll)
     timing.write(files.timing)
     metrics.write(files.metrics)
@@ -235,7 +252,7 @@ def main(argv=None) -> None:
     args = stage.parse_args(__doc__.splitlines()[0], argv, with_model=True)
     params = P.load()
     spec = P.model_spec(params, args.model)
-    metrics = evaluate(spec.name, P.evaluate_config(params), spec.train.device)
+    metrics = evaluate(spec.name, P.evaluate_config(params), spec.train.device, spec.data)
     elbo = f"; negative ELBO {metrics.test_neg_elbo:.2f}" if metrics.test_neg_elbo is not None else ""
     if metrics.test_conditional_nll is not None:
         elbo += (f"; given the label {metrics.test_conditional_nll:.2f}, generative classifier accuracy "

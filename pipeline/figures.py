@@ -9,10 +9,12 @@ from torchvision.utils import save_image
 from pipeline.io import atomic_path
 
 
-def save_grid(images: torch.Tensor, path: str | Path, nrow: int) -> None:
-    """Images in [0, 1], shape (N, C, H, W), as one PNG grid with `nrow` images per row."""
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int, levels: int = 2) -> None:
+    """Images of pixel levels 0 .. levels - 1 (or, with levels = 2, any values in [0, 1] such as
+    Bernoulli means), shape (N, C, H, W), as one PNG grid with `nrow` images per row."""
+    intensity = images.detach().float().cpu() / (levels - 1)
     with atomic_path(path) as tmp:
-        save_image(images.detach().float().cpu(), tmp, nrow=nrow, padding=2, pad_value=0.5, format="png")
+        save_image(intensity, tmp, nrow=nrow, padding=2, pad_value=0.5, format="png")
 
 
 def top_half_mask(images: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ import yaml
 
 from models import FAMILIES, family_class
 from models.base import require_positive
+from pipeline.data import DATASETS, Dataset
 from pipeline.io import PipelineError
 from pipeline.quality import ClassifierConfig
 from pipeline.train_config import TrainConfig
@@ -27,6 +28,7 @@ PROFILES = ("smoke", "quick", "full")
 TOP_LEVEL_KEYS = ("profile", "data", "train", "evaluate", "classifier", "models")
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 SECTIONS = ("data", "train", "evaluate", "classifier", "models")
+SET_BY_THE_DATA = ("image_shape", "pixel_levels")  # constructor arguments that follow from a model's `data:`
 
 
 class ParamsLoader(yaml.SafeLoader):
@@ -61,8 +63,9 @@ class EvaluateConfig:
 class ModelSpec:
     name: str
     family: str
-    kwargs: dict
+    kwargs: dict        # the family's constructor arguments, `pixel_levels` included for grey data
     train: TrainConfig
+    data: Dataset
 
 
 def load(path: str | Path | None = None) -> dict:
@@ -127,6 +130,7 @@ def model_spec(params: dict, name: str) -> ModelSpec:
     family = section.pop("family", None)
     if family not in FAMILIES:
         raise PipelineError(f"{where}.family: {family!r} is not one of {', '.join(sorted(FAMILIES))}")
+    data = model_data(section.pop("data", "binarized"), family, where)
     train_overrides = section.pop("train", None) or {}
     train_base = _overlay(params.get("train"), params["profile"], "train")
     _validate(TrainConfig, train_base, "train")
@@ -135,8 +139,31 @@ def model_spec(params: dict, name: str) -> ModelSpec:
         raise PipelineError(f"{where}: train.dynamic_binarization draws training images from the grey levels, "
                             "but data.binarization: threshold makes the test set by thresholding them; "
                             "use one regime for both")
+    if train.dynamic_binarization and data.pixel_levels > 2:
+        raise PipelineError(f"{where}: train.dynamic_binarization redraws binarized training images, "
+                            f"but this model is trained on data: {data.name}")
     kwargs = _validate_kwargs(family, section, where)
-    return ModelSpec(name, family, kwargs, train)
+    if data.pixel_levels > 2:
+        kwargs["pixel_levels"] = data.pixel_levels
+    return ModelSpec(name, family, kwargs, train, data)
+
+
+def models_grey_levels(family: str) -> bool:
+    """Whether a family takes `pixel_levels`, i.e. can model more than two levels per pixel."""
+    return "pixel_levels" in inspect.signature(family_class(family).__init__).parameters
+
+
+def model_data(name: Any, family: str, where: str) -> Dataset:
+    """The dataset a model section names (dvc.yaml's stages depend on `data/<name>`, so params.yaml
+    names it for every model, although the stages take binarized when it is absent)."""
+    if name not in DATASETS:
+        raise PipelineError(f"{where}.data: {name!r} is not one of {', '.join(DATASETS)}")
+    data = DATASETS[name]
+    if data.pixel_levels > 2 and not models_grey_levels(family):
+        grey_families = ", ".join(f for f in sorted(FAMILIES) if models_grey_levels(f))
+        raise PipelineError(f"{where}: family {family} models binarized images only, not data: {name}; "
+                            f"families for {data.pixel_levels} levels: {grey_families}")
+    return data
 
 
 def with_train_settings(train: TrainConfig, settings: dict, where: str) -> TrainConfig:
@@ -189,7 +216,7 @@ def _validate(config_type, values: dict, where: str):
 def _validate_kwargs(family: str, values: dict, where: str) -> dict:
     signature = inspect.signature(family_class(family).__init__)
     fields = {p.name: (p.annotation if p.annotation is not inspect.Parameter.empty else Any, p.default)
-              for p in list(signature.parameters.values())[1:] if p.name != "image_shape"}
+              for p in list(signature.parameters.values())[1:] if p.name not in SET_BY_THE_DATA}
     _check_keys(where, values, list(fields))
     config = pydantic.ConfigDict(extra="forbid", protected_namespaces=())
     schema = pydantic.create_model(f"{family}_params", __config__=config, **fields)

@@ -1,22 +1,33 @@
-"""Published test NLLs on binarized MNIST, each with the setup it was measured in, and the choice of
-the one that matches a run of this pipeline.
+"""Published test NLLs on binarized MNIST and on its 256 grey levels, each with the setup it was
+measured in, and the choice of the one that matches a run of this pipeline.
 
 A published number is *matched* when everything that changes what the number means is the same:
-the family and its architecture settings (sizes, masks, objective, the estimator's k), how the
-training images were binarized (one fixed draw, or resampled from the grey levels every epoch) and
-how many there were. Anything else is at most the *nearest* number, shown apart and labelled with
-what differs.
+the dataset, the family and its architecture settings (sizes, masks, objective, the estimator's k,
+dequantization and preprocessing), how the training images were binarized (one fixed draw, or
+resampled from the grey levels every epoch) and how many there were. Anything else is at most the
+*nearest* number of the same dataset, shown apart and labelled with what differs. Grey-level papers
+report bits per dimension; they are stored here in nats per image like every other number.
 """
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
 from models import family_class
 
-Binarization = Literal["fixed", "resampled"]
+Binarization = Literal["fixed", "resampled", "none"]  # none: grey levels
 STANDARD_TRAIN_IMAGES = 50_000  # the 50,000 / 10,000 / 10,000 split that the fixed-binarization papers use
+PIXELS = 28 * 28
+
+
+def bits_per_dim(nll: float) -> float:
+    return nll / (PIXELS * math.log(2))
+
+
+def nats_per_image(bpd: float) -> float:
+    return bpd * PIXELS * math.log(2)
 
 
 @dataclass(frozen=True)
@@ -27,6 +38,7 @@ class Published:
     settings: dict                    # model settings that must be equal (others do not change the number's meaning)
     binarization: Binarization = "fixed"
     train_images: int = STANDARD_TRAIN_IMAGES
+    data: str = "binarized"           # or "grey"
 
 
 @dataclass(frozen=True)
@@ -36,10 +48,12 @@ class Setup:
     settings: dict
     binarization: Binarization
     train_images: int
+    data: str = "binarized"
 
     @classmethod
-    def of(cls, family: str, kwargs: dict, binarization: Binarization, train_images: int) -> Setup:
-        return cls(family, {**model_defaults(family), **kwargs}, binarization, train_images)
+    def of(cls, family: str, kwargs: dict, binarization: Binarization, train_images: int,
+           data: str = "binarized") -> Setup:
+        return cls(family, {**model_defaults(family), **kwargs}, binarization, train_images, data)
 
 
 @dataclass(frozen=True)
@@ -109,7 +123,8 @@ def differences(entry: Published, setup: Setup) -> list[str]:
 
 def compare(setup: Setup) -> Comparison:
     """The matched published number, else the nearest one of the same family with what differs."""
-    candidates = sorted(((differences(e, setup), e) for e in PUBLISHED if e.family == setup.family),
+    candidates = sorted(((differences(e, setup), e) for e in PUBLISHED
+                         if e.family == setup.family and e.data == setup.data),
                         key=lambda pair: len(pair[0]))
     if not candidates:
         return Comparison(None)

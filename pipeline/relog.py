@@ -22,6 +22,7 @@ import pandas as pd
 from models import load_checkpoint
 from pipeline import params as P
 from pipeline import stage
+from pipeline.data import DATASETS
 from pipeline.evaluate import log_evaluation
 from pipeline.io import PipelineError
 from pipeline.report import REPORT_DIR, REPORT_FILES, read_ceiling
@@ -49,17 +50,19 @@ def relog_model(name: str, force: bool = False) -> str | None:
     if not force and is_logged(train, metrics is not None):
         return None
     tags = {"model": name, "family": train.family, "profile": train.profile, "device": train.device,
-            "data_sha256": train.data_sha256, "estimator": train.estimator, "binarization": train.binarization,
+            "data": train.data, "data_sha256": train.data_sha256, "estimator": train.estimator,
+            "binarization": train.binarization,
             "relogged_from": train.mlflow_run_id or "none"}
     run = Run.start(name, train.params, tags)
     if run is None:
         raise PipelineError("MLflow is not available: nothing was re-logged")
     log_training(run, read_curves(files.curves), train)
     run.log_model(load_checkpoint(files.checkpoint)[0])
-    run.log_splits({"train": "training", "val": "validation"})
+    folder = DATASETS[train.data].folder
+    run.log_splits({"train": "training", "val": "validation"}, folder)
     if metrics is not None:
         timing = files.read_timing() if files.timing.exists() else None
-        log_evaluation(run, metrics, timing, sorted(files.figures.glob("*.png")))
+        log_evaluation(run, metrics, timing, sorted(files.figures.glob("*.png")), folder)
     run.finish()
     return run.id
 

@@ -27,13 +27,15 @@ ESTIMATORS = {
 }
 # results.csv: keys of train.json and metrics.json under their own names (pipeline/results.py), and
 # what the report adds (k, train_minutes, the published numbers; then the paired differences)
-CSV_COLUMNS = ["model", "family", "estimator", "k", "test_nll", "test_nll_stderr", "test_bpd", "test_neg_elbo",
+CSV_COLUMNS = ["model", "data", "family", "estimator", "k", "test_nll", "test_nll_stderr", "test_bpd", "test_neg_elbo",
                "test_neg_elbo_stderr", "test_images", "binarization", "inception_score", "frechet_distance",
                "test_conditional_nll", "test_conditional_nll_stderr", "generative_accuracy", "test_label_nll",
                "train_images", "epochs_run", "best_epoch", "train_flops", "flops_per_image", "parameters",
                "train_minutes", "device", "profile",
                "published_nll", "published_source", "nearest_nll", "nearest_source", "nearest_differs"]
-REGIME = {"fixed": "fixed draw", "resampled": "resampled each epoch"}
+REGIME = {"fixed": "fixed draw", "resampled": "resampled each epoch", "none": "grey levels"}
+# The two tracks: their test sets differ, so their numbers are never ranked together.
+TRACKS = {"binarized": "Binarized MNIST", "grey": "Grey-level MNIST (256 levels)"}
 
 
 def paired_difference(nll: np.ndarray, baseline: np.ndarray) -> tuple[float, float]:
@@ -59,7 +61,7 @@ def read_outputs(name: str) -> tuple[Metrics, TrainSummary, np.ndarray]:
 
 def row(metrics: Metrics, train: TrainSummary) -> dict:
     """Every key of train.json and metrics.json, and the published numbers to compare with."""
-    setup = references.Setup.of(train.family, train.settings, train.binarization, train.train_images)
+    setup = references.Setup.of(train.family, train.settings, train.binarization, train.train_images, train.data)
     comparison = references.compare(setup)
     matched, nearest = comparison.matched, comparison.nearest
     return {
@@ -72,7 +74,8 @@ def row(metrics: Metrics, train: TrainSummary) -> dict:
 
 
 def collect(names: list[str], profile: str) -> pd.DataFrame:
-    """One row per model, exact models first, then each bound, best first within a group."""
+    """One row per model, the binarized track first; within a track exact models first, then each
+    bound, best first within a group."""
     rows, per_image = [], {}
     for name in names:
         metrics, train, per_image[name] = read_outputs(name)
@@ -81,18 +84,28 @@ def collect(names: list[str], profile: str) -> pd.DataFrame:
     stale = table[table["profile"] != profile]
     if len(stale):
         raise PipelineError(f"results of {', '.join(stale['model'])} come from another profile: run `dvc repro`")
+    table["track"] = table.data.map(list(TRACKS).index)
     table["group"] = table.estimator.map(list(ESTIMATORS).index)
-    table = table.sort_values(["group", "test_nll"]).drop(columns="group").reset_index(drop=True)
+    table = table.sort_values(["track", "group", "test_nll"]).drop(columns=["track", "group"]).reset_index(drop=True)
     return add_paired_differences(table, per_image)
 
 
 def add_paired_differences(table: pd.DataFrame, per_image: dict[str, np.ndarray]) -> pd.DataFrame:
-    exact = table[table.estimator == "exact"]
-    if exact.empty:
-        return table.assign(vs_best_exact=None, vs_best_exact_stderr=None)
-    best = exact.sort_values("test_nll").model.iloc[0]
-    pairs = [paired_difference(per_image[m], per_image[best]) for m in table.model]
-    return table.assign(vs_best_exact=[d for d, _ in pairs], vs_best_exact_stderr=[s for _, s in pairs])
+    """Each model against the best exact model of its own track (the same test images)."""
+    table = table.assign(vs_best_exact=np.nan, vs_best_exact_stderr=np.nan)
+    for _, track in table.groupby("data"):
+        exact = track[track.estimator == "exact"]
+        if exact.empty:
+            continue
+        best = exact.sort_values("test_nll").model.iloc[0]
+        for index, model in zip(track.index, track.model):
+            table.loc[index, ["vs_best_exact", "vs_best_exact_stderr"]] = paired_difference(per_image[model], per_image[best])
+    return table
+
+
+def best_exact(track: pd.DataFrame) -> str | None:
+    exact = track[track.estimator == "exact"]
+    return exact.sort_values("test_nll").model.iloc[0] if not exact.empty else None
 
 
 def with_stderr(values, errors) -> list[str]:
@@ -108,18 +121,27 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 
 def leaderboard(group: pd.DataFrame) -> pd.DataFrame:
-    """An estimator's main table: eight columns, the rest is in results.csv and the tables below."""
+    """An estimator's main table in one track: eight columns, the rest is in results.csv and the
+    tables below. The grey track leads with bits/dim and quotes published numbers in it, as its papers do."""
+    grey = (group.data == "grey").all()
+    nll = {"test NLL (nats)": with_stderr(group.test_nll, group.test_nll_stderr)}
+    bpd = {"bits/dim": formatted(group.test_bpd, ".4f")}
+    published = [published_cell(v, s, grey) for v, s in zip(group.published_nll, group.published_source)]
     return pd.DataFrame({
         "model": group.model,
-        "test NLL": with_stderr(group.test_nll, group.test_nll_stderr),
-        "bits/dim": formatted(group.test_bpd, ".4f"),
+        **({**bpd, **nll} if grey else {**nll, **bpd}),
         "vs best exact": with_stderr(group.vs_best_exact, group.vs_best_exact_stderr),
         "training FLOPs": formatted(group.train_flops, ".2e"),
         "IS": formatted(group.inception_score, ".2f"),
         "FD": formatted(group.frechet_distance, ".1f"),
-        "published": [f"{v:.2f} ({s})" if not pd.isna(v) else "" for v, s in
-                      zip(group.published_nll, group.published_source)],
+        "published": published,
     })
+
+
+def published_cell(nll: float, source: str, grey: bool) -> str:
+    if pd.isna(nll):
+        return ""
+    return f"{references.bits_per_dim(nll):.2f} bits/dim ({source})" if grey else f"{nll:.2f} ({source})"
 
 
 def training_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -153,17 +175,20 @@ def elbo_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def nearest_published(table: pd.DataFrame) -> list[str]:
     unmatched = table[table.published_nll.isna() & table.nearest_nll.notna()]
-    return [f"`{m}`: {v:.2f} ({s}); differs: {d}" for m, v, s, d in
-            zip(unmatched.model, unmatched.nearest_nll, unmatched.nearest_source, unmatched.nearest_differs)]
+    return [f"`{m}`: {published_cell(v, s, data == 'grey')}; differs: {d}" for m, v, s, d, data in
+            zip(unmatched.model, unmatched.nearest_nll, unmatched.nearest_source, unmatched.nearest_differs,
+                unmatched.data)]
 
 
 def notes(table: pd.DataFrame, ceiling: dict | None) -> list[str]:
     images = int(table.test_images.iloc[0]) if table.test_images.nunique() == 1 else "varying numbers of"
-    best = table[table.estimator == "exact"].model.iloc[0] if (table.estimator == "exact").any() else None
+    bests = {data: best_exact(track) for data, track in table.groupby("data", sort=False)}
     found = [
-        f"NLL in nats per image (mean ± standard error) and bits per dimension on {images} test images of this "
-        "pipeline's binarization. Numbers of different estimators are not comparable as equals: an exact NLL "
-        "and an upper bound are in separate tables.",
+        f"NLL in nats per image (mean ± standard error) and bits per dimension (the NLL / (784 ln 2)) on {images} "
+        "test images. Each track has its own tables: binarized MNIST (this pipeline's binarization) and the 256 "
+        "grey levels, whose numbers are discrete NLLs (or bounds on them) of 8-bit images, as the flow papers "
+        "report them. Numbers of different estimators are not comparable as equals: an exact NLL and an upper "
+        "bound are in separate tables.",
         "`training FLOPs`: the compute each model was trained with, forward and backward, counted the same way "
         "for every model and machine (matrix products, convolutions and attention; `FLOPs per image` below). "
         "With `train.budget_flops` every model gets the same budget; `reports/compute.png` shows the validation "
@@ -172,19 +197,21 @@ def notes(table: pd.DataFrame, ceiling: dict | None) -> list[str]:
         "estimator's k, training binarization and number of training images); the nearest others, with what "
         "differs, are listed at the end of results.md: a guide, not a like-for-like comparison.",
     ]
-    if best is not None:
-        found.insert(1, f"`vs best exact`: the mean per-image difference to `{best}` (the best exact model) "
-                        "with its paired standard error over the same test images; a difference within about "
-                        "two standard errors of zero is not a real difference.")
+    named = " and ".join(f"`{best}`" for best in bests.values() if best is not None)
+    if named:
+        found.insert(1, f"`vs best exact`: the mean per-image difference to the best exact model of the track "
+                        f"({named}) with its paired standard error over the same test images; a difference within "
+                        "about two standard errors of zero is not a real difference.")
     if ceiling is not None:
         found.append(quality_note(ceiling))
     return found
 
 
 def leaderboards(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """A leaderboard per estimator that some model has, under its heading."""
-    return {f"{estimator}: {text}": leaderboard(group) for estimator, text in ESTIMATORS.items()
-            if not (group := table[table.estimator == estimator]).empty}
+    """A leaderboard per track and estimator that some model has, under its heading."""
+    return {f"{TRACKS[data]}, {estimator}: {text}": leaderboard(group)
+            for data in TRACKS for estimator, text in ESTIMATORS.items()
+            if not (group := table[(table.data == data) & (table.estimator == estimator)]).empty}
 
 
 def markdown(table: pd.DataFrame, profile: str, ceiling: dict | None = None) -> str:
@@ -201,7 +228,7 @@ def markdown(table: pd.DataFrame, profile: str, ceiling: dict | None = None) -> 
                         f"importance-sampled one (k samples).\n\n{markdown_table(elbo_table(table))}\n")
     if nearest := nearest_published(table):
         sections.append("## Nearest published numbers (setups differ)\n\n" + "\n".join(f"- {n}" for n in nearest) + "\n")
-    return (f"# Binarized MNIST: test-set results (profile `{profile}`)\n\n"
+    return (f"# MNIST: test-set results (profile `{profile}`)\n\n"
             + "\n".join(f"- {n}" for n in notes(table, ceiling)) + "\n\n" + "\n".join(sections))
 
 
@@ -241,7 +268,7 @@ def html_page(table: pd.DataFrame, profile: str, ceiling: dict | None) -> str:
     samples = {model: ModelResults(model).samples.read_bytes() for model in table.model}
     figures = {"Validation NLL against training compute": REPORT_DIR / "compute.png",
                "Training loss and validation NLL": REPORT_DIR / "curves.png"}
-    return webpage.page(f"Binarized MNIST: test-set results (profile {profile})", notes(table, ceiling),
+    return webpage.page(f"MNIST: test-set results (profile {profile})", notes(table, ceiling),
                         leaderboards(table), samples, figures)
 
 

@@ -135,6 +135,7 @@ class TrainSummary(_JsonRecord):
     estimator: str
     params: dict               # the params logged to MLflow (flattened)
     mlflow_run_id: str | None  # None when the stage ran untracked (MLFLOW_OPTIONAL)
+    data: str = "binarized"    # the dataset trained on: "binarized" or "grey" (pipeline/data.py)
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ class Metrics(_JsonRecord):
     frechet_distance: float
     train_flops: int           # from train.json: the compute the model was trained with
     flops_per_image: int
+    data: str = "binarized"    # the test set's dataset, "binarized" or "grey": numbers of two datasets never compare
     # models with a negative ELBO (HasNegativeELBO)
     test_neg_elbo: float | None = None
     test_neg_elbo_stderr: float | None = None

@@ -13,8 +13,9 @@ Images are brought to what the models were trained on:
   then placed with its centre of mass at the centre of a 28x28 frame, as MNIST's digits were;
 - .npy: one image (H, W) or a batch (N, H, W) or (N, 1, H, W), grey levels 0..255 or 0..1, taken
   as they are (already framed like MNIST), only resized if they are not 28x28;
-then binarized by the pipeline's rule (params.yaml `data.binarization`): threshold at 0.5, or
-Bernoulli draws from the grey levels with the data seed, so a rerun gives the same bits.
+then, for a model of binarized images, binarized by the pipeline's rule (params.yaml
+`data.binarization`): threshold at 0.5, or Bernoulli draws from the grey levels with the data seed,
+so a rerun gives the same bits; a model of grey levels (`data: grey`) scores the 256 levels themselves.
 
 A file that cannot be read is reported on one line; the others are still scored, and the exit
 status is 1.
@@ -118,9 +119,12 @@ def read_images(path: Path) -> np.ndarray:
     raise UnreadableImage("expected a .png, .jpg, .jpeg or .npy file")
 
 
-def binarize(grey: np.ndarray, config: P.DataConfig) -> torch.Tensor:
-    """(N, 1, 28, 28) {0, 1} by the rule the binarize stage applied to the data."""
+def model_input(grey: np.ndarray, pixel_levels: int, config: P.DataConfig) -> torch.Tensor:
+    """(N, 1, 28, 28) pixel levels as a model of `pixel_levels` levels takes them: {0, 1} by the
+    rule the binarize stage applied to the data, or the grey levels rounded to the model's levels."""
     levels = torch.from_numpy(np.round(grey * 255).astype(np.uint8))
+    if pixel_levels > 2:
+        return torch.round(levels.float() * ((pixel_levels - 1) / 255)).view(-1, *IMAGE_SHAPE)
     bits = binarize_images(levels, config.binarization, torch.Generator().manual_seed(config.seed))
     return bits.float().view(-1, *IMAGE_SHAPE)
 
@@ -150,17 +154,17 @@ def trained_models(params: dict) -> list[str]:
     return names
 
 
-def score(images: dict[str, torch.Tensor], names: list[str], seed: int) -> list[dict]:
-    """One row per (image, model): nll, bpd, percentile."""
+def score(images: dict[str, np.ndarray], names: list[str], seed: int, config: P.DataConfig) -> list[dict]:
+    """One row per (image, model): nll, bpd, percentile. `images`: grey levels in [0, 1], (N, 28, 28)."""
     rows = []
     for name in names:
         files = ModelResults(name)
         model, _ = load_checkpoint(files.checkpoint)
         test_nll = np.load(files.per_image_nll)
         torch.manual_seed(seed)  # importance-sampled and dequantized NLLs draw noise
-        for label, bits in images.items():
+        for label, grey in images.items():
             with torch.no_grad():
-                nll = model.nll(bits).double()
+                nll = model.nll(model_input(grey, model.pixel_levels, config)).double()
             for i, value in enumerate(nll.tolist()):
                 rows.append({"image": label if len(nll) == 1 else f"{label}[{i}]", "model": name,
                              "nll": value, "bpd": value / (model.num_pixels * math.log(2)),
@@ -194,12 +198,12 @@ def main(argv=None) -> None:
     images, failed = {}, False
     for path in args.images:
         try:
-            images[str(path)] = binarize(read_images(path), config)
+            images[str(path)] = read_images(path)
         except UnreadableImage as e:
             print(f"error: {path}: {e}", file=sys.stderr)
             failed = True
     if images:
-        print_table(score(images, names, P.evaluate_config(params).seed))
+        print_table(score(images, names, P.evaluate_config(params).seed, config))
     if failed:
         sys.exit(1)
 

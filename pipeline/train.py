@@ -12,7 +12,7 @@ import torch
 import models
 from models import build_model, save_checkpoint
 from models.base import ClassConditional
-from pipeline import devices, parallel, resume, stage, train_config
+from pipeline import devices, parallel, resume, stage
 from pipeline import params as P
 from pipeline.data import IMAGE_SHAPE, data_checksum, load_labels, load_split, load_train_intensity
 from pipeline.digest import family_digest, stage_digest
@@ -47,9 +47,12 @@ def resume_state_path(spec: P.ModelSpec, checksum: str) -> Path:
     return ModelResults(spec.name).resume_state(params_hash(key))
 
 
-def binarization(cfg: train_config.TrainConfig) -> str:
-    """The training regime that a published number must share: one fixed draw, or a new draw each epoch."""
-    return "resampled" if cfg.dynamic_binarization else "fixed"
+def binarization(spec: P.ModelSpec) -> str:
+    """The training regime that a published number must share: one fixed draw, or a new draw each
+    epoch; "none" for grey levels."""
+    if spec.data.pixel_levels > 2:
+        return "none"
+    return "resampled" if spec.train.dynamic_binarization else "fixed"
 
 
 def curves_csv(history: list[dict]) -> str:
@@ -76,14 +79,14 @@ def use_deterministic_kernels() -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def labels_for(model, cfg: train_config.TrainConfig) -> tuple:
+def labels_for(model, spec: P.ModelSpec) -> tuple:
     """The training and validation digits of a class-conditional model, whose label prior p(y)
     becomes the training label frequencies; (None, None) for any other model."""
     if not isinstance(model, ClassConditional):
         return None, None
-    train_labels = load_labels("train", cfg.max_train)
+    train_labels = load_labels("train", spec.train.max_train, spec.data.folder)
     model.set_label_prior(train_labels)
-    return train_labels, load_labels("val", cfg.max_val)
+    return train_labels, load_labels("val", spec.train.max_val, spec.data.folder)
 
 
 def train(spec: P.ModelSpec, profile: str, quiet: bool = False) -> TrainSummary:
@@ -103,21 +106,22 @@ def _train(spec: P.ModelSpec, profile: str, device: torch.device, world: paralle
         use_deterministic_kernels()
     torch.manual_seed(cfg.seed)
     model = build(spec, device)  # params are checked before anything is read or written
-    checksum = data_checksum()
+    checksum = data_checksum(spec.data.folder)
     files = ModelResults(spec.name)
     state_path = resume_state_path(spec, checksum)
     tags = {"model": spec.name, "family": spec.family, "profile": profile, "device": device_name(device, world.size),
-            "data_sha256": checksum, "estimator": model.estimator, "binarization": binarization(cfg)}
+            "data": spec.data.name, "data_sha256": checksum, "estimator": model.estimator,
+            "binarization": binarization(spec)}
     params = logged_params(spec, profile)
     resumed_epoch, meta = resume.resume_point(state_path)
     if resumed_epoch and world.is_main:
         print(f"train@{spec.name}: resuming after epoch {resumed_epoch} from {state_path}")
     run = Run.resume_or_start(meta.get("mlflow_run_id"), spec.name, params, tags) if world.is_main else None
-    train_labels, val_labels = labels_for(model, cfg)
-    train_data = TrainingData(load_split("train", cfg.max_train),
+    train_labels, val_labels = labels_for(model, spec)
+    train_data = TrainingData(load_split("train", cfg.max_train, spec.data.folder),
                               load_train_intensity(cfg.max_train) if cfg.dynamic_binarization else None,
                               device, cfg.dynamic_binarization, train_labels)
-    val = load_split("val", cfg.max_val)
+    val = load_split("val", cfg.max_val, spec.data.folder)
     files.folder.mkdir(parents=True, exist_ok=True)
     num_params = sum(p.numel() for p in model.parameters())
 
@@ -151,15 +155,15 @@ def _train(spec: P.ModelSpec, profile: str, device: torch.device, world: paralle
                            parameters=num_params, epochs_run=len(history), best_epoch=result.best_epoch,
                            best_val_nll=result.best_val_nll, train_seconds=round(history[-1]["seconds"], 2),
                            train_flops=history[-1]["flops"], flops_per_image=result.flops_per_image,
-                           train_images=len(train_data), val_images=len(val), binarization=binarization(cfg),
+                           train_images=len(train_data), val_images=len(val), binarization=binarization(spec),
                            settings=spec.kwargs, data_sha256=checksum, estimator=model.estimator, params=params,
-                           mlflow_run_id=run.id if run is not None else None)
+                           mlflow_run_id=run.id if run is not None else None, data=spec.data.name)
     if not world.is_main:
         return summary
     if run is not None:  # before the outputs: if tracking fails here, a re-run resumes at the end
         log_training(run, history, summary)
         run.log_model(model)
-        run.log_splits({"train": "training", "val": "validation"})
+        run.log_splits({"train": "training", "val": "validation"}, spec.data.folder)
         run.finish()
     save(result.best_epoch)
     write_text(files.curves, curves_csv(history))

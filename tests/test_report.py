@@ -8,7 +8,7 @@ import pytest
 from pipeline import references
 from pipeline.io import PipelineError
 from pipeline.references import Setup, compare
-from pipeline.report import ESTIMATORS, add_paired_differences, markdown, paired_difference
+from pipeline.report import ESTIMATORS, add_paired_differences, leaderboards, markdown, paired_difference
 
 
 def setup(family, binarization="fixed", train_images=50_000, **settings):
@@ -79,15 +79,15 @@ def test_paired_standard_error_on_synthetic_per_image_values():
         paired_difference(a[:10], b)
 
 
-def toy_table():
-    common = {"test_bpd": 0.2, "test_images": 3, "parameters": 10, "train_minutes": 1.0, "epochs_run": 3,
+def toy_table(rows=None, data="binarized"):
+    common = {"data": data, "test_bpd": 0.2, "test_images": 3, "parameters": 10, "train_minutes": 1.0, "epochs_run": 3,
               "best_epoch": 2, "binarization": "fixed", "train_images": 50_000, "device": "cpu",
               "profile": "smoke", "published_nll": None, "published_source": None, "nearest_nll": None,
               "nearest_source": None, "nearest_differs": None, "inception_score": 5.0, "frechet_distance": 80.0,
               "test_conditional_nll": None, "test_conditional_nll_stderr": None, "generative_accuracy": None,
               "test_label_nll": None, "train_flops": 3.0e11, "flops_per_image": 6_000_000}
-    rows = [("nade", "exact", 90.0, None, None), ("vae", "importance_sampled", 89.0, 93.0, 5000),
-            ("made", "exact", 95.0, None, None)]
+    rows = rows or [("nade", "exact", 90.0, None, None), ("vae", "importance_sampled", 89.0, 93.0, 5000),
+                    ("made", "exact", 95.0, None, None)]
     return pd.DataFrame([{"model": m, "family": m, "estimator": e, "test_nll": nll, "test_nll_stderr": 0.5,
                           "test_neg_elbo": elbo, "test_neg_elbo_stderr": 0.5 if elbo else None, "k": k, **common}
                          for m, e, nll, elbo, k in rows])
@@ -99,7 +99,7 @@ def test_report_groups_by_estimator_and_differences_are_to_the_best_exact_model(
     table = add_paired_differences(toy_table(), per_image)
     assert table.set_index("model").vs_best_exact.to_dict() == pytest.approx({"nade": 0, "made": 5, "vae": -1})
     text = markdown(table, "smoke")
-    exact, rest = text.split("## exact")[1].split("## importance_sampled")
+    exact, rest = text.split("## Binarized MNIST, exact")[1].split("## Binarized MNIST, importance_sampled")
     sampled, rest = rest.split("## Training")
     training, elbo = rest.split("## Latent-variable models")
     assert "nade" in exact and "made" in exact and "vae" not in exact
@@ -108,6 +108,25 @@ def test_report_groups_by_estimator_and_differences_are_to_the_best_exact_model(
     assert "50,000, fixed draw" in training and "2 of 3" in training and "6e+06" in training
     assert "Class-conditional" not in text and "Nearest published" not in text
     assert set(ESTIMATORS) >= set(table.estimator)
+
+
+def test_each_track_has_its_own_tables_and_its_own_best_exact_model():
+    grey = toy_table([("pixelcnn_grey", "exact", 700.0, None, None), ("realnvp_grey", "dequantized", 650.0, None, 1),
+                      ("categorical_grey", "exact", 1600.0, None, None)], data="grey")
+    table = pd.concat([toy_table(), grey], ignore_index=True)
+    per_image = {"nade": np.array([80.0, 90, 100]), "made": np.array([86.0, 95, 104]), "vae": np.array([79.0, 89, 99]),
+                 "pixelcnn_grey": np.array([600.0, 700, 800]), "realnvp_grey": np.array([550.0, 650, 750]),
+                 "categorical_grey": np.array([1500.0, 1600, 1700])}
+    table = add_paired_differences(table, per_image)
+    assert table.set_index("model").vs_best_exact.to_dict() == pytest.approx(
+        {"nade": 0, "made": 5, "vae": -1, "pixelcnn_grey": 0, "realnvp_grey": -50, "categorical_grey": 900})
+    boards = leaderboards(table)
+    assert list(boards) == [heading for heading in boards if "Binarized" in heading] + [
+        heading for heading in boards if "Grey-level" in heading]
+    grey_exact = boards["Grey-level MNIST (256 levels), exact: exact log-likelihood"]
+    assert list(grey_exact.model) == ["pixelcnn_grey", "categorical_grey"]
+    assert list(grey_exact.columns[:3]) == ["model", "bits/dim", "test NLL (nats)"]  # the field's unit first
+    assert "`nade` and `pixelcnn_grey`" in markdown(table, "smoke")
 
 
 def test_every_markdown_table_has_at_most_eight_columns():

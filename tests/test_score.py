@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from pipeline.params import DataConfig
-from pipeline.score import UnreadableImage, beyond_the_test_set, binarize, percentile, print_table, read_images
+from pipeline.score import UnreadableImage, beyond_the_test_set, model_input, percentile, print_table, read_images
 
 
 def a_stroke(size: int = 28) -> np.ndarray:
@@ -54,10 +54,18 @@ def test_unreadable_inputs_say_what_is_wrong(tmp_path, name, content, problem):
 
 def test_binarization_follows_the_pipelines_rule():
     grey = np.full((1, 28, 28), 0.6)
-    assert binarize(grey, DataConfig(binarization="threshold", seed=0)).eq(1).all()
+    assert model_input(grey, 2, DataConfig(binarization="threshold", seed=0)).eq(1).all()
     stochastic = DataConfig(binarization="stochastic", seed=0)
-    first, again = binarize(grey, stochastic), binarize(grey, stochastic)
+    first, again = model_input(grey, 2, stochastic), model_input(grey, 2, stochastic)
     assert torch.equal(first, again) and 0.5 < first.mean() < 0.7
+
+
+def test_a_grey_model_scores_the_grey_levels_themselves():
+    grey = np.linspace(0, 1, 28 * 28).reshape(1, 28, 28)
+    levels = model_input(grey, 256, DataConfig(binarization="threshold", seed=0))
+    assert levels.shape == (1, 1, 28, 28)
+    assert torch.equal(levels.flatten(), torch.from_numpy(np.round(grey.flatten() * 255)).float())
+    assert torch.equal(model_input(grey, 4, DataConfig()).unique(), torch.tensor([0.0, 1.0, 2.0, 3.0]))
 
 
 def test_percentile_is_the_share_of_test_images_with_a_lower_nll():

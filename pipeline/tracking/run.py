@@ -206,11 +206,10 @@ class Run:
                                          pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
                                          serialization_format="pickle")
 
-    def log_splits(self, contexts: dict[str, str]) -> None:
-        """The binarized splits (split -> MLflow context: training, validation, testing) with their
-        checksums from the binarize stage's manifest: MLflow's Dataset column."""
-        from pipeline.data import BINARIZED_DIR
-        manifest = BINARIZED_DIR / "manifest.json"
+    def log_splits(self, contexts: dict[str, str], folder: Path = Path("data/binarized")) -> None:
+        """The splits of the dataset in `folder` (split -> MLflow context: training, validation,
+        testing) with their checksums from its manifest: MLflow's Dataset column."""
+        manifest = folder / "manifest.json"
         if self.failed or not manifest.exists():
             return
         with self._guard("logging the datasets"):
@@ -223,11 +222,11 @@ class Run:
             checksums = read_json(manifest)["files"]
             inputs = []
             for split, context in contexts.items():
-                path = (BINARIZED_DIR / f"{split}.npy").resolve()
+                path = (folder / f"{split}.npy").resolve()
                 # a source of MLflow's type "local" (a file), built as such: given the file:// URI as a
                 # string, MLflow guesses its type and warns that it matches more than one
                 source = get_dataset_source_from_json(json.dumps({"uri": path.as_uri()}), source_type="local")
-                dataset = from_numpy(np.load(path), source=source, name=f"binarized-mnist-{split}",
+                dataset = from_numpy(np.load(path), source=source, name=f"{folder.name}-mnist-{split}",
                                      digest=checksums[path.name][:DATASET_DIGEST_CHARS])
                 inputs.append(DatasetInput(dataset._to_mlflow_entity(), [InputTag("mlflow.data.context", context)]))
             self.client.log_inputs(self.id, inputs)
