@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from pipeline import prepare as prep
 from pipeline.binarize import binarize
@@ -66,7 +67,6 @@ def test_prepare_failure_is_one_line_on_stderr(tmp_path):
 
 def test_pack_roundtrip():
     bits = np.random.default_rng(0).integers(0, 2, size=(5, 28, 28))
-    import torch
     packed = pack(torch.from_numpy(bits))
     assert packed.shape == (5, 98) and packed.dtype == np.uint8
     assert np.array_equal(unpack(packed).squeeze(1).numpy(), bits)
@@ -101,3 +101,21 @@ def test_threshold_binarization(raw_mnist, tmp_path):
     expected = (read_image_file(str(raw_mnist / "t10k-images-idx3-ubyte")).float() / 255 > 0.5).float()
     assert np.array_equal(load_split("test", root=tmp_path).squeeze(1).numpy(), expected.numpy())
     assert manifest["binarization"] == "threshold"
+
+
+def test_the_grey_split_keeps_every_level_of_the_same_images(raw_mnist, binarized, tmp_path):
+    from torchvision.datasets.mnist import read_image_file
+
+    from pipeline.data import load_labels
+    from pipeline.grey import write_grey
+    manifest = write_grey(raw_mnist, tmp_path)
+    assert {k: v["images"] for k, v in manifest["splits"].items()} == {"train": 50000, "val": 10000, "test": 10000}
+    assert manifest["pixel_levels"] == 256 and set(manifest["files"]) == {
+        f"{split}{part}.npy" for split in ("train", "val", "test") for part in ("", "_labels")}
+    assert all(sha256_file(tmp_path / name) == digest for name, digest in manifest["files"].items())
+    val = load_split("val", root=tmp_path)
+    training_images = read_image_file(str(raw_mnist / "train-images-idx3-ubyte"))
+    assert val.shape == (10000, 1, 28, 28) and val.dtype == torch.float32
+    assert torch.equal(val.squeeze(1), training_images[50_000:].float())  # the same split as binarize's
+    assert torch.equal(load_labels("val", root=tmp_path), load_labels("val", root=binarized[0]))
+    assert write_grey(raw_mnist, tmp_path / "again")["sha256"] == manifest["sha256"]

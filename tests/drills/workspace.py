@@ -47,7 +47,7 @@ def write_params(root: Path, models: dict[str, dict], train: dict | None = None,
     `evaluate` update the smoke overlays."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["profile"] = "smoke"
-    params["models"] = models
+    params["models"] = {name: {"data": "binarized", **section} for name, section in models.items()}
     params["train"]["smoke"].update(train or {})
     params["evaluate"]["smoke"].update(evaluate or {})
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -75,11 +75,12 @@ def synthetic_data(root: Path, sizes=(("train", 400), ("val", 100), ("test", 100
 
 
 def real_data(tmp_path_factory) -> Path:
-    """data/raw and data/binarized from the local mirror, made once per session by the stages'
-    own functions; copy it into a repository with `copy_data`."""
+    """data/raw, data/binarized and data/grey from the local mirror, made once per session by the
+    stages' own functions; copy it into a repository with `copy_data`."""
     if "data" not in _cache:
         mirror = mirror_dir()
         from pipeline.binarize import binarize
+        from pipeline.grey import write_grey
         from pipeline.params import DataConfig
         from pipeline.prepare import SHA256, fetch_verified
         base = tmp_path_factory.mktemp("mnist") / "data"
@@ -87,6 +88,7 @@ def real_data(tmp_path_factory) -> Path:
         for name, sha in SHA256.items():
             (base / "raw" / name).write_bytes(fetch_verified(name, sha, [str(mirror)]))
         binarize(DataConfig(), base / "raw", base / "binarized")
+        write_grey(base / "raw", base / "grey")
         _cache["data"] = base
     return _cache["data"]
 
@@ -130,7 +132,7 @@ def record_data_stages(root: Path, env: dict) -> None:
     """Record the data copied into `root` as the outputs of its stages, so `dvc repro` does not make
     them again: the code digests first, which those stages depend on."""
     run(["dvc", "repro", "digest"], root, env)
-    run(["dvc", "commit", "--force", "prepare", "binarize"], root, env)
+    run(["dvc", "commit", "--force", "prepare", "binarize", "grey"], root, env)
 
 
 def call_stage(module, *argv: str) -> str | None:
