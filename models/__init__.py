@@ -14,6 +14,7 @@ from models.trained import load
 # A plain literal: pipeline/digest.py reads it without importing anything.
 FAMILIES = {
     "bernoulli": "models.bernoulli:IndependentBernoulli",
+    "categorical": "models.categorical:IndependentCategorical",
     "fvsbn": "models.fvsbn:FVSBN",
     "markov": "models.markov:MarkovChain",
     "mixture": "models.mixture:BernoulliMixture",

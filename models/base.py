@@ -92,7 +92,10 @@ class CanComplete(Protocol):
 
 @runtime_checkable
 class HasSampleMeans(Protocol):
-    """The Bernoulli means behind `sample`'s images, given an identically seeded generator."""
+    """The mean images behind `sample`'s images, given an identically seeded generator: each pixel's
+    expected level given what its draw was conditioned on (a VAE's code z), divided by L - 1 with
+    L = `pixel_levels`, so values on [0, 1]; for binary pixels, the Bernoulli means. The samples hold
+    levels 0 .. L-1, so a figure that shows both divides the samples by L - 1."""
 
     def sample_means(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor: ...
 

@@ -1,5 +1,7 @@
 """Variational autoencoders (Kingma & Welling 2014) and importance-weighted autoencoders (Burda et al.
-2016): one Gaussian latent layer with a standard-normal prior and a Bernoulli decoder.
+2016): one Gaussian latent layer with a standard-normal prior, and a decoder that is Bernoulli for
+binarized pixels or a discretized mixture of logistics for grey levels (the discretized logistic of
+Kingma et al. 2016, IAF; its mixture in Salimans et al. 2017, PixelCNN++, Section 2.1).
 
 The ELBO is only a bound, so `nll` is the importance-sampled estimate the literature reports,
 
@@ -18,12 +20,25 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Independent, Normal, kl_divergence
 
-from models.base import GenerativeModel, LabelConditioning, require_positive, require_sizes, uniform_noise
+from models.base import (
+    GenerativeModel,
+    LabelConditioning,
+    require_pixel_levels,
+    require_positive,
+    require_sizes,
+    uniform_noise,
+)
+from models.nn.pixel_distributions import DiscretizedLogisticMixture, scale_levels
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
-# (samples x images) rows decoded at once when estimating the NLL: bounds memory for any k.
+# (samples x images) rows decoded at once when estimating the NLL, divided by the decoder's outputs
+# per pixel: bounds memory for any k.
 ROWS_PER_CHUNK = 2 ** 15
+# Grey-level means and draws go through every level's probability, (images, levels, components,
+# pixels) numbers: 0.8 GB of fp32 per intermediate for 1,000 MNIST images and one logistic. Chunks of
+# 2^26 numbers keep each at 256 MB.
+LEVEL_PROBABILITIES_PER_CHUNK = 2 ** 26
 
 
 def mlp(sizes: list[int], activation: str) -> nn.Sequential:
@@ -34,21 +49,25 @@ def mlp(sizes: list[int], activation: str) -> nn.Sequential:
     return nn.Sequential(*layers[:-1])
 
 
-def mlp_pair(image_shape, hidden_sizes: list[int], latent_dim: int, activation: str, label_inputs: int = 0):
-    """Encoder image -> (mean, raw scale) of the code, and decoder code -> pixel logits, the
-    decoder's hidden layers those of the encoder in reverse. Each takes `label_inputs` more inputs
-    (a one-hot label) after its own when conditional."""
+def mlp_pair(image_shape, hidden_sizes: list[int], latent_dim: int, activation: str, label_inputs: int = 0,
+             outputs_per_pixel: int = 1):
+    """Encoder image -> (mean, raw scale) of the code, and decoder code -> `outputs_per_pixel`
+    numbers per pixel, shape (batch, outputs_per_pixel * C, H, W), the decoder's hidden layers those
+    of the encoder in reverse. Each takes `label_inputs` more inputs (a one-hot label) after its own
+    when conditional."""
     require_sizes(hidden_sizes=hidden_sizes)
+    c, h, w = image_shape
     sizes = [math.prod(image_shape), *hidden_sizes]
     encoder = nn.Sequential(nn.Flatten(), mlp([sizes[0] + label_inputs, *sizes[1:], 2 * latent_dim], activation))
-    decoder = nn.Sequential(mlp([latent_dim + label_inputs, *reversed(sizes)], activation),
-                            nn.Unflatten(1, tuple(image_shape)))
+    decoder = nn.Sequential(mlp([latent_dim + label_inputs, *reversed(sizes[1:]), outputs_per_pixel * sizes[0]], activation),
+                            nn.Unflatten(1, (outputs_per_pixel * c, h, w)))
     return encoder, decoder
 
 
-def conv_pair(image_shape, channels: int, latent_dim: int, activation: str):
+def conv_pair(image_shape, channels: int, latent_dim: int, activation: str, outputs_per_pixel: int = 1):
     """Encoder: two stride-2 convolutions (H, W -> H/4, W/4), then a linear layer to (mean, raw
-    scale). Decoder: the mirror image, a linear layer and two stride-2 transposed convolutions."""
+    scale). Decoder: the mirror image, a linear layer and two stride-2 transposed convolutions to
+    `outputs_per_pixel` numbers per pixel, shape (batch, outputs_per_pixel * C, H, W)."""
     c, h, w = image_shape
     if h % 4 or w % 4:
         raise ValueError(f"architecture 'conv' needs height and width divisible by 4, got {tuple(image_shape)}")
@@ -61,7 +80,7 @@ def conv_pair(image_shape, channels: int, latent_dim: int, activation: str):
     decoder = nn.Sequential(
         nn.Linear(latent_dim, features), act(), nn.Unflatten(1, (2 * channels, h // 4, w // 4)),
         nn.ConvTranspose2d(2 * channels, channels, 4, stride=2, padding=1), act(),
-        nn.ConvTranspose2d(channels, c, 4, stride=2, padding=1))
+        nn.ConvTranspose2d(channels, outputs_per_pixel * c, 4, stride=2, padding=1))
     return encoder, decoder
 
 
@@ -69,8 +88,64 @@ def log_mean_exp(values: torch.Tensor, dim: int = 0) -> torch.Tensor:
     return torch.logsumexp(values, dim) - math.log(values.shape[dim])
 
 
+class BernoulliPixels:
+    """Binarized pixels: p(x_i = 1 | z) = sigmoid(l_i), one logit per pixel. `params` are laid out
+    as models/nn/pixel_distributions.py lays them out, (batch, 1, C, H, W)."""
+
+    params_per_pixel = 1
+
+    def log_likelihood(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x | z) for params (..., batch, 1, C, H, W) and images (batch, C, H, W): (..., batch).
+        sum_i x_i l_i - softplus(l_i) is -BCE with logits, in half the passes over the
+        (samples x images x pixels) logits that Bernoulli.log_prob makes (it dominates the NLL)."""
+        logits = params.flatten(-4)
+        return torch.einsum("...bd,bd->...b", logits, x.flatten(1).to(logits.dtype)) - F.softplus(logits).sum(-1)
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        """p(x_i = 1 | z), (batch, C, H, W)."""
+        return torch.sigmoid(params.squeeze(-4))
+
+    def draw(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """1 where the uniform `noise` falls below p(x_i = 1 | z), as `draw_or_keep` draws."""
+        return (noise < self.mean(params)).float()
+
+
+class DiscretizedLogisticPixels:
+    """Grey levels 0 .. L-1: p(x_i | z) a discretized mixture of `components` logistics on [-1, 1]
+    (models/nn/pixel_distributions.py), 3 * components numbers per pixel."""
+
+    def __init__(self, levels: int, components: int):
+        self.distribution = DiscretizedLogisticMixture(levels, components)
+        self.params_per_pixel = self.distribution.params_per_pixel
+
+    def log_likelihood(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x | z) for params (..., batch, P, C, H, W) and images (batch, C, H, W): (..., batch)."""
+        images = x.expand(*params.shape[:-5], *x.shape).flatten(0, -4)
+        per_pixel = self.distribution.log_prob(params.flatten(0, -5), images)
+        return per_pixel.flatten(1).sum(1).view(params.shape[:-4])
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        """E[x_i | z] / (L - 1) on [0, 1], (batch, C, H, W)."""
+        return torch.cat([self.distribution.mean(rows) for rows in self._chunks(params)])
+
+    def draw(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Levels by inverting each pixel's cumulative distribution at its uniform `noise` (batch, C, H, W)."""
+        return torch.cat([self.distribution.draw(rows, pixel_noise)
+                          for rows, pixel_noise in zip(self._chunks(params), self._chunks(noise))])
+
+    def _chunks(self, tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        per_image = self.distribution.levels * self.distribution.components * math.prod(tensor.shape[-3:])
+        return tensor.split(max(1, LEVEL_PROBABILITIES_PER_CHUNK // per_image))
+
+
 class VAE(GenerativeModel, LabelConditioning):
-    """q(z|x) = N(mu(x), diag sigma(x)^2),  p(z) = N(0, I),  p(x|z) = prod_i Bernoulli(x_i; sigmoid(f(z)_i)).
+    """q(z|x) = N(mu(x), diag sigma(x)^2),  p(z) = N(0, I),  p(x|z) = prod_i p(x_i | f(z)_i).
+
+    pixel_levels: 2 (binarized images) gives the Bernoulli decoder p(x_i = 1 | z) = sigmoid(f(z)_i).
+    More levels (256 for grey MNIST) give a discretized mixture of `decoder_components` logistics per
+    pixel, 1 being the discretized logistic of Kingma et al. 2016 (IAF) and Salimans et al. 2017; the
+    encoder then sees the levels scaled to [-1, 1]. `decoder_components` applies to grey levels only,
+    and anything but 1 with pixel_levels 2 is refused rather than ignored.
 
     objective: `elbo` trains on the negative ELBO (analytic KL, `train_samples` reparameterized
     samples averaged in the reconstruction term); `iwae` on the negative k-sample importance-weighted
@@ -90,17 +165,25 @@ class VAE(GenerativeModel, LabelConditioning):
                  latent_dim: int = 50, hidden_sizes: list[int] = (200, 200), channels: int = 32,
                  activation: Literal["tanh", "relu", "elu"] = "tanh",
                  objective: Literal["elbo", "iwae"] = "elbo", train_samples: int = 1,
-                 eval_samples: int = 5000, val_samples: int = 10, conditional: bool = False):
+                 eval_samples: int = 5000, val_samples: int = 10, conditional: bool = False,
+                 pixel_levels: int = 2, decoder_components: int = 1):
         super().__init__(image_shape)
         require_positive(latent_dim=latent_dim, channels=channels, train_samples=train_samples,
-                         eval_samples=eval_samples, val_samples=val_samples)
+                         eval_samples=eval_samples, val_samples=val_samples, decoder_components=decoder_components)
+        require_pixel_levels(pixel_levels)
+        if pixel_levels == 2 and decoder_components != 1:
+            raise ValueError(f"decoder_components applies to grey levels (pixel_levels > 2) only, got {decoder_components} "
+                             "with pixel_levels 2")
         if architecture not in ("mlp", "conv"):
             raise ValueError(f"architecture must be 'mlp' or 'conv', got {architecture!r}")
         if objective not in ("elbo", "iwae"):
             raise ValueError(f"objective must be 'elbo' or 'iwae', got {objective!r}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
-        self.latent_dim, self.objective = latent_dim, objective
+        self.latent_dim, self.objective, self.pixel_levels = latent_dim, objective, pixel_levels
+        self.decoder_pixels = (BernoulliPixels() if pixel_levels == 2
+                               else DiscretizedLogisticPixels(pixel_levels, decoder_components))
+        outputs = self.decoder_pixels.params_per_pixel
         self.train_samples, self.eval_samples, self.val_samples = train_samples, eval_samples, val_samples
         if conditional and architecture != "mlp":
             raise ValueError("conditional: true needs architecture 'mlp'")
@@ -108,13 +191,13 @@ class VAE(GenerativeModel, LabelConditioning):
             self.init_labels(10)
         if architecture == "mlp":
             self.encoder, self.decoder = mlp_pair(self.image_shape, hidden_sizes, latent_dim, activation,
-                                                  self.num_classes if conditional else 0)
+                                                  self.num_classes if conditional else 0, outputs)
         else:
-            self.encoder, self.decoder = conv_pair(self.image_shape, channels, latent_dim, activation)
+            self.encoder, self.decoder = conv_pair(self.image_shape, channels, latent_dim, activation, outputs)
 
     # --- the three distributions -------------------------------------------------------------
-    # validate_args=False: the scales are positive and the images binary by construction, and each
-    # validation would make the GPU wait for a Python-side check at every step.
+    # validate_args=False: the scales are positive by construction, and each validation would make
+    # the GPU wait for a Python-side check at every step.
     def with_label(self, inputs: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """`inputs` (..., batch, features) followed by the one-hot labels (batch,) when conditional."""
         self.check_labels(labels)
@@ -126,27 +209,38 @@ class VAE(GenerativeModel, LabelConditioning):
     def posterior(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Independent:
         # softplus, not exp, keeps the scale positive without overflowing early in training
         self.check_labels(labels)
-        inputs = x if labels is None else self.with_label(x.flatten(1), labels)
+        inputs = self.encoder_input(x)
+        inputs = inputs if labels is None else self.with_label(inputs.flatten(1), labels)
         mean, raw_scale = self.encoder(inputs).float().chunk(2, dim=-1)
         return Independent(Normal(mean, F.softplus(raw_scale) + 1e-4, validate_args=False), 1, validate_args=False)
+
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Grey levels scaled to [-1, 1]; binary pixels as they are, {0, 1}, which is what the
+        binarized track's trained checkpoints saw."""
+        return x if self.pixel_levels == 2 else scale_levels(x, self.pixel_levels)
 
     def prior(self) -> Independent:
         zeros = torch.zeros(self.latent_dim, device=self.device)
         return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1, validate_args=False)
 
-    def decoder_logits(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """The pixel logits of p(x | z) for codes of shape (..., latent_dim) (and labels of shape
-        (batch,) matching z's last batch dimension when conditional): shape (..., C, H, W), fp32."""
+    def decoder_params(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The parameters of p(x | z) for codes of shape (..., latent_dim) (and labels of shape
+        (batch,) matching z's last batch dimension when conditional): shape (..., P, C, H, W) in fp32,
+        P = `decoder_pixels.params_per_pixel` (1, the logit, for binary pixels)."""
         z_in = self.with_label(z, labels)
-        logits = self.decoder(z_in.reshape(-1, z_in.shape[-1])).float()
-        return logits.view(*z.shape[:-1], *self.image_shape)
+        params = self.decoder(z_in.reshape(-1, z_in.shape[-1])).float()
+        return params.view(*z.shape[:-1], self.decoder_pixels.params_per_pixel, *self.image_shape)
+
+    def decoder_logits(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Binary pixels only: the logits of p(x_i = 1 | z), shape (..., C, H, W), fp32."""
+        if self.pixel_levels != 2:
+            raise ValueError(f"decoder_logits is for binary pixels; this VAE has {self.pixel_levels} levels: "
+                             "use decoder_params")
+        return self.decoder_params(z, labels).squeeze(-4)
 
     def log_likelihood(self, z: torch.Tensor, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """log p(x | z) for codes (..., batch, latent_dim) and images (batch, C, H, W): shape (..., batch).
-        sum_i x_i l_i - softplus(l_i) over the logits l is -BCE with logits, in half the passes over
-        the (samples x images x pixels) logits that Bernoulli.log_prob makes (it dominates the NLL)."""
-        logits = self.decoder_logits(z, labels).flatten(-3)
-        return torch.einsum("...bd,bd->...b", logits, x.flatten(1).to(logits.dtype)) - F.softplus(logits).sum(-1)
+        """log p(x | z) for codes (..., batch, latent_dim) and images (batch, C, H, W): shape (..., batch)."""
+        return self.decoder_pixels.log_likelihood(self.decoder_params(z, labels), x)
 
     # --- bounds and estimates ----------------------------------------------------------------
     def log_weights(self, x: torch.Tensor, q: Independent, k: int, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -168,7 +262,7 @@ class VAE(GenerativeModel, LabelConditioning):
         if labels is None and self.conditional:
             return self.marginal_nll(x, lambda x, labels: self.importance_sampled_nll(x, k, labels))
         q = self.posterior(x, labels)
-        chunk = max(1, ROWS_PER_CHUNK // len(x))
+        chunk = max(1, ROWS_PER_CHUNK // (len(x) * self.decoder_pixels.params_per_pixel))
         partial = [torch.logsumexp(self.log_weights(x, q, min(chunk, k - start), labels), 0)
                    for start in range(0, k, chunk)]
         return math.log(k) - torch.logsumexp(torch.stack(partial), 0)
@@ -196,18 +290,25 @@ class VAE(GenerativeModel, LabelConditioning):
             return torch.randn(n, self.latent_dim, device=self.device)
         return torch.randn(n, self.latent_dim, generator=generator, device=generator.device).to(self.device)
 
+    def prior_decoder_params(self, n: int, generator: torch.Generator | None,
+                             labels: torch.Tensor | None) -> torch.Tensor:
+        """The decoder's parameters (n, P, C, H, W) at n codes z ~ p(z), after y ~ p(y) unless given when conditional."""
+        labels = self.labels_or_prior(labels, n, generator) if self.conditional else None
+        return self.decoder_params(self.prior_draws(n, generator), labels)
+
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Binary images: (y ~ p(y) unless given, when conditional) z ~ p(z), then every pixel ~ Bernoulli(mean)."""
-        means = self.sample_means(n, generator, labels)
-        return (uniform_noise(means.shape, generator, self.device) < means).float()
+        """Images of levels 0 .. pixel_levels - 1: z ~ p(z), then every pixel ~ p(x_i | z) (one
+        uniform number per pixel)."""
+        params = self.prior_decoder_params(n, generator, labels)
+        return self.decoder_pixels.draw(params, uniform_noise((n, *self.image_shape), generator, self.device))
 
     @torch.no_grad()
     def sample_means(self, n: int, generator: torch.Generator | None = None,
                      labels: torch.Tensor | None = None) -> torch.Tensor:
-        """The Bernoulli means behind `sample`'s images when given an identically seeded generator."""
-        labels = self.labels_or_prior(labels, n, generator) if self.conditional else None
-        return self.decode(self.prior_draws(n, generator), labels)
+        """The decoder means E[x | z] / (pixel_levels - 1) on [0, 1] (the Bernoulli means for binary
+        pixels) behind `sample`'s images when given an identically seeded generator."""
+        return self.decoder_pixels.mean(self.prior_decoder_params(n, generator, labels))
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -216,5 +317,6 @@ class VAE(GenerativeModel, LabelConditioning):
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """The Bernoulli means p(x_i = 1 | z), shape (batch, C, H, W)."""
-        return torch.sigmoid(self.decoder_logits(z, labels))
+        """The decoder means E[x | z] / (pixel_levels - 1) on [0, 1], shape (batch, C, H, W): the
+        Bernoulli means p(x_i = 1 | z) for binary pixels."""
+        return self.decoder_pixels.mean(self.decoder_params(z, labels))

@@ -1,4 +1,4 @@
-"""Shared test tools: exhaustive enumeration of tiny binary images and model perturbation."""
+"""Shared test tools: exhaustive enumeration of tiny images (binary or grey) and model perturbation."""
 from __future__ import annotations
 
 import math
@@ -11,6 +11,13 @@ def all_binary_images(shape=(1, 4, 4)) -> torch.Tensor:
     d = math.prod(shape)
     bits = (torch.arange(2 ** d)[:, None] >> torch.arange(d - 1, -1, -1)) & 1
     return bits.float().view(-1, *shape)
+
+
+def all_level_images(shape=(1, 2, 2), levels: int = 4) -> torch.Tensor:
+    """Every image of `shape` whose pixels take the levels 0 .. levels-1: levels^(C*H*W) of them, float64."""
+    d = math.prod(shape)
+    digits = torch.arange(levels ** d)[:, None] // levels ** torch.arange(d - 1, -1, -1) % levels
+    return digits.double().view(-1, *shape)
 
 
 def randomize(model: torch.nn.Module, std: float = 0.5, seed: int = 0) -> torch.nn.Module:

@@ -8,6 +8,7 @@ import torch
 
 from models import build_model
 from models.bernoulli import IndependentBernoulli
+from models.categorical import IndependentCategorical
 from models.fvsbn import FVSBN
 from models.gated_pixelcnn import GatedPixelCNN
 from models.made import MADE
@@ -39,6 +40,7 @@ CONDITIONAL = {
 # name -> constructor taking an image shape; every one has an exact likelihood.
 EXACT = {
     "bernoulli": lambda shape: IndependentBernoulli(shape),
+    "categorical": lambda shape: IndependentCategorical(shape),
     "fvsbn": lambda shape: FVSBN(shape),
     "markov": lambda shape: MarkovChain(shape),
     "mixture": lambda shape: BernoulliMixture(shape, components=3),
