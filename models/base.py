@@ -102,7 +102,8 @@ class HasSampleMeans(Protocol):
 
 @runtime_checkable
 class HasLatentCode(Protocol):
-    """An encoder and a decoder: reconstructions, interpolations, a scatter of the codes."""
+    """An encoder and a decoder: reconstructions, interpolations, a scatter of the codes. `decode`
+    returns images in pixel levels, as the data are (a decoder's means may lie between levels)."""
 
     def encode(self, x: torch.Tensor) -> torch.Tensor: ...
 

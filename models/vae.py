@@ -317,6 +317,6 @@ class VAE(GenerativeModel, LabelConditioning):
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """The decoder means E[x | z] / (pixel_levels - 1) on [0, 1], shape (batch, C, H, W): the
-        Bernoulli means p(x_i = 1 | z) for binary pixels."""
-        return self.decoder_pixels.mean(self.decoder_params(z, labels))
+        """The decoder means E[x | z] in pixel levels, shape (batch, C, H, W), as the images are
+        (`HasLatentCode`): the Bernoulli means p(x_i = 1 | z) for binary pixels."""
+        return self.decoder_pixels.mean(self.decoder_params(z, labels)) * (self.pixel_levels - 1)

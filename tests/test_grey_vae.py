@@ -153,7 +153,7 @@ def test_256_levels_sample_encode_decode_and_train_under_bf16_autocast(architect
     assert samples.shape == (6, *shape) and torch.equal(samples, samples.round())
     assert samples.min() >= 0 and samples.max() <= 255
     decoded = model.decode(model.encode(x))
-    assert decoded.shape == x.shape and decoded.min() >= 0 and decoded.max() <= 1
+    assert decoded.shape == x.shape and decoded.min() >= 0 and decoded.max() <= 255  # means, in levels
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = model.loss(x)
     loss.backward()

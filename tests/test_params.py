@@ -35,6 +35,16 @@ def test_the_repository_params_are_valid_for_every_profile():
             P.model_spec(params, name)
 
 
+def test_a_model_names_its_data_and_grey_data_sets_its_pixel_levels(tmp_path):
+    params = P.load(write(tmp_path, BASE))
+    binarized = P.model_spec(params, "made")
+    assert binarized.data.name == "binarized" and "pixel_levels" not in binarized.kwargs  # the default
+    params["models"]["made"]["data"] = "grey"
+    grey = P.model_spec(params, "made")
+    assert grey.data.name == "grey" and grey.data.folder.as_posix() == "data/grey"
+    assert grey.kwargs == {"hidden_sizes": [20], "pixel_levels": 256}
+
+
 def test_more_specific_settings_win(tmp_path):
     spec = P.model_spec(P.load(write(tmp_path, BASE)), "made")
     assert spec.kwargs == {"hidden_sizes": [20]}
@@ -56,6 +66,12 @@ def test_more_specific_settings_win(tmp_path):
     (lambda p: p["models"]["made"].update(num_masks="many"), "models.made: num_masks: .*integer"),
     (lambda p: p.update(data={"binarization": "threshold"}) or p["train"].update(dynamic_binarization=True),
      "models.made: train.dynamic_binarization .* data.binarization: threshold"),
+    (lambda p: p["models"]["made"].update(data="colour"), "models.made.data: 'colour' is not one of binarized, grey"),
+    (lambda p: p["models"]["made"].update(family="nade", hidden=8, data="grey"),
+     "models.made: family nade models binarized images only, not data: grey; families for 256 levels: .*pixelcnn"),
+    (lambda p: p["models"]["made"].update(pixel_levels=4), "models.made: unknown key 'pixel_levels'"),
+    (lambda p: p["models"]["made"].update(data="grey") or p["train"].update(dynamic_binarization=True),
+     "models.made: train.dynamic_binarization redraws binarized training images, but this model is trained on data: grey"),
 ])
 def test_bad_params_name_the_key(tmp_path, change, message):
     params = yaml.safe_load(yaml.safe_dump(BASE))
