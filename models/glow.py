@@ -1,5 +1,6 @@
 """Glow (Kingma & Dhariwal 2018): steps of actnorm, invertible 1x1 convolution and affine coupling
-in a multi-scale architecture, trained on dequantized binary images (see models/nn/dequantized.py)."""
+in a multi-scale architecture, trained on dequantized images, binarized or grey (see models/nn/dequantized.py).
+The paper's preprocessing, v / pixel_levels - 0.5 with no logit, is `preprocessing: scale`."""
 from __future__ import annotations
 
 from typing import Literal
@@ -74,9 +75,10 @@ class Glow(DequantizedFlow):
                  steps: int = 8, levels: int = 2,
                  dequantization: Literal["uniform", "variational"] = "uniform", dequantizer_hidden: int = 32,
                  dequantizer_couplings: int = 2, logit_alpha: float = 1e-3, eval_samples: int = 1,
-                 importance_weighted: bool = False):
+                 importance_weighted: bool = False, pixel_levels: int = 2,
+                 preprocessing: Literal["logit", "scale"] = "logit"):
         super().__init__(image_shape, dequantization, dequantizer_hidden, dequantizer_couplings,
-                         logit_alpha, eval_samples, importance_weighted)
+                         logit_alpha, eval_samples, importance_weighted, pixel_levels, preprocessing)
         require_positive(hidden_channels=hidden_channels, steps=steps, levels=levels)
         if num_blocks < 0:
             raise ValueError(f"num_blocks must be >= 0, got {num_blocks}")

@@ -1,6 +1,6 @@
 """MAF (Papamakarios et al. 2017): a stack of autoregressive affine layers, each conditioned by a masked
-MLP (models/nn/masked_linear.py), with the order reversed between layers; trained on dequantized binary images
-(see models/nn/dequantized.py)."""
+MLP (models/nn/masked_linear.py), with the order reversed between layers; trained on dequantized images,
+binarized or grey (see models/nn/dequantized.py)."""
 from __future__ import annotations
 
 from typing import Literal
@@ -126,9 +126,10 @@ class MAF(DequantizedFlow):
                  mask_seed: int = 0,
                  dequantization: Literal["uniform", "variational"] = "uniform", dequantizer_hidden: int = 32,
                  dequantizer_couplings: int = 2, logit_alpha: float = 1e-3, eval_samples: int = 1,
-                 importance_weighted: bool = False):
+                 importance_weighted: bool = False, pixel_levels: int = 2,
+                 preprocessing: Literal["logit", "scale"] = "logit"):
         super().__init__(image_shape, dequantization, dequantizer_hidden, dequantizer_couplings,
-                         logit_alpha, eval_samples, importance_weighted)
+                         logit_alpha, eval_samples, importance_weighted, pixel_levels, preprocessing)
         require_positive(num_layers=num_layers)
         require_sizes(hidden_sizes=hidden_sizes)
         if log_scale not in ("sigmoid", "tanh"):

@@ -1,5 +1,5 @@
 """RealNVP (Dinh et al. 2017): affine coupling layers with checkerboard and channel masks in a
-multi-scale architecture, trained on dequantized binary images (see models/nn/dequantized.py)."""
+multi-scale architecture, trained on dequantized images, binarized or grey (see models/nn/dequantized.py)."""
 from __future__ import annotations
 
 from typing import Literal
@@ -27,9 +27,10 @@ class RealNVP(DequantizedFlow):
                  scales: int = 2, couplings: int = 3,
                  dequantization: Literal["uniform", "variational"] = "uniform", dequantizer_hidden: int = 32,
                  dequantizer_couplings: int = 2, logit_alpha: float = 1e-3, eval_samples: int = 1,
-                 importance_weighted: bool = False):
+                 importance_weighted: bool = False, pixel_levels: int = 2,
+                 preprocessing: Literal["logit", "scale"] = "logit"):
         super().__init__(image_shape, dequantization, dequantizer_hidden, dequantizer_couplings,
-                         logit_alpha, eval_samples, importance_weighted)
+                         logit_alpha, eval_samples, importance_weighted, pixel_levels, preprocessing)
         require_positive(hidden_channels=hidden_channels, couplings=couplings)
         if num_blocks < 0 or scales < 0:
             raise ValueError("num_blocks and scales must be >= 0")

@@ -1,18 +1,21 @@
-"""Flows on binary images: dequantization and the dequantized-flow model that RealNVP, Glow and MAF extend.
+"""Flows on discrete images: dequantization and the dequantized-flow model that RealNVP, Glow and MAF extend.
 
-Flows model continuous densities, so `DequantizedFlow` fits them to binary images lifted into
-[0, 2)^D by dequantization noise (x + u, u in [0, 1)^D: each pixel value owns a unit-wide bin) and
-then into logit space; its `nll` is the bound -log P(x) <= E_q[log q(u|x) - log p(x + u)].
+Flows model continuous densities, so `DequantizedFlow` fits them to images whose pixels take the
+levels 0 .. L-1 (L = `pixel_levels`: 2 binarized, 256 grey) lifted into [0, L)^D by dequantization
+noise (x + u, u in [0, 1)^D: each level owns a unit-wide bin), then preprocessed (into logit space,
+or scaled to [-0.5, 0.5)); its `nll` is the bound -log P(x) <= E_q[log q(u|x) - log p(x + u)], in
+nats on the discrete levels, so nll / (D ln 2) is bits/dim as papers report it for 8-bit images.
 """
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import GenerativeModel, require_positive, uniform_noise
+from models.base import GenerativeModel, require_pixel_levels, require_positive, uniform_noise
 from models.nn.transforms import (
     AffineCoupling,
     Transform,
@@ -27,7 +30,11 @@ from models.nn.transforms import (
 
 class LogitTransform(Transform):
     """Dequantized pixels v in [0, num_bins) -> logit space: w = logit(alpha + (1 - 2 alpha) v / num_bins).
-    alpha keeps w finite at the edges; the log-det counts both the scaling and the logit."""
+    alpha keeps w finite at the edges; the log-det counts both the scaling and the logit.
+
+    The papers' values: RealNVP (Dinh et al. 2017, section 4.1) alpha = 0.05 (the text writes
+    alpha + (1 - alpha) x, its released code this symmetric form); MAF (Papamakarios et al. 2017)
+    alpha = 1e-6 on MNIST (its released code, datasets/mnist.py)."""
 
     def __init__(self, alpha: float = 1e-3, num_bins: int = 2):
         super().__init__()
@@ -53,6 +60,39 @@ class LogitTransform(Transform):
         return v, at_least_fp32(per_example(log_det))
 
 
+class ScaleTransform(Transform):
+    """Dequantized pixels v in [0, num_bins) -> [-0.5, 0.5): w = v / num_bins - 0.5, no logit (Glow's
+    preprocessing, Kingma & Dhariwal 2018, in its released code). The log-det is the constant
+    -D log(num_bins)."""
+
+    def __init__(self, num_bins: int):
+        super().__init__()
+        self.num_bins = num_bins
+
+    def _log_det(self, v: torch.Tensor) -> torch.Tensor:
+        return v.new_full((len(v),), -math.log(self.num_bins) * v[0].numel())
+
+    def forward(self, v):
+        v = at_least_fp32(v)
+        return v / self.num_bins - 0.5, self._log_det(v)
+
+    def inverse(self, w):
+        w = at_least_fp32(w)
+        return (w + 0.5) * self.num_bins, -self._log_det(w)
+
+
+Preprocessing = Literal["logit", "scale"]
+
+
+def pixel_preprocessing(preprocessing: Preprocessing, pixel_levels: int, logit_alpha: float) -> Transform:
+    """The map from dequantized pixels in [0, pixel_levels) to the flow's input ('scale' ignores logit_alpha)."""
+    if preprocessing == "logit":
+        return LogitTransform(logit_alpha, num_bins=pixel_levels)
+    if preprocessing == "scale":
+        return ScaleTransform(pixel_levels)
+    raise ValueError(f"preprocessing must be 'logit' or 'scale', got {preprocessing!r}")
+
+
 def normal_noise(shape, generator: torch.Generator | None, device) -> torch.Tensor:
     """Standard normal numbers drawn from `generator` (or the global RNG) on `device`."""
     if generator is None:
@@ -61,7 +101,7 @@ def normal_noise(shape, generator: torch.Generator | None, device) -> torch.Tens
 
 
 class UniformDequantizer(nn.Module):
-    """v = x + u with u ~ U[0, 1)^D: q(u|x) = 1 on the pixel's unit bin, so log q = 0."""
+    """v = x + u with u ~ U[0, 1)^D: q(u|x) = 1 on the pixel's unit bin [x, x + 1), so log q = 0."""
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
         u = uniform_noise(x.shape, generator, x.device)
@@ -71,10 +111,13 @@ class UniformDequantizer(nn.Module):
 class VariationalDequantizer(nn.Module):
     """A learned noise distribution q(u|x) (Flow++): eps ~ N(0, I), then an elementwise affine map and
     `couplings` checkerboard affine couplings, all conditioned on features of x, then u = sigmoid(h),
-    so u lies in (0, 1)^D and log q(u|x) = log N(eps) - log|det du/deps|."""
+    so u lies in (0, 1)^D and log q(u|x) = log N(eps) - log|det du/deps|. The features see x scaled to
+    [-1, 1] (levels 0 .. pixel_levels - 1)."""
 
-    def __init__(self, image_shape: tuple[int, int, int], hidden_channels: int, couplings: int):
+    def __init__(self, image_shape: tuple[int, int, int], hidden_channels: int, couplings: int,
+                 pixel_levels: int = 2):
         super().__init__()
+        self.pixel_levels = pixel_levels
         c = image_shape[0]
         self.features = nn.Sequential(nn.Conv2d(c, hidden_channels, 3, padding=1), nn.ReLU(),
                                       nn.Conv2d(hidden_channels, hidden_channels, 3, padding=1), nn.ReLU())
@@ -85,7 +128,7 @@ class VariationalDequantizer(nn.Module):
 
     def transform(self, eps: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """eps -> u given x, and log|det du/deps|."""
-        context = self.features(2 * x - 1)
+        context = self.features(x * (2 / (self.pixel_levels - 1)) - 1)
         h, total = eps, eps.new_zeros(len(eps))
         for coupling in self.couplings:
             h, log_det = coupling(h, context)
@@ -102,11 +145,12 @@ class VariationalDequantizer(nn.Module):
 
 
 class DequantizedFlow(GenerativeModel):
-    """A flow over dequantized binary images: v = x + u in [0, 2)^D -> logit space -> `self.flow` -> z,
-    with a standard-normal base. `nll(x)` is the dequantization bound in nats,
-    E_q[log q(u|x) - log p(x + u)] >= -log P(x), estimated with `eval_samples` draws at evaluation
-    (one draw while training); with `importance_weighted`, the draws are combined into the tighter
-    importance-weighted bound -log mean_k p(x + u_k) / q(u_k|x) (Hoogeboom et al. 2020).
+    """A flow over dequantized images with `pixel_levels` levels L: v = x + u in [0, L)^D -> `preprocess`
+    (logit space, or v / L - 0.5 with `preprocessing: scale`) -> `self.flow` -> z, with a standard-normal
+    base. `nll(x)` is the dequantization bound in nats, E_q[log q(u|x) - log p(x + u)] >= -log P(x),
+    every Jacobian counted (the preprocessing's too, its 1/L included), estimated with `eval_samples`
+    draws at evaluation (one draw while training); with `importance_weighted`, the draws are combined
+    into the tighter importance-weighted bound -log mean_k p(x + u_k) / q(u_k|x) (Hoogeboom et al. 2020).
     Subclasses build `self.flow`, an image-to-flat-vector Transform.
     """
 
@@ -114,26 +158,29 @@ class DequantizedFlow(GenerativeModel):
 
     def __init__(self, image_shape, dequantization: str = "uniform", dequantizer_hidden: int = 32,
                  dequantizer_couplings: int = 2, logit_alpha: float = 1e-3, eval_samples: int = 1,
-                 importance_weighted: bool = False):
+                 importance_weighted: bool = False, pixel_levels: int = 2, preprocessing: Preprocessing = "logit"):
         super().__init__(image_shape)
         if dequantization not in ("uniform", "variational"):
             raise ValueError(f"dequantization must be 'uniform' or 'variational', got {dequantization!r}")
         require_positive(dequantizer_hidden=dequantizer_hidden, eval_samples=eval_samples)
+        require_pixel_levels(pixel_levels)
         if dequantizer_couplings < 0:
             raise ValueError(f"dequantizer_couplings must be >= 0, got {dequantizer_couplings}")
+        self.pixel_levels = pixel_levels
         if dequantization == "uniform":
             self.dequantizer = UniformDequantizer()
         else:
-            self.dequantizer = VariationalDequantizer(self.image_shape, dequantizer_hidden, dequantizer_couplings)
-        self.preprocess = LogitTransform(logit_alpha, num_bins=2)
+            self.dequantizer = VariationalDequantizer(self.image_shape, dequantizer_hidden, dequantizer_couplings,
+                                                      pixel_levels)
+        self.preprocess = pixel_preprocessing(preprocessing, pixel_levels, logit_alpha)
         self.eval_samples, self.importance_weighted = eval_samples, importance_weighted
         self.flow: Transform | None = None
 
     def log_density(self, v: torch.Tensor) -> torch.Tensor:
-        """log p(v) for dequantized images v in [0, 2)^D (a density with respect to v, in fp32)."""
-        w, logit_log_det = self.preprocess(v)
+        """log p(v) for dequantized images v in [0, pixel_levels)^D (a density with respect to v, in fp32)."""
+        w, preprocess_log_det = self.preprocess(v)
         z, flow_log_det = self.flow(w)
-        return standard_normal_log_prob(z) + logit_log_det + flow_log_det
+        return standard_normal_log_prob(z) + preprocess_log_det + flow_log_det
 
     def dequantization_bound(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """One-draw estimate of E_q[log q(u|x) - log p(x + u)] per image."""
@@ -156,10 +203,15 @@ class DequantizedFlow(GenerativeModel):
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Invert the flow and quantize: each pixel is the bin its continuous value falls into."""
+        """Invert the flow and quantize: each pixel is the level whose bin its continuous value falls into."""
         w, _ = self.flow.inverse(z)
         v, _ = self.preprocess.inverse(w)
-        return (v >= 1).float().view(len(z), *self.image_shape)
+        return self.quantize(v).float().view(len(z), *self.image_shape)
+
+    def quantize(self, v: torch.Tensor) -> torch.Tensor:
+        """The level k whose bin [k, k + 1) holds v; values beyond the edges go to 0 or pixel_levels - 1,
+        and NaN (a latent too far out for the inverse flow in floating point) to 0, as `v >= 1` did."""
+        return torch.floor(torch.nan_to_num(v, nan=0.0)).clamp(0, self.pixel_levels - 1)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
