@@ -95,10 +95,10 @@ def load_split(split: str, limit: int | None = None, root: Path = BINARIZED_DIR)
     path = Path(root) / f"{split}.npy"
     if not path.exists():
         raise PipelineError(f"{path} is missing: run `dvc repro` first (the stage that writes {root}/)")
-    stored = np.ascontiguousarray(np.load(path, mmap_mode="r")[:limit])
+    stored = np.load(path, mmap_mode="r")[:limit]
     if stored.ndim == 2:
-        return unpack(stored)
-    return torch.from_numpy(stored).float().view(len(stored), *IMAGE_SHAPE)
+        return unpack(np.ascontiguousarray(stored))
+    return torch.from_numpy(np.array(stored)).float().view(len(stored), *IMAGE_SHAPE)
 
 
 def load_labels(split: str, limit: int | None = None, root: Path = BINARIZED_DIR) -> torch.Tensor:
