@@ -250,12 +250,39 @@ def draw_or_keep(observed: torch.Tensor, value: torch.Tensor, probability: torch
 
 
 class AutoregressiveModel(GenerativeModel):
-    """p(x) = prod_i p(x_i | x_<i) with Bernoulli conditionals, in the order `ordering()`.
+    """p(x) = prod_i p(x_i | x_<i) in the order `ordering()`, with Bernoulli conditionals for binary
+    pixels or, for a family that takes `pixel_levels`, a `PixelDistribution` over the levels
+    (models/nn/pixel_distributions.py: a discretized mixture of logistics, or a softmax).
 
-    Subclasses implement `logits(x)`: the logit of p(x_i = 1 | x_<i) for every pixel, which must
-    not depend on x_i or later pixels. Sampling and completion then work pixel by pixel; families
-    with a cheaper step (a hidden state, a key/value cache) override `fill`.
+    Subclasses implement `logits(x)`: the conditionals' parameters for every pixel, which must not
+    depend on x_i or later pixels: the logit of p(x_i = 1 | x_<i), shaped like x, for binary pixels;
+    (B, P, C, H, W) with P = `outputs_per_pixel` for grey levels. Their networks read
+    `network_input(x)`. Sampling and completion then work pixel by pixel; families with a cheaper
+    step (a hidden state, a key/value cache) override `fill`.
     """
+
+    output_distribution = None  # a PixelDistribution when pixels take more than two levels
+
+    def init_pixel_output(self, pixel_levels: int, output: str, components: int) -> None:
+        """The per-pixel conditional for `pixel_levels` levels: Bernoulli for 2 (where `output` and
+        `components` must keep their defaults), else `output` ('logistic_mixture' with `components`
+        logistics, or 'softmax')."""
+        from models.nn.pixel_distributions import pixel_distribution  # it imports this module
+        require_pixel_levels(pixel_levels)
+        self.pixel_levels = pixel_levels
+        if pixel_levels > 2:
+            self.output_distribution = pixel_distribution(output, pixel_levels, components)
+        elif (output, components) != ("logistic_mixture", 10):
+            raise ValueError("output and components choose the conditional over grey levels (data: grey); "
+                             "binary pixels are Bernoulli")
+
+    @property
+    def outputs_per_pixel(self) -> int:
+        return 1 if self.output_distribution is None else self.output_distribution.params_per_pixel
+
+    def network_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the network reads: binary pixels as they are, grey levels scaled to [-1, 1]."""
+        return x if self.output_distribution is None else self.output_distribution.network_input(x)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -269,7 +296,17 @@ class AutoregressiveModel(GenerativeModel):
         if labels is None and isinstance(self, ClassConditional):
             return self.marginal_nll(x)
         logits = self.logits(x, **labels_kwarg(labels))
-        return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+        if self.output_distribution is None:
+            return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+        return -self.output_distribution.log_prob(logits, x).flatten(1).sum(1)
+
+    def draw(self, params: torch.Tensor, observed: torch.Tensor, value: torch.Tensor,
+             noise: torch.Tensor) -> torch.Tensor:
+        """One pixel of a batch: `value` where observed, else a draw from the conditional with these
+        `params` ((B,) logits for binary pixels, (B, P) for grey levels) by the uniform `noise`."""
+        if self.output_distribution is None:
+            return draw_or_keep(observed, value, torch.sigmoid(params), noise)
+        return torch.where(observed, value, self.output_distribution.draw(params, noise))
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None,
@@ -290,12 +327,13 @@ class AutoregressiveModel(GenerativeModel):
 
     def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor,
              labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Pixel i becomes 1 where noise_i < p(x_i = 1 | x_<i); one full forward pass per pixel."""
+        """Pixel i is drawn from p(x_i | x_<i) by noise_i; one full forward pass per pixel."""
         x = x.clone()
         flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
         for i in pixels(self.ordering().tolist()):
             if flat_obs[:, i].all():
                 continue
-            p = torch.sigmoid(self.logits(x, **labels_kwarg(labels)).view(len(x), -1)[:, i])
-            flat_x[:, i] = draw_or_keep(flat_obs[:, i], flat_x[:, i], p, flat_noise[:, i])
+            params = self.logits(x, **labels_kwarg(labels)).reshape(len(x), self.outputs_per_pixel, -1)[:, :, i]
+            params = params[:, 0] if self.output_distribution is None else params
+            flat_x[:, i] = self.draw(params, flat_obs[:, i], flat_x[:, i], flat_noise[:, i])
         return x

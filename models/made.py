@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import nn
 
-from models.base import AutoregressiveModel, LabelConditioning, draw_or_keep, labels_kwarg, require_sizes, uniform_noise
+from models.base import AutoregressiveModel, LabelConditioning, labels_kwarg, require_sizes, uniform_noise
 from models.nn.masked_linear import MaskedLinear, MaskedMLP, made_degrees, made_masks
 from models.progress import pixels
 
@@ -26,18 +27,25 @@ class MADE(AutoregressiveModel, LabelConditioning):
     conditional: p(x | y) for a digit y, which adds a per-class bias to the first hidden layer and
     to the output logits (every pixel may depend on the label: the first pixel only through the
     output bias, since no hidden unit reaches it).
+
+    pixel_levels > 2 (set by `data: grey`): each pixel gets P = `outputs_per_pixel` outputs, all with
+    its degree (a block of D outputs per parameter), the parameters of `output`: a discretized mixture
+    of `components` logistics or a softmax over the levels (see models/pixelcnn.py); the network reads
+    the levels scaled to [-1, 1]. `output` and `components` are for grey levels only.
     """
 
     def __init__(self, image_shape=(1, 28, 28), hidden_sizes: list[int] = (500,), num_masks: int = 1,
                  order_agnostic: bool = False, eval_masks: int = 1, mask_seed: int = 0, conditional: bool = False,
-                 direct_connections: bool = False):
+                 direct_connections: bool = False, pixel_levels: int = 2,
+                 output: Literal["logistic_mixture", "softmax"] = "logistic_mixture", components: int = 10):
         super().__init__(image_shape)
         require_sizes(hidden_sizes=hidden_sizes)
         if num_masks < 1 or not 1 <= eval_masks <= num_masks:
             raise ValueError("need num_masks >= 1 and 1 <= eval_masks <= num_masks")
-        d = self.num_pixels
-        self.mlp = MaskedMLP([d, *hidden_sizes, d])
-        self.direct = MaskedLinear(d, d, bias=False) if direct_connections else None
+        self.init_pixel_output(pixel_levels, output, components)
+        d, outputs = self.num_pixels, self.num_pixels * self.outputs_per_pixel
+        self.mlp = MaskedMLP([d, *hidden_sizes, outputs])
+        self.direct = MaskedLinear(d, outputs, bias=False) if direct_connections else None
         if self.direct is not None:
             nn.init.zeros_(self.direct.weight)  # it starts as the plain MADE
         self.num_masks, self.eval_masks = num_masks, eval_masks
@@ -47,7 +55,7 @@ class MADE(AutoregressiveModel, LabelConditioning):
         self.use_mask(0)
         if conditional:
             self.init_labels(10)
-            self.label_hidden, self.label_logits = nn.Embedding(10, hidden_sizes[0]), nn.Embedding(10, d)
+            self.label_hidden, self.label_logits = nn.Embedding(10, hidden_sizes[0]), nn.Embedding(10, outputs)
             nn.init.zeros_(self.label_hidden.weight)  # it starts as the unconditional model
             nn.init.zeros_(self.label_logits.weight)
 
@@ -78,10 +86,10 @@ class MADE(AutoregressiveModel, LabelConditioning):
         they would take 9.8 GB). On a CPU the mask in use is copied into each layer's float buffer
         (`MaskedLinear.set_mask`)."""
         if k not in self._device_masks:
-            masks = made_masks(self.degrees[k])
+            masks = made_masks(self.degrees[k], self.outputs_per_pixel)
             if self.direct is not None:  # input j reaches output i when j comes before i in the ordering
                 inputs = self.degrees[k][0]
-                masks.append(inputs[:, None] > inputs[None, :])
+                masks.append((inputs[:, None] > inputs[None, :]).repeat(self.outputs_per_pixel, 1))
             self._device_masks[k] = [mask.to(self.device, torch.bool) for mask in masks]
         return self._device_masks[k]
 
@@ -101,7 +109,7 @@ class MADE(AutoregressiveModel, LabelConditioning):
 
     def logits(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         self.check_labels(labels)
-        flat = x.flatten(1)
+        flat = self.network_input(x).flatten(1)
         first, *middle, last = self.mlp.layers
         h = first(flat)
         if labels is not None:
@@ -114,31 +122,37 @@ class MADE(AutoregressiveModel, LabelConditioning):
             out = out + self.label_logits(labels)
         if self.direct is not None:
             out = out + self.direct(flat)
-        return out.view_as(x)
+        return out.view_as(x) if self.output_distribution is None else out.view(len(x), -1, *self.image_shape)
 
     def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor,
              labels: torch.Tensor | None = None) -> torch.Tensor:
         """Keeps the first layer's pre-activation and adds one input column per generated pixel,
-        and computes only pixel i's output: far cheaper than a full pass per pixel."""
+        and computes only pixel i's outputs: far cheaper than a full pass per pixel."""
         x = x.clone()
         flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
+        flat_in = self.network_input(flat_x).clone()  # what the network reads, kept up to date
         first, last = self.mlp.layers[0], self.mlp.layers[-1]
         first_weight, last_weight = first.masked_weight(), last.masked_weight()
         direct_weight = None if self.direct is None else self.direct.masked_weight()
         self.check_labels(labels)
-        pre = first(flat_x) if labels is None else first(flat_x) + self.label_hidden(labels)
+        pre = first(flat_in) if labels is None else first(flat_in) + self.label_hidden(labels)
         label_logits = None if labels is None else self.label_logits(labels)
+        d = self.num_pixels
         for i in pixels(self.ordering().tolist()):
             h = torch.relu(pre)
             for layer in self.mlp.layers[1:-1]:
                 h = torch.relu(layer(h))
-            logit = h @ last_weight[i] + last.bias[i]
-            if direct_weight is not None:  # row i sees only pixels already drawn (or observed)
-                logit = logit + flat_x @ direct_weight[i]
-            p = torch.sigmoid(logit if label_logits is None else logit + label_logits[:, i])
-            new = draw_or_keep(flat_obs[:, i], flat_x[:, i], p, flat_noise[:, i])
-            pre += (new - flat_x[:, i])[:, None] * first_weight[:, i]
-            flat_x[:, i] = new
+            rows = slice(i, None, d)  # pixel i's outputs: one in each block of D
+            params = h @ last_weight[rows].T + last.bias[rows]
+            if direct_weight is not None:  # its rows see only pixels already drawn (or observed)
+                params = params + flat_in @ direct_weight[rows].T
+            if label_logits is not None:
+                params = params + label_logits[:, rows]
+            params = params[:, 0] if self.output_distribution is None else params
+            flat_x[:, i] = self.draw(params, flat_obs[:, i], flat_x[:, i], flat_noise[:, i])
+            new = self.network_input(flat_x[:, i])
+            pre += (new - flat_in[:, i])[:, None] * first_weight[:, i]
+            flat_in[:, i] = new
         return x
 
     def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

@@ -5,11 +5,13 @@ the right (the blind spot that the Gated PixelCNN removes).
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import LabelConditioning, draw_or_keep, require_positive
+from models.base import LabelConditioning, require_positive
 from models.nn.conv_autoregressive import ConvolutionalAutoregressive, channels_last
 from models.nn.conv_steps import conv_at, flat_kernel, pointwise, write
 from models.nn.masked_conv import MaskedConv2d
@@ -48,14 +50,20 @@ class PixelCNN(ConvolutionalAutoregressive, LabelConditioning):
     """A mask-A first_kernel x first_kernel conv, `residual_blocks` blocks with mask-B kernel x kernel
     convs, then ReLU, 1x1 conv (head_channels), ReLU, 1x1 conv to one Bernoulli logit per pixel.
 
+    pixel_levels > 2 (set by `data: grey`): each pixel's conditional over the levels is `output`, a
+    discretized mixture of `components` logistics (Salimans et al. 2017) or a softmax over the levels
+    (van den Oord et al. 2016, Pixel RNN, Section 5.3); the network reads the levels scaled to [-1, 1].
+    `output` and `components` are for grey levels only.
+
     conditional: p(x | y) for a digit y, by a per-class bias on every channel of the first
     convolution's output (at every position, so every pixel's logit may depend on the label)."""
 
-
     def __init__(self, image_shape=(1, 28, 28), channels: int = 128, residual_blocks: int = 15,
                  first_kernel: int = 7, kernel: int = 3, head_channels: int = 256, dropout: float = 0.0,
-                 conditional: bool = False):
+                 conditional: bool = False, pixel_levels: int = 2,
+                 output: Literal["logistic_mixture", "softmax"] = "logistic_mixture", components: int = 10):
         super().__init__(image_shape)
+        self.init_pixel_output(pixel_levels, output, components)
         if self.image_shape[0] != 1:
             raise ValueError("pixelcnn models single-channel images (image_shape[0] must be 1)")
         if channels < 2 or channels % 2:
@@ -75,7 +83,8 @@ class PixelCNN(ConvolutionalAutoregressive, LabelConditioning):
             nn.init.zeros_(self.label_bias.weight)  # it starts as the unconditional model
 
     def logits(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(self.trunk(x, labels=labels))
+        out = self.head(self.trunk(x, labels=labels))
+        return out if self.output_distribution is None else out.unsqueeze(2)  # (B, P, 1, H, W)
 
     def first_features(self, h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """The first convolution's output (B, channels, ...), plus the label's bias when conditional."""
@@ -87,6 +96,7 @@ class PixelCNN(ConvolutionalAutoregressive, LabelConditioning):
 
     def trunk(self, x: torch.Tensor, record: list | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Features before the head; `record` collects the input of every masked conv."""
+        x = self.network_input(x)
         if record is not None:
             record.append(x)
         # channels_last: every later conv keeps it (1.6-1.9x per conv on CPU)
@@ -116,8 +126,7 @@ class PixelCNN(ConvolutionalAutoregressive, LabelConditioning):
                                             2 * pads[0] + 1), labels)
             for block, buffer, kernel in zip(self.blocks, buffers[1:], kernels[1:]):
                 h = block.step(h, buffer, kernel, r, c)
-            p = torch.sigmoid(self.head_at(h))
-            pixel = draw_or_keep(observed[:, 0, r, c], x[:, 0, r, c], p, noise[:, 0, r, c])
+            pixel = self.draw(self.head_at(h), observed[:, 0, r, c], x[:, 0, r, c], noise[:, 0, r, c])
             x[:, 0, r, c] = pixel
-            write(buffers[0], pads[0], r, c, pixel[:, None])
+            write(buffers[0], pads[0], r, c, self.network_input(pixel)[:, None])
         return x

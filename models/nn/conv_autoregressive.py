@@ -18,11 +18,12 @@ def channels_last(t: torch.Tensor) -> torch.Tensor:
 
 class ConvolutionalAutoregressive(AutoregressiveModel):
     """What PixelCNN and Gated PixelCNN share: a masked-convolution `trunk`, then a head of ReLU,
-    1x1 conv (head_channels), ReLU, 1x1 conv to one Bernoulli logit per pixel."""
+    1x1 conv (head_channels), ReLU, 1x1 conv to the conditional's parameters at every pixel (one
+    Bernoulli logit; `outputs_per_pixel` for grey levels)."""
 
     def build_head(self, channels: int, head_channels: int) -> None:
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, head_channels, 1),
-                                  nn.ReLU(), nn.Conv2d(head_channels, 1, 1))
+                                  nn.ReLU(), nn.Conv2d(head_channels, self.outputs_per_pixel, 1))
 
     def trunk(self, x: torch.Tensor, record: list | None = None) -> torch.Tensor:
         """Features before the head; `record` collects what the family's `fill` needs to resume from."""
@@ -32,7 +33,7 @@ class ConvolutionalAutoregressive(AutoregressiveModel):
         return self.head(self.trunk(x))
 
     def head_at(self, h: torch.Tensor) -> torch.Tensor:
-        """The head at one position: (B, channels) features -> (B,) logits."""
+        """The head at one position: (B, channels) features -> (B,) logits, or (B, P) parameters."""
         for layer in self.head:
             h = pointwise(layer, h) if isinstance(layer, nn.Conv2d) else layer(h)
-        return h[:, 0]
+        return h[:, 0] if self.output_distribution is None else h

@@ -32,6 +32,9 @@ class PixelDistribution:
         require_pixel_levels(levels)
         self.levels = levels
 
+    def network_input(self, x: torch.Tensor) -> torch.Tensor:
+        return scale_levels(x, self.levels)
+
     def level_log_probs(self, params: torch.Tensor) -> torch.Tensor:
         """log p(level) for every level, (B, L, *pixels)."""
         raise NotImplementedError
