@@ -90,6 +90,25 @@ def made(hidden: list[int], masks: int, nll: float, source: str = MADE_2015) -> 
                      {"hidden_sizes": hidden, "num_masks": masks, "eval_masks": masks, "direct_connections": True})
 
 
+MAF_2017 = ("Papamakarios et al. 2017, MAF, bits/pixel on MNIST (their Table 2's logit-space log-likelihoods "
+            "converted by the authors' code, gpapamak/maf; checked on the test set)")
+FFJORD_2019 = "Grathwohl et al. 2019, FFJORD, Table 2 (MNIST, all 60,000 training images; architecture not given)"
+
+
+def grey(bpd: float, source: str, family: str, settings: dict, train_images: int = STANDARD_TRAIN_IMAGES) -> Published:
+    """A number on the 256 grey levels, published in bits per dimension: uniform dequantization unless
+    `settings` says otherwise."""
+    return Published(nats_per_image(bpd), f"{source}: {bpd} bits/dim", family,
+                     {"dequantization": "uniform", **settings}, "none", train_images, "grey")
+
+
+def maf(layers: int, bpd: float) -> Published:
+    """MAF (k): k autoregressive layers, each a MADE of 2 x 1024 ReLU hidden units, on (x + u) / 256 with
+    the logit of lambda + (1 - 2 lambda) v, lambda = 1e-6; 50,000 / 10,000 / 10,000 split."""
+    return grey(bpd, f"{MAF_2017}: MAF ({layers})", "maf",
+                {"num_layers": layers, "hidden_sizes": [1024, 1024], "logit_alpha": 1e-6, "preprocessing": "logit"})
+
+
 PUBLISHED = [
     Published(97.45, f"{LAROCHELLE_2011}: FVSBN", "fvsbn", {}),
     Published(88.86, f"{LAROCHELLE_2011}: NADE, 500 hidden units, fixed order", "nade", {"hidden": 500}),
@@ -107,6 +126,11 @@ PUBLISHED = [
     Published(81.30, "van den Oord et al. 2016 (Pixel RNN), Table 4: PixelCNN", "pixelcnn", {"residual_blocks": 15}),
     Published(79.20, "van den Oord et al. 2016 (Pixel RNN), Table 4: Diagonal BiLSTM, 7 layers", "rnn",
               {"cell": "diagonal_bilstm"}),
+    # grey levels (bits per dimension, uniform dequantization)
+    maf(5, 1.89),
+    maf(10, 1.91),
+    grey(1.06, f"{FFJORD_2019}: Real NVP, multi-scale", "realnvp", {}, 60_000),
+    grey(1.05, f"{FFJORD_2019}: Glow, multi-scale", "glow", {}, 60_000),
 ]
 
 

@@ -1,5 +1,6 @@
 """dvc.yaml declares every model's curves, sample grid and checkpoint: DVC has no globs there, so
 a model added to params.yaml must be added to dvc.yaml too, and this test says where."""
+import pytest
 import yaml
 
 from tests.drills.workspace import REPO
@@ -9,16 +10,29 @@ def declarations():
     return yaml.safe_load((REPO / "dvc.yaml").read_text()), list(yaml.safe_load((REPO / "params.yaml").read_text())["models"])
 
 
+def models_on(data: str) -> list[str]:
+    models = yaml.safe_load((REPO / "params.yaml").read_text())["models"]
+    return [name for name, section in models.items() if section["data"] == data]
+
+
 def top_level_plots(dvc_yaml) -> dict:
     return {next(iter(p)) if isinstance(p, dict) else p: (next(iter(p.values())) if isinstance(p, dict) else None)
             for p in dvc_yaml["plots"]}
 
 
-def test_every_models_validation_curve_is_in_the_overlaid_plots_by_epoch_and_by_compute():
+def test_every_model_names_its_data_which_its_stages_depend_on():
     dvc_yaml, names = declarations()
+    assert sorted(models_on("binarized") + models_on("grey")) == sorted(names)
+    for stage in ("train", "evaluate"):
+        assert "data/${item.data}" in dvc_yaml["stages"][stage]["do"]["deps"]
+
+
+@pytest.mark.parametrize("data, prefix", [("binarized", ""), ("grey", "grey_")])
+def test_every_models_validation_curve_is_in_its_tracks_overlaid_plots_by_epoch_and_by_compute(data, prefix):
+    dvc_yaml, _ = declarations()
     for plot, x in (("validation_nll", "epoch"), ("nll_against_compute", "flops")):
-        overlay = top_level_plots(dvc_yaml)[plot]
-        assert overlay["y"] == {f"results/{n}/curves.csv": "val_nll" for n in names}
+        overlay = top_level_plots(dvc_yaml)[prefix + plot]
+        assert overlay["y"] == {f"results/{n}/curves.csv": "val_nll" for n in models_on(data)}
         assert overlay["x"] == x
 
 

@@ -23,7 +23,7 @@ def pipeline_copy(smoke_pipeline):
 
 def test_every_stage_ran_and_wrote_its_outputs(pipeline_copy):
     repo, _, models, output = pipeline_copy
-    expected = {"digest", "prepare", "binarize", "classifier", "report"} | both_stages(*models)
+    expected = {"digest", "prepare", "binarize", "grey", "classifier", "report"} | both_stages(*models)
     assert stages_run(output) == expected
     for model in models:
         for name in ("model.pt", "train.json", "curves.csv", "metrics.json", "figures/samples.png"):
@@ -47,7 +47,10 @@ def test_report_lists_every_model_with_its_estimator(pipeline_copy):
     table = pd.read_csv(repo / "reports" / "results.csv")
     assert sorted(table.model) == sorted(models)
     assert set(table.profile) == {"smoke"} and table.estimator.notna().all()
-    assert "exact" in (repo / "reports" / "results.md").read_text()
+    text = (repo / "reports" / "results.md").read_text()
+    assert "## Binarized MNIST, exact" in text and "## Grey-level MNIST (256 levels), exact" in text
+    grey = table[table.data == "grey"]
+    assert len(grey) and (grey.train_images.notna()).all() and set(grey.binarization) == {"none"}
 
 
 def test_mlflow_has_one_current_run_per_model_with_test_metrics(pipeline_copy):
@@ -100,11 +103,12 @@ def both_stages(*models: str) -> set[str]:
 def test_editing_a_family_makes_only_its_own_stages_stale(pipeline_copy):
     repo, env, _, _ = pipeline_copy
     dvc(["repro"], repo, env)
-    assert stale_after_editing(repo, env, "models/glow.py") == both_stages("glow")
-    assert stale_after_editing(repo, env, "models/nn/transforms.py") == both_stages("glow", "realnvp", "maf")
-    masked = ("glow", "realnvp", "maf", "made", "made_conditional", "fvsbn")
+    assert stale_after_editing(repo, env, "models/glow.py") == both_stages("glow", "glow_grey")
+    flows = ("glow", "realnvp", "maf", "glow_grey", "realnvp_grey", "maf_grey")
+    assert stale_after_editing(repo, env, "models/nn/transforms.py") == both_stages(*flows)
+    masked = (*flows, "made", "made_conditional", "made_grey", "fvsbn")
     assert stale_after_editing(repo, env, "models/nn/masked_linear.py") == both_stages(*masked)
-    stale = both_stages(*masked, "vae", "iwae", "conv_vae", "vae_conditional")
+    stale = both_stages(*masked, "vae", "iwae", "conv_vae", "vae_conditional", "vae_grey")
     assert stale_after_editing(repo, env, "models/vae.py") == stale
     assert stages_run(dvc(["repro"], repo, env)) == stale | {"report"}
 
@@ -114,7 +118,7 @@ def test_editing_pipeline_code_makes_exactly_the_stages_that_import_it_stale(pip
     dvc(["repro"], repo, env)
     assert stale_after_editing_and_undoing(repo, env, "pipeline/references.py") == {"report"}
     assert stale_after_editing_and_undoing(repo, env, "pipeline/report.py") == {"report"}
-    readers_of_data = {"prepare", "binarize", "classifier", "report"} | both_stages(*models)
+    readers_of_data = {"prepare", "binarize", "grey", "classifier", "report"} | both_stages(*models)
     assert stale_after_editing_and_undoing(repo, env, "pipeline/data.py") == readers_of_data
 
 

@@ -133,3 +133,17 @@ def test_every_markdown_table_has_at_most_eight_columns():
     table = add_paired_differences(toy_table(), {m: np.array([1.0, 2, 3]) for m in ("nade", "made", "vae")})
     headers = [line for line in markdown(table, "smoke").splitlines() if line.startswith("| model")]
     assert len(headers) == 4 and all(line.count("|") - 1 <= 8 for line in headers)
+
+
+def test_a_grey_level_run_is_compared_only_with_grey_level_numbers():
+    maf5 = {"num_layers": 5, "hidden_sizes": [1024, 1024], "logit_alpha": 1e-6, "dequantization": "uniform",
+            "pixel_levels": 256}
+    grey = references.compare(references.Setup.of("maf", maf5, "none", 50_000, "grey"))
+    assert grey.matched is not None and "MAF (5): 1.89 bits/dim" in grey.matched.source
+    assert references.bits_per_dim(grey.matched.nll) == pytest.approx(1.89)
+    variational = references.compare(references.Setup.of("maf", {**maf5, "dequantization": "variational"}, "none",
+                                                         50_000, "grey"))
+    assert variational.matched is None and variational.differences == ["dequantization uniform (this run: variational)"]
+    binarized = references.compare(references.Setup.of("maf", {k: v for k, v in maf5.items() if k != "pixel_levels"},
+                                                       "fixed", 50_000, "binarized"))
+    assert binarized.matched is None and binarized.nearest is None
