@@ -298,7 +298,9 @@ class AutoregressiveModel(GenerativeModel):
         logits = self.logits(x, **labels_kwarg(labels))
         if self.output_distribution is None:
             return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
-        return -self.output_distribution.log_prob(logits, x).flatten(1).sum(1)
+        # in fp32 under bf16 autocast too: bf16 places a logistic's mean near 1 only to about half a level's bin
+        params = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        return -self.output_distribution.log_prob(params, x).flatten(1).sum(1)
 
     def draw(self, params: torch.Tensor, observed: torch.Tensor, value: torch.Tensor,
              noise: torch.Tensor) -> torch.Tensor:

@@ -108,10 +108,13 @@ def test_a_grey_checkpoint_round_trips_with_the_same_nll(name, tmp_path):
 
 
 @pytest.mark.parametrize("family", ["pixelcnn", "made"])
-def test_grey_training_under_bf16_autocast_is_finite(family):
-    model = build_model(family, (1, 4, 4), pixel_levels=256, **GREY[family][1])
+def test_grey_training_under_bf16_autocast_is_finite_and_close_to_fp32(family):
+    model = randomize(build_model(family, (1, 4, 4), pixel_levels=256, **GREY[family][1]), std=0.1)
     x = torch.randint(0, 256, (4, 1, 4, 4), generator=torch.Generator().manual_seed(0)).float()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = model.loss(x)
     loss.backward()
-    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    with torch.no_grad():
+        assert abs(loss.item() - model.loss(x).item()) < 0.01 * loss.item()
