@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from pipeline.io import PipelineError, read_json, sha256_bytes, sha256_file, write_json
 
@@ -53,6 +52,7 @@ def check_model_fits(model, data: Dataset, where: str) -> None:
 def read_raw(raw_dir: Path = RAW_DIR) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """{'train'|'val'|'test': (uint8 images (N, 28, 28), labels (N,))} from the IDX files: the first
     50,000 training images train, the last 10,000 validate, the 10,000 test images test."""
+    from torchvision.datasets.mnist import read_image_file, read_label_file  # 1.4 s to import: only the data stages need it
     try:
         images, labels = (read_image_file(str(raw_dir / "train-images-idx3-ubyte")),
                           read_label_file(str(raw_dir / "train-labels-idx1-ubyte")))
