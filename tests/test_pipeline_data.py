@@ -119,3 +119,14 @@ def test_the_grey_split_keeps_every_level_of_the_same_images(raw_mnist, binarize
     assert torch.equal(val.squeeze(1), training_images[50_000:].float())  # the same split as binarize's
     assert torch.equal(load_labels("val", root=tmp_path), load_labels("val", root=binarized[0]))
     assert write_grey(raw_mnist, tmp_path / "again")["sha256"] == manifest["sha256"]
+
+
+def test_a_model_given_the_other_datasets_images_is_a_one_line_error():
+    from models import build_model
+    from pipeline.data import DATASETS, check_model_fits
+    binarized, grey = build_model("bernoulli", (1, 28, 28)), build_model("categorical", (1, 28, 28), pixel_levels=256)
+    with pytest.raises(PipelineError, match=r"^binarized.pt models 2 pixel levels, but data: grey images have 256: "):
+        check_model_fits(binarized, DATASETS["grey"], "binarized.pt")
+    with pytest.raises(PipelineError, match=r"^grey.pt models 256 pixel levels, but data: binarized images have 2: "):
+        check_model_fits(grey, DATASETS["binarized"], "grey.pt")
+    check_model_fits(grey, DATASETS["grey"], "grey.pt")  # its own data: no error
