@@ -263,18 +263,10 @@ class AutoregressiveModel(GenerativeModel):
 
     output_distribution = None  # a PixelDistribution when pixels take more than two levels
 
-    def init_pixel_output(self, pixel_levels: int, output: str, components: int) -> None:
-        """The per-pixel conditional for `pixel_levels` levels: Bernoulli for 2 (where `output` and
-        `components` must keep their defaults), else `output` ('logistic_mixture' with `components`
-        logistics, or 'softmax')."""
-        from models.nn.pixel_distributions import pixel_distribution  # it imports this module
-        require_pixel_levels(pixel_levels)
-        self.pixel_levels = pixel_levels
-        if pixel_levels > 2:
-            self.output_distribution = pixel_distribution(output, pixel_levels, components)
-        elif (output, components) != ("logistic_mixture", 10):
-            raise ValueError("output and components choose the conditional over grey levels (data: grey); "
-                             "binary pixels are Bernoulli")
+    def use_output_distribution(self, distribution) -> None:
+        """Pixels over `distribution.levels` levels, each with that conditional (None: binary, Bernoulli)."""
+        self.output_distribution = distribution
+        self.pixel_levels = 2 if distribution is None else distribution.levels
 
     @property
     def outputs_per_pixel(self) -> int:

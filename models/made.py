@@ -9,6 +9,7 @@ from torch import nn
 
 from models.base import AutoregressiveModel, LabelConditioning, labels_kwarg, require_sizes, uniform_noise
 from models.nn.masked_linear import MaskedLinear, MaskedMLP, made_degrees, made_masks
+from models.nn.pixel_distributions import autoregressive_conditional
 from models.progress import pixels
 
 
@@ -42,7 +43,7 @@ class MADE(AutoregressiveModel, LabelConditioning):
         require_sizes(hidden_sizes=hidden_sizes)
         if num_masks < 1 or not 1 <= eval_masks <= num_masks:
             raise ValueError("need num_masks >= 1 and 1 <= eval_masks <= num_masks")
-        self.init_pixel_output(pixel_levels, output, components)
+        self.use_output_distribution(autoregressive_conditional(pixel_levels, output, components))
         d, outputs = self.num_pixels, self.num_pixels * self.outputs_per_pixel
         self.mlp = MaskedMLP([d, *hidden_sizes, outputs])
         self.direct = MaskedLinear(d, outputs, bias=False) if direct_connections else None

@@ -15,6 +15,7 @@ from models.base import LabelConditioning, require_positive
 from models.nn.conv_autoregressive import ConvolutionalAutoregressive, channels_last
 from models.nn.conv_steps import conv_at, flat_kernel, pointwise, write
 from models.nn.masked_conv import MaskedConv2d
+from models.nn.pixel_distributions import autoregressive_conditional
 from models.nn.sampling import first_position_to_fill, one_thread_on_cpu
 from models.progress import pixels
 
@@ -63,7 +64,7 @@ class PixelCNN(ConvolutionalAutoregressive, LabelConditioning):
                  conditional: bool = False, pixel_levels: int = 2,
                  output: Literal["logistic_mixture", "softmax"] = "logistic_mixture", components: int = 10):
         super().__init__(image_shape)
-        self.init_pixel_output(pixel_levels, output, components)
+        self.use_output_distribution(autoregressive_conditional(pixel_levels, output, components))
         if self.image_shape[0] != 1:
             raise ValueError("pixelcnn models single-channel images (image_shape[0] must be 1)")
         if channels < 2 or channels % 2:

@@ -110,6 +110,18 @@ class DiscretizedLogisticMixture(PixelDistribution):
         return torch.where(x <= 0, first, torch.where(x >= self.levels - 1, last, middle))
 
 
+def autoregressive_conditional(pixel_levels: int, output: str, components: int) -> PixelDistribution | None:
+    """An autoregressive family's conditional for `pixel_levels` levels: None (Bernoulli) for 2, where
+    `output` and `components` must keep their defaults, else `pixel_distribution(output, ...)`."""
+    require_pixel_levels(pixel_levels)
+    if pixel_levels > 2:
+        return pixel_distribution(output, pixel_levels, components)
+    if (output, components) != ("logistic_mixture", 10):
+        raise ValueError("output and components choose the conditional over grey levels (data: grey); "
+                         "binary pixels are Bernoulli")
+    return None
+
+
 def pixel_distribution(output: str, levels: int, components: int) -> PixelDistribution:
     """`output`: 'logistic_mixture' (with `components` logistics) or 'softmax'."""
     if output == "softmax":
