@@ -241,7 +241,8 @@ def quality_note(ceiling: dict) -> str:
     return (f"`IS`, the inception score (higher is better, at most 10), and `FD`, the Frechet distance (lower is "
             f"better), of "
             f"{ceiling['quality_samples']} samples per model, by a small digit classifier trained on the binarized "
-            f"training images (test accuracy {ceiling['test_accuracy']:.2%}); MNIST-specific, comparable within "
+            f"training images (test accuracy {ceiling['test_accuracy']:.2%}; a grey-level model's samples are "
+            f"binarized the way the data was before they are scored); MNIST-specific, comparable within "
             f"this benchmark only. The ceiling, {ceiling['quality_samples']} real test images: inception score "
             f"{ceiling['real_inception_score']:.2f}, Frechet distance {ceiling['real_frechet_distance']:.1f}.")
 

@@ -26,7 +26,7 @@ def raw_mnist(tmp_path_factory, mnist_mirror) -> Path:
 
 
 def dvc(args: list[str], repo: Path, env: dict) -> str:
-    result = run([str(BIN / "dvc"), *args], repo, env, timeout=900)
+    result = run([str(BIN / "dvc"), *args], repo, env, timeout=1800)
     return result.stdout + result.stderr
 
 
