@@ -70,3 +70,15 @@ def fast_and_generic_fill(model, **labels) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.no_grad():
         return (model.fill(x * observed, observed, noise, **labels),
                 AutoregressiveModel.fill(model, x * observed, observed, noise, **labels))
+
+
+def fit_encoder(model, x: torch.Tensor, steps: int):
+    """A VAE's encoder fitted to images `x` by the ELBO, its decoder held fixed, so that q(z|x) is a
+    proposal as training makes it; the model in eval mode."""
+    torch.manual_seed(0)
+    optimizer = torch.optim.Adam(model.encoder.parameters(), lr=0.03)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        model.negative_elbo(x, samples=16).mean().backward()
+        optimizer.step()
+    return model.eval()

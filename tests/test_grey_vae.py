@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from models import load_checkpoint, save_checkpoint
 from models.vae import VAE
 from pipeline.flops import training_flops_per_image
-from tests.helpers import all_level_images, chi_square_pvalue, randomize
+from tests.helpers import all_level_images, chi_square_pvalue, fit_encoder, randomize
 from tests.toys import with_label_prior
 
 TOY = (1, 2, 2)
@@ -28,14 +28,7 @@ def one_dimensional_toy(x: torch.Tensor | None = None, steps: int = 200) -> VAE:
     images `x`, its encoder is then fitted to them by the ELBO (the decoder held fixed), so that
     q(z|x) is a proposal as training makes it."""
     model = randomize(VAE(TOY, latent_dim=1, hidden_sizes=[8], pixel_levels=LEVELS, decoder_components=2), std=0.7, seed=2)
-    if x is not None:
-        torch.manual_seed(0)
-        optimizer = torch.optim.Adam(model.encoder.parameters(), lr=0.03)
-        for _ in range(steps):
-            optimizer.zero_grad()
-            model.negative_elbo(x, samples=16).mean().backward()
-            optimizer.step()
-    return model.eval()
+    return model.eval() if x is None else fit_encoder(model, x, steps)
 
 
 GRID = torch.linspace(-12.0, 12.0, 20_001, dtype=torch.float64)  # the prior mass outside is below 1e-30

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from models.vae import VAE
 from pipeline.evaluate import draw_samples, elbo_metrics, render_figures
 from pipeline.params import EvaluateConfig
-from tests.helpers import all_binary_images, randomize
+from tests.helpers import all_binary_images, fit_encoder, randomize
 from tests.toys import LATENT
 
 TOY = (1, 4, 4)
@@ -24,14 +24,7 @@ def one_dimensional_toy(x: torch.Tensor | None = None, steps: int = 300) -> VAE:
     """A random decoder with a one-dimensional latent; given images `x`, its encoder is then fitted
     to them by the ELBO (the decoder held fixed), so that q(z|x) is a proposal as training makes it."""
     model = randomize(VAE(TOY, latent_dim=1, hidden_sizes=[8]), std=0.5, seed=2)
-    if x is not None:
-        torch.manual_seed(0)
-        optimizer = torch.optim.Adam(model.encoder.parameters(), lr=0.03)
-        for _ in range(steps):
-            optimizer.zero_grad()
-            model.negative_elbo(x, samples=16).mean().backward()
-            optimizer.step()
-    return model.eval()
+    return model.eval() if x is None else fit_encoder(model, x, steps)
 
 
 @torch.no_grad()
