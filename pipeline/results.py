@@ -129,7 +129,7 @@ class TrainSummary(_JsonRecord):
     flops_per_image: int       # of one training image
     train_images: int
     val_images: int
-    binarization: str          # "fixed" (one draw) or "resampled" (a new draw each epoch)
+    binarization: str          # "fixed" (one draw), "resampled" (a new draw each epoch) or "none" (grey levels)
     settings: dict             # the family's constructor arguments from params.yaml
     data_sha256: str
     estimator: str
