@@ -89,11 +89,11 @@ def test_scoring_prefers_a_real_digit_to_noise_and_reports_unreadable_files(smok
         fields = line.split()
         if fields and fields[0] in (str(digit), str(noise)):
             scores[fields[0], fields[1]] = float(fields[2])
-    # smoke models see 200 images once: only those that learned more than "pixels are mostly off" can tell
-    def uniform(name: str) -> float:  # the NLL of uniform pixels: 784 ln 2, or 784 ln 256 on grey levels
-        return 28 * 28 * math.log(256 if metrics_of(repo, name)["data"] == "grey" else 2)
-
-    learned = [n for n in names if metrics_of(repo, n)["test_nll"] < 0.9 * uniform(n)]
+    # smoke models see 200 images once: only binarized ones that learned more than "pixels are mostly off"
+    # can tell (a smoke grey model beats uniform levels long before it knows a digit's shape; scoring grey
+    # levels is checked in tests/test_score.py)
+    binarized = [n for n in names if metrics_of(repo, n)["data"] == "binarized"]
+    learned = [n for n in binarized if metrics_of(repo, n)["test_nll"] < 0.9 * 28 * 28 * math.log(2)]
     assert learned, "no smoke model learned more than the uniform distribution"
     for name in learned:
         assert scores[str(digit), name] < scores[str(noise), name], name
