@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import draw_or_keep, require_positive
+from models.nn.batch_chunks import in_chunks
 from models.nn.conv_autoregressive import ConvolutionalAutoregressive, channels_last
 from models.nn.conv_steps import conv_at, pointwise, write
 from models.nn.sampling import first_position_to_fill, one_thread_on_cpu
@@ -108,6 +109,14 @@ class GatedPixelCNN(ConvolutionalAutoregressive):
             GatedLayer(1 if i == 0 else channels, channels, first_kernel if i == 0 else kernel, i == 0, dropout)
             for i in range(layers))
         self.build_head(channels, head_channels)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        # on a CPU, in pieces of the batch whose largest activation, the vertical pre-activation
+        # (2C x (H + p) x W), stays under the allocator's mmap threshold: 1.2x per step at batch 128
+        # (models/nn/batch_chunks.py)
+        height, width = x.shape[-2:]
+        largest = 2 * self.layers[0].out.out_channels * (height + self.layers[0].pad) * width * 4
+        return in_chunks(super().logits, x, largest)
 
     def trunk(self, x: torch.Tensor, record: list | None = None) -> torch.Tensor:
         v = h = x

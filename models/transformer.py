@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import AutoregressiveModel, draw_or_keep, require_positive
+from models.nn.batch_chunks import in_chunks
 from models.nn.causal_embedding import CausalPixelEmbedding
 from models.nn.sampling import first_position_to_fill, one_thread_on_cpu
 from models.progress import pixels
@@ -83,7 +84,10 @@ class PixelTransformer(AutoregressiveModel):
         return self.ln_out(h)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.features(x.flatten(1))).view_as(x)
+        # on a CPU, in pieces of the batch whose largest activation, the MLP's (D, mlp_ratio * dim),
+        # stays under the allocator's mmap threshold (models/nn/batch_chunks.py)
+        largest = self.num_pixels * self.blocks[0].mlp[0].out_features * 4
+        return in_chunks(lambda x: self.out(self.features(x.flatten(1))).view_as(x), x, largest)
 
     @torch.no_grad()
     @one_thread_on_cpu
