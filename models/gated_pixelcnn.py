@@ -57,14 +57,25 @@ class GatedLayer(nn.Module):
         # the vertical conv pads both sides (mkldnn's fast path); its first `height` rows are the causal ones
         v_full = channels_last(self.vertical(v))
         v_pre = v_full[..., :height, :]
-        # link(shift_down(v_pre)), with the link applied to the dense v_full (a strided input sends a
-        # 1x1 conv to PyTorch's slow fallback) and its bias moved into the horizontal conv's
+        # + link(shift_down(v_pre)), added in place to rows 1.. (row 0 gets only the link's bias, moved
+        # into the horizontal conv's); the link reads the dense v_full (a strided input sends a 1x1
+        # conv to PyTorch's slow fallback)
         link = F.pad(F.conv2d(v_full, self.link.weight)[..., :height - 1, :], (0, 0, 1, 0))
-        h_pre = channels_last(F.conv2d(h, self.horizontal.weight * self.horizontal_mask,
-                                       self.horizontal.bias + self.link.bias, padding=(0, self.pad))) + link
+        h_pre = self.horizontal_pre(h) + link
         if record is not None:
             record.append((v, h, v_pre))
         return gate(v_pre), self.horizontal_output(h, h_pre)
+
+    def horizontal_pre(self, h: torch.Tensor) -> torch.Tensor:
+        """The horizontal conv with the link's bias. After the first layer its live columns c-p..c
+        are a 1 x (p+1) kernel over the input padded on the left: a third fewer multiply-adds than
+        the masked 1 x k kernel (with k = 3). The first layer (one input channel, mask A) keeps the
+        masked kernel: there the narrow one was 5-9x slower to train in oneDNN."""
+        bias = self.horizontal.bias + self.link.bias
+        if self.first:
+            return channels_last(F.conv2d(h, self.horizontal.weight * self.horizontal_mask, bias,
+                                          padding=(0, self.pad)))
+        return channels_last(F.conv2d(F.pad(h, (self.pad, 0)), self.horizontal.weight[..., :self.pad + 1], bias))
 
     def horizontal_output(self, h: torch.Tensor, h_pre: torch.Tensor) -> torch.Tensor:
         out = self.dropout(gate(h_pre))
