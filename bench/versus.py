@@ -54,9 +54,9 @@ class Case:
 
 # Ours at the reference's size. Its PixelCNN has 2 * residual_channels channels between the blocks
 # (our `channels`), its Gated PixelCNN an input layer before its n_gated layers (our `layers` counts
-# both). Where our layer is wider than its (the Gated PixelCNN's unfactorized 2 x 3 vertical conv, 21C^2
-# free parameters a layer against its 19C^2; the transformer's learned position embedding of 784 x dim),
-# ours keeps the depth and narrows: 120 channels, dim 60.
+# both). Where our layers are wider than its, ours keeps the depth and narrows: the Gated PixelCNN's
+# unfactorized 2 x 3 vertical conv gives 21C^2 free parameters a layer against its 19C^2 (124 channels
+# against 128), the transformer's learned position embedding adds 784 x dim (dim 60 against 64).
 CASES = {
     "fvsbn": Case("784 pixels", 512, ("fvsbn", {}),
                   ("fvbn", "FullyVisibleBeliefNetwork", {"n_dims": 784})),
@@ -68,7 +68,7 @@ CASES = {
                      ("pixelcnn", {"channels": 32, "residual_blocks": 15, "head_channels": 32}),
                      ("pixel_cnn", "PixelCNN", {"n_residual": 15, "residual_channels": 16, "head_channels": 32})),
     "gated_pixelcnn": Case("1 + 10 layers x 128 ch, head 32", 128,
-                           ("gated_pixelcnn", {"channels": 120, "layers": 11, "head_channels": 32}),
+                           ("gated_pixelcnn", {"channels": 124, "layers": 11, "head_channels": 32}),
                            ("gated_pixel_cnn", "GatedPixelCNN", {"n_gated": 10, "gated_channels": 128,
                                                                  "head_channels": 32})),
     "transformer": Case("8 blocks x 64 dim, 2 heads", 64,
