@@ -3,7 +3,7 @@ layer stack (784 -> hidden -> 784, one mask, raster order, batch 64 by default: 
 1 x 8000 MADE) with `BlockedMaskedMLP` and with `MaskedMLP`, timed alternately in one process, in
 fp32 and under bf16 autocast; and the share of the dense product's multiply-adds the blocks skip.
 
-    python -m bench.made_blocks [--hidden 8000] [--batch 64] [--blocks 16] [--rounds 5] [--optimizer fused|plain]
+    python -m bench.made_blocks [--hidden 8000] [--batch 64] [--blocks auto|16,...] [--rounds 5] [--optimizer fused|plain]
 
 A step is what the training loop does for MADE: forward, the Bernoulli NLL, backward and an Adam
 step (fused, as the loop makes it; `plain`: torch.optim.Adam's defaults, as pytorch-generative
@@ -24,7 +24,7 @@ from models.nn.masked_linear import MaskedMLP, made_degrees, made_masks
 PIXELS = 784
 
 
-def stacks(hidden: list[int], blocks: int, seed: int = 0) -> tuple[MaskedMLP, BlockedMaskedMLP]:
+def stacks(hidden: list[int], blocks: int | None, seed: int = 0) -> tuple[MaskedMLP, BlockedMaskedMLP]:
     """The dense masked MLP of a one-mask, raster-order MADE and the blocked one with its weights."""
     torch.manual_seed(seed)
     degrees = made_degrees(torch.arange(PIXELS), hidden, torch.Generator().manual_seed(seed))
@@ -54,7 +54,7 @@ def seconds_per_step(step, n: int, device) -> float:
     return timed(lambda: [step() for _ in range(n)], device) / n
 
 
-def compare(hidden: list[int], batch_size: int, blocks: int, rounds: int, kind: str, min_seconds: float = 1.0):
+def compare(hidden: list[int], batch_size: int, blocks: int | None, rounds: int, kind: str, min_seconds: float = 1.0):
     """{precision: (dense s/step, blocked s/step, median of dense / blocked over rounds)}."""
     batch = random_images(batch_size, "cpu", torch.Generator().manual_seed(0)).flatten(1)
     results = {}
@@ -79,7 +79,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hidden", default="8000", help="hidden sizes, comma-separated")
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--blocks", default="16", help="row groups per layer, comma-separated to compare several")
+    parser.add_argument("--blocks", default="auto", help="row groups per layer, comma-separated to compare several "
+                        "(auto: default_blocks, by each layer's size)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating timed rounds")
     parser.add_argument("--optimizer", choices=("fused", "plain"), default="fused")
     args = parser.parse_args(argv)
@@ -89,13 +90,13 @@ def main(argv=None) -> None:
           f"{args.optimizer} Adam, {args.rounds} rounds", flush=True)
     print(f"{'blocks':>6}  {'mask zeros':>10}  {'skipped':>7}  {'precision':<13}  {'dense ms':>8}  {'blocked ms':>10}  "
           f"{'dense / blocked':>15}")
-    for blocks in (int(b) for b in args.blocks.split(",")):
+    for blocks in (None if b == "auto" else int(b) for b in args.blocks.split(",")):
         _, blocked = stacks(hidden, blocks)
         plans = [layer.plan for layer in blocked.layers]
         zeros = 1 - sum(p.dense_numel * (1 - p.zeros) for p in plans) / sum(p.dense_numel for p in plans)
         for precision, (dense_s, blocked_s, ratio) in compare(hidden, args.batch, blocks, args.rounds,
                                                               args.optimizer).items():
-            print(f"{blocks:>6}  {zeros:>10.1%}  {blocked.skipped:>7.1%}  {precision:<13}  {dense_s * 1e3:>8.1f}  "
+            print(f"{blocks or 'auto':>6}  {zeros:>10.1%}  {blocked.skipped:>7.1%}  {precision:<13}  {dense_s * 1e3:>8.1f}  "
                   f"{blocked_s * 1e3:>10.1f}  {ratio:>14.2f}x", flush=True)
 
 

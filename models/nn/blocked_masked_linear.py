@@ -47,10 +47,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["BlockPlan", "BlockedMaskedLinear", "BlockedMaskedMLP", "degree_order", "made_layer_degrees",
+__all__ = ["BlockPlan", "BlockedMaskedLinear", "BlockedMaskedMLP", "default_blocks", "degree_order", "made_layer_degrees",
            "sort_hidden_units"]
 
-DEFAULT_BLOCKS = 16  # row groups per layer: 47% of a MADE layer skipped, against 50% for a perfect cut
+MAX_BLOCKS = 16  # row groups per layer: 47% of a MADE layer skipped, against 50% for a perfect cut
+# Fewer weights than this a group multiply too little at a time to pay for the extra products: at
+# 784 -> 500 -> 784 one group per layer is fastest, at 784 -> 8000 -> 784 sixteen (bench.made_blocks)
+MIN_GROUP_WEIGHTS = 2**18
+
+
+def default_blocks(in_features: int, out_features: int) -> int:
+    """Row groups for a layer of this size: one per MIN_GROUP_WEIGHTS weights, 1 to MAX_BLOCKS."""
+    return max(1, min(MAX_BLOCKS, in_features * out_features // MIN_GROUP_WEIGHTS))
 
 
 def degree_order(degrees: torch.Tensor) -> torch.Tensor:
@@ -95,7 +103,8 @@ class BlockPlan:
     is how many sorted inputs sorted output r sees; `groups` are equal runs of rows."""
 
     def __init__(self, in_degrees: torch.Tensor, out_degrees: torch.Tensor, strict: bool,
-                 blocks: int = DEFAULT_BLOCKS):
+                 blocks: int | None = None):
+        blocks = default_blocks(len(in_degrees), len(out_degrees)) if blocks is None else blocks
         if blocks < 1:
             raise ValueError(f"blocks must be >= 1, got {blocks}")
         in_degrees, out_degrees = in_degrees.cpu(), out_degrees.cpu()
@@ -246,13 +255,13 @@ def _diagonal_mask(masks: torch.Tensor, g: _Group) -> torch.Tensor | None:
 class BlockedMaskedLinear(nn.Module):
     """y = x @ (W * M)^T + b for the MADE mask M of `in_degrees` -> `out_degrees` (output o sees
     input i when degree(o) >= degree(i), or > with `strict`), computing and storing only the blocks
-    of `BlockPlan` (`blocks` row groups). Inputs and outputs are in the caller's unit order.
+    of `BlockPlan` (`blocks` row groups; by default `default_blocks`). Inputs and outputs are in the caller's unit order.
 
     Parameters: `weight_blocks`, the stored blocks (flat, sorted units), and `bias` (out,) in the
     caller's order. The state dict and `masked_weight()` give the dense weight (see the module)."""
 
     def __init__(self, in_degrees: torch.Tensor, out_degrees: torch.Tensor, strict: bool = False,
-                 bias: bool = True, blocks: int = DEFAULT_BLOCKS):
+                 bias: bool = True, blocks: int | None = None):
         super().__init__()
         self.plan = BlockPlan(in_degrees, out_degrees, strict, blocks)
         self.in_features, self.out_features = self.plan.in_features, self.plan.out_features
@@ -371,7 +380,7 @@ class BlockedMaskedMLP(nn.Module):
     """MADE's masked MLP (`MaskedMLP` with `made_masks(degrees, outputs_per_input)`), every layer a
     `BlockedMaskedLinear`, ReLU between them."""
 
-    def __init__(self, degrees: Sequence[torch.Tensor], outputs_per_input: int = 1, blocks: int = DEFAULT_BLOCKS):
+    def __init__(self, degrees: Sequence[torch.Tensor], outputs_per_input: int = 1, blocks: int | None = None):
         super().__init__()
         self.layers = nn.ModuleList(BlockedMaskedLinear(i, o, strict, blocks=blocks)
                                     for i, o, strict in made_layer_degrees(degrees, outputs_per_input))
