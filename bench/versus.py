@@ -1,19 +1,30 @@
-"""Training speed of our models against pytorch-generative's (EugenHotaj) on this CPU, at the sizes
-its reproduce() scripts train: one step (forward, loss, backward, Adam step; ours through the
-training loop's own `train_step`) on random binary images, the two models timed alternately in one
-process; images per second, higher is better. Ours runs as the training loop runs it: with bf16
-autocast on a CPU with AMX tiles (`TrainConfig.autocast_bf16`); there it is also timed in fp32, for a like-for-like
-figure.
+"""Training speed of our models against pytorch-generative's (EugenHotaj) on this CPU, like for like:
+each of ours at the size of its reproduce() model (free parameters within 5%), one training step
+(forward, loss, backward, optimizer step) on the same random binary images, the sides timed
+alternately in one process; images per second, higher is better.
 
-    python -m bench.versus --reference DIR [--models nade,made] [--rounds N]
+Two columns for ours:
+- eager fp32: our model, no autocast, no compilation, and the reference's optimizer
+  (torch.optim.Adam's defaults): the like-for-like ratio;
+- as trained: as the full profile trains it on this machine (`train:` of params.yaml's full profile:
+  its optimizer, bf16 autocast where it is native, torch.compile where it compiles, gradient clipping).
+
+    python -m bench.versus --reference DIR [--models nade,made] [--rounds N] [--baseline DIR2]
 
 DIR holds a checkout of pytorch-generative (its `pytorch_generative` package); nothing of it is
-installed or copied. Only its model modules are imported (its package __init__ would pull in
-datasets and the trainer).
+installed or copied, and only its model modules are imported (its package __init__ would pull in
+datasets and the trainer). DIR2, a checkout of this repository at another commit (`git worktree add
+DIR2 COMMIT`), adds its models as two more sides of the same rounds (eager fp32 and as trained, with
+this checkout's training step): before and after a change, in one sitting.
+
+Parameters are counted as the entries a mask does not zero (`free_parameters`): the reference stores
+FVSBN's triangle where we store a masked square, for the same model. A row whose two counts differ by
+more than 5% is marked not comparable instead of giving a ratio.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import statistics
 import sys
@@ -26,21 +37,26 @@ import torch.nn.functional as F
 
 from bench.common import IMAGE_SHAPE, random_images, timed
 from models import build_model
+from pipeline import params as P
 from pipeline.optimizer import make_optimizer
-from pipeline.train_config import TrainConfig
 from pipeline.training_loop import compiled, train_step
+
+COMPARABLE = 0.05  # the most the free parameter counts may differ, relative to the reference's
 
 
 @dataclass(frozen=True)
 class Case:
-    size: str
-    batch: int
-    ours: tuple[str, dict]
-    reference: tuple[str, str, dict]
+    size: str                          # the reference's reproduce() size
+    batch: int                         # its batch size, for both sides
+    ours: tuple[str, dict]             # our family and kwargs, at the reference's parameter count
+    reference: tuple[str, str, dict]   # its module, class and kwargs
 
 
-# our kwargs mirror the reference's: its PixelCNN has 2 * residual_channels channels between the
-# blocks, and its Gated PixelCNN has an input layer before its n_gated layers
+# Ours at the reference's size. Its PixelCNN has 2 * residual_channels channels between the blocks
+# (our `channels`), its Gated PixelCNN an input layer before its n_gated layers (our `layers` counts
+# both). Where our layers are wider than its, ours keeps the depth and narrows: the Gated PixelCNN's
+# unfactorized 2 x 3 vertical conv gives 21C^2 free parameters a layer against its 19C^2 (124 channels
+# against 128), the transformer's learned position embedding adds 784 x dim (dim 60 against 64).
 CASES = {
     "fvsbn": Case("784 pixels", 512, ("fvsbn", {}),
                   ("fvbn", "FullyVisibleBeliefNetwork", {"n_dims": 784})),
@@ -48,36 +64,97 @@ CASES = {
                  ("nade", "NADE", {"input_dim": 784, "hidden_dim": 500})),
     "made": Case("1 x 8000 hidden, 1 mask", 64, ("made", {"hidden_sizes": [8000], "num_masks": 1}),
                  ("made", "MADE", {"input_dim": 784, "hidden_dims": [8000], "n_masks": 1})),
-    "pixelcnn": Case("15 blocks x 16 ch, head 32", 256,
+    "pixelcnn": Case("15 blocks x 16 ch (32 between blocks), head 32", 256,
                      ("pixelcnn", {"channels": 32, "residual_blocks": 15, "head_channels": 32}),
                      ("pixel_cnn", "PixelCNN", {"n_residual": 15, "residual_channels": 16, "head_channels": 32})),
-    "gated_pixelcnn": Case("10 layers x 128 ch, head 32", 128,
-                           ("gated_pixelcnn", {"channels": 128, "layers": 11, "head_channels": 32}),
+    "gated_pixelcnn": Case("1 + 10 layers x 128 ch, head 32", 128,
+                           ("gated_pixelcnn", {"channels": 124, "layers": 11, "head_channels": 32}),
                            ("gated_pixel_cnn", "GatedPixelCNN", {"n_gated": 10, "gated_channels": 128,
                                                                  "head_channels": 32})),
     "transformer": Case("8 blocks x 64 dim, 2 heads", 64,
-                        ("transformer", {"dim": 64, "layers": 8, "heads": 2}),
+                        ("transformer", {"dim": 60, "layers": 8, "heads": 2}),
                         ("image_gpt", "ImageGPT", {"n_transformer_blocks": 8, "n_attention_heads": 2,
                                                    "n_embedding_channels": 64})),
 }
 
 
-def our_side(case: Case, compile: bool, bf16: bool):
-    """(step, model, optimizer) for our model as our training loop makes them, its loss compiled as
-    `train.compile: true` would run it."""
-    model = build_model(case.ours[0], IMAGE_SHAPE, **case.ours[1]).train()
-    loss = compiled(model.loss, TrainConfig(compile=compile), torch.device("cpu"))
-    step = lambda model, optimizer, batch: train_step(model, loss, optimizer, batch, bf16)
-    return step, model, make_optimizer(model, TrainConfig())
+def free_parameters(model: torch.nn.Module) -> int:
+    """Parameter entries that a mask does not zero. A buffer `mask` masks its module's `weight`, and a
+    buffer `<name>_mask` its module's parameter `<name>` or its child `<name>`'s weight (our masked
+    layers, the Gated PixelCNN's horizontal conv, Glow's triangle; the reference's masked layers,
+    whose MADE masks are set by its first forward pass). A module with a `mask()` method and
+    `weight_blocks` (BlockedMaskedLinear, which stores its blocks and masks their diagonal parts)
+    counts the entries of its dense mask."""
+    masked = {}
+    for module in model.modules():
+        blocks = getattr(module, "weight_blocks", None)
+        if isinstance(blocks, torch.nn.Parameter) and callable(getattr(module, "mask", None)):
+            masked[id(blocks)] = int(module.mask().sum())
+        for name, buffer in module.named_buffers(recurse=False):
+            if name == "mask":
+                target = getattr(module, "weight", None)
+            elif name.endswith("_mask"):
+                stem = name[:-len("_mask")]
+                target = getattr(module, stem, None)
+                target = getattr(target, "weight", None) if isinstance(target, torch.nn.Module) else target
+            else:
+                continue
+            if isinstance(target, torch.nn.Parameter):
+                with contextlib.suppress(RuntimeError):  # a mask that does not broadcast to it masks nothing
+                    masked[id(target)] = int((buffer != 0).expand_as(target).sum())
+    return sum(masked.get(id(p), p.numel()) for p in model.parameters())
 
 
-def reference_step(model, optimizer, batch: torch.Tensor) -> torch.Tensor:
-    logits = model(batch)
-    loss = F.binary_cross_entropy_with_logits(logits, batch, reduction="none").flatten(1).sum(1).mean()
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.detach()
+def as_trained(name: str):
+    """The full profile's training settings for our model `name` (params.yaml's train: sections)."""
+    params = P.load()
+    params["profile"] = "full"
+    return P.model_spec(params, name).train
+
+
+@dataclass
+class Side:
+    label: str
+    model: torch.nn.Module
+    step: object           # step() runs one training step on the batch
+    warm_up: int = 1       # calls before timing: torch.compile traces the first (and may recompile once)
+
+
+def ours(build, case: Case, batch: torch.Tensor, name: str, label: str, trained: bool) -> Side:
+    """Our model (from `build`, this checkout's build_model or another's) stepped by our training
+    loop's `train_step`: eager fp32 with torch.optim.Adam's defaults, or as the full profile trains."""
+    model = build(case.ours[0], IMAGE_SHAPE, **case.ours[1]).train()
+    if not trained:
+        optimizer = torch.optim.Adam(model.parameters())
+        return Side(label, model, lambda: train_step(model, model.loss, optimizer, batch))
+    cfg, device = as_trained(name), batch.device
+    loss, optimizer = compiled(model.loss, cfg, device), make_optimizer(model, cfg)
+    bf16 = cfg.autocast_bf16(device)
+    return Side(label, model, lambda: train_step(model, loss, optimizer, batch, bf16, cfg.grad_clip),
+                warm_up=2 if cfg.compiles(device) else 1)
+
+
+def how_trained(name: str, device: torch.device) -> str:
+    cfg = as_trained(name)
+    parts = ["bf16" if cfg.autocast_bf16(device) else "fp32", "compiled" if cfg.compiles(device) else "eager",
+             cfg.optimizer + ("" if cfg.grad_clip is None else f", clip {cfg.grad_clip:g}")]
+    return ", ".join(parts)
+
+
+def reference_side(case: Case, batch: torch.Tensor) -> Side:
+    module, cls, kwargs = case.reference
+    model = getattr(importlib.import_module(f"pytorch_generative.models.autoregressive.{module}"), cls)(**kwargs)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters())  # as its trainer makes it
+
+    def step():
+        logits = model(batch)
+        loss = F.binary_cross_entropy_with_logits(logits, batch, reduction="none").flatten(1).sum(1).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+    return Side("reference", model, step)
 
 
 def import_reference(root: Path) -> None:
@@ -93,54 +170,91 @@ def import_reference(root: Path) -> None:
         sys.modules[name] = module
 
 
-def reference_model(case: Case):
-    module, cls, kwargs = case.reference
-    return getattr(importlib.import_module(f"pytorch_generative.models.autoregressive.{module}"), cls)(**kwargs)
+OUR_PACKAGES = ("models", "pipeline")
 
 
-def steps_per_second(step, model, optimizer, batch, steps: int) -> float:
-    return steps / timed(lambda: [step(model, optimizer, batch) for _ in range(steps)], batch.device)
+def _ours(name: str) -> bool:
+    return name.split(".")[0] in OUR_PACKAGES
 
 
-def compare(name: str, rounds: int, compile: bool = False, min_seconds: float = 1.0) -> tuple:
-    """(model, size, reference img/s, ours img/s, median over rounds of ours / reference), then, where
-    our training runs in bf16, ours in fp32: img/s and ratio."""
+@contextlib.contextmanager
+def checkout(root: Path):
+    """Inside, `models` and `pipeline` are another checkout's (at `root`); this checkout's come back
+    on leaving. What was built inside keeps running the other checkout's code."""
+    if not (root / "models" / "__init__.py").is_file():
+        raise SystemExit(f"error: no genbench checkout at {root} (its models/__init__.py is missing)")
+    saved = {name: module for name, module in sys.modules.items() if _ours(name)}
+    for name in saved:
+        del sys.modules[name]
+    sys.path.insert(0, str(root))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(root))
+        for name in [name for name in sys.modules if _ours(name)]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+
+
+def baseline_build(root: Path):
+    def build(family, image_shape, **kwargs):
+        with checkout(root):
+            return importlib.import_module("models").build_model(family, image_shape, **kwargs)
+    return build
+
+
+def steps_per_second(step, steps: int, device) -> float:
+    return steps / timed(lambda: [step() for _ in range(steps)], device)
+
+
+def compare(name: str, rounds: int, baseline: Path | None = None, min_seconds: float = 1.0) -> dict:
+    """One row: every side's free parameters and median images/s over `rounds` alternating rounds, and
+    each of ours' median ratio to the reference (per round)."""
     case = CASES[name]
     torch.manual_seed(0)
     batch = random_images(case.batch, "cpu", torch.Generator().manual_seed(0))
-    theirs = reference_model(case).train()
-    sides = [(reference_step, theirs, torch.optim.Adam(theirs.parameters()))]  # as its trainer makes it
-    as_trained = TrainConfig().autocast_bf16(batch.device)
-    sides.append(our_side(case, compile, as_trained))
-    if as_trained:  # and in fp32, like for like
-        sides.append(our_side(case, compile, False))
+    sides = [reference_side(case, batch), ours(build_model, case, batch, name, "eager", False),
+             ours(build_model, case, batch, name, "as trained", True)]
+    if baseline is not None:
+        build = baseline_build(baseline)
+        sides += [ours(build, case, batch, name, "baseline eager", False),
+                  ours(build, case, batch, name, "baseline as trained", True)]
     steps = []
     for side in sides:
-        for _ in range(2 if compile else 1):  # torch.compile traces the first call (and recompiles once)
-            side[0](*side[1:], batch)
-        steps.append(max(1, round(min_seconds * steps_per_second(*side, batch, 1))))
+        for _ in range(side.warm_up):
+            side.step()
+        steps.append(max(1, round(min_seconds * steps_per_second(side.step, 1, batch.device))))
     rates = [[] for _ in sides]
     for r in range(rounds):
         for i in (range(len(sides)) if r % 2 == 0 else reversed(range(len(sides)))):
-            rates[i].append(steps_per_second(*sides[i], batch, steps[i]) * case.batch)
-    row = [name, case.size, statistics.median(rates[0])]
-    for ours_rates in rates[1:]:
-        row += [statistics.median(ours_rates), statistics.median(o / t for t, o in zip(rates[0], ours_rates))]
-    return tuple(row)
+            rates[i].append(steps_per_second(sides[i].step, steps[i], batch.device) * case.batch)
+    reference_params = free_parameters(sides[0].model)
+    row = {"model": name, "batch": case.batch, "reference params": reference_params}
+    for side, side_rates in zip(sides, rates):
+        row[f"{side.label} img/s"] = statistics.median(side_rates)
+        if side.label != "reference":
+            params = free_parameters(side.model)
+            row[f"{side.label} params"] = params
+            comparable = abs(params / reference_params - 1) <= COMPARABLE
+            row[f"{side.label} / reference"] = (statistics.median(o / t for t, o in zip(rates[0], side_rates))
+                                                if comparable else None)
+    return row
 
 
 def rate(images_per_second: float) -> str:
     return f"{images_per_second:,.0f}" if images_per_second >= 100 else f"{images_per_second:.3g}"
 
 
-def table(rows) -> str:
-    header = ["model", "size", "batch", "reference img/s", "ours img/s", "ours / reference"]
-    if len(rows[0]) > 5:
-        header += ["ours fp32 img/s", "fp32 / reference"]
-    body = [[m, s, str(CASES[m].batch), rate(t), *(rate(v) if i % 2 == 0 else f"{v:.2f}x" for i, v in enumerate(rest))]
-            for m, s, t, *rest in rows]
+def table(rows: list[dict]) -> str:
+    labels = [key[:-len(" img/s")] for key in rows[0] if key.endswith(" img/s") and key != "reference img/s"]
+    header = ["model", "batch", "reference params", "reference img/s"]
+    for label in labels:
+        header += [f"{label} params", f"{label} img/s", f"{label} / reference"]
+    cell = lambda key, value: ("not comparable" if value is None else f"{value:.2f}x") if key.endswith(
+        "/ reference") else f"{value:,}" if key.endswith("params") else rate(value) if key.endswith("img/s") else str(value)
+    body = [[cell(key, row[key]) for key in header] for row in rows]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
                      for line in [header, *body])
 
 
@@ -150,19 +264,24 @@ def main(argv=None) -> None:
                         help="directory containing pytorch-generative's pytorch_generative package")
     parser.add_argument("--models", default=",".join(CASES), help=f"comma-separated, from: {', '.join(CASES)}")
     parser.add_argument("--rounds", type=int, default=5, help="alternating timed rounds per model")
-    parser.add_argument("--compile", action="store_true", help="our loss through torch.compile (train.compile: true)")
+    parser.add_argument("--baseline", type=Path, help="another checkout of this repository, timed beside ours")
+    parser.add_argument("--min-seconds", type=float, default=1.0, help="the least time a side runs per round")
     args = parser.parse_args(argv)
     names = args.models.split(",")
     unknown = [n for n in names if n not in CASES]
     if unknown or args.rounds < 1:
         parser.error(f"unknown model(s) {', '.join(unknown)}" if unknown else "--rounds must be >= 1")
     import_reference(args.reference)
-    precision = "bf16 autocast (AMX)" if TrainConfig().autocast_bf16(torch.device("cpu")) else "fp32"
-    print(f"torch {torch.__version__}, cpu, {torch.get_num_threads()} threads, {args.rounds} rounds; "
-          f"ours trains in {precision}{', compiled' if args.compile else ''}", flush=True)
+    device = torch.device("cpu")
+    print(f"torch {torch.__version__}, cpu, {torch.get_num_threads()} threads, {args.rounds} rounds"
+          + (f"; baseline: {args.baseline}" if args.baseline else ""), flush=True)
+    for name in names:
+        case = CASES[name]
+        print(f"  {name}: reference {case.size}; ours {case.ours[1] or 'default'}; as trained: "
+              f"{how_trained(name, device)}", flush=True)
     rows = []
     for name in names:
-        rows.append(compare(name, args.rounds, args.compile))
+        rows.append(compare(name, args.rounds, args.baseline, args.min_seconds))
         print(f"  {name}: done", file=sys.stderr, flush=True)
     print(table(rows))
 

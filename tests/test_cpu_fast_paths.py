@@ -1,0 +1,68 @@
+"""The CPU fast paths of the Gated PixelCNN and the transformer equal their plain definitions: a batch
+run in pieces (models/nn/batch_chunks.py), and attention heads padded with zeros."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models.gated_pixelcnn import GatedPixelCNN
+from models.nn import batch_chunks
+from models.nn.batch_chunks import images_per_chunk, in_chunks
+from models.transformer import PixelTransformer, padded_head_dim
+from tests.helpers import randomize
+
+SHAPE = (1, 5, 7)
+
+
+def test_pieces_stay_under_the_threshold_and_cover_the_batch():
+    per_image = batch_chunks.MMAP_THRESHOLD_BYTES // 10 + 1
+    assert images_per_chunk(per_image) == 9 and images_per_chunk(10 * batch_chunks.MMAP_THRESHOLD_BYTES) == 1
+    seen = []
+    x = torch.arange(20.0)[:, None]
+    out = in_chunks(lambda piece: seen.append(len(piece)) or 2 * piece, x, per_image)
+    assert seen == [7, 7, 6] and torch.equal(out, 2 * x)  # as even as they come, in order
+
+
+@pytest.mark.parametrize("make", [
+    lambda: GatedPixelCNN(SHAPE, channels=6, layers=3, first_kernel=5, kernel=3, head_channels=4),
+    lambda: PixelTransformer(SHAPE, dim=8, layers=2, heads=2),
+])
+def test_a_batch_in_pieces_gives_the_whole_batch_values_and_gradients(make, monkeypatch):
+    model = randomize(make(), std=0.3).double()
+    x = (torch.rand(7, *SHAPE, generator=torch.Generator().manual_seed(0)) < 0.4).double()
+    whole = model.logits(x)
+    whole_grads = torch.autograd.grad(whole.square().sum(), list(model.parameters()))
+    seen = []
+    network = "trunk" if isinstance(model, GatedPixelCNN) else "features"
+    inner = getattr(model, network)
+    monkeypatch.setattr(model, network, lambda h, *args: seen.append(len(h)) or inner(h, *args))
+    monkeypatch.setattr(batch_chunks, "MMAP_THRESHOLD_BYTES", 1)  # one image per piece
+    pieces = model.logits(x)
+    assert seen == [1] * 7
+    torch.testing.assert_close(pieces, whole)
+    for a, b in zip(torch.autograd.grad(pieces.square().sum(), list(model.parameters())), whole_grads):
+        torch.testing.assert_close(a, b)
+
+
+def test_padded_attention_heads_equal_the_plain_ones_values_and_gradients():
+    assert padded_head_dim(30, torch.device("cpu")) == 32 and padded_head_dim(28, torch.device("cpu")) == 28
+    model = randomize(PixelTransformer(SHAPE, dim=60, layers=2, heads=2), std=0.2).double()  # heads of 30 -> 32
+    x = (torch.rand(3, *SHAPE, generator=torch.Generator().manual_seed(1)) < 0.4).double()
+    fast = model.logits(x)
+
+    def plain(attn, h):  # the attention by its definition
+        batch, length, dim = h.shape
+        q, k, v = attn.qkv(h).view(batch, length, 3, attn.heads, dim // attn.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return attn.proj(y.transpose(1, 2).reshape(batch, length, dim))
+    for block in model.blocks:
+        block.attn.forward = lambda h, cache=None, t=None, attn=block.attn: plain(attn, h)
+    slow = model.logits(x)
+    torch.testing.assert_close(fast, slow)
+    params = list(model.parameters())
+    for block in model.blocks:
+        del block.attn.forward
+    fast_grads = torch.autograd.grad(model.logits(x).square().sum(), params)
+    for block in model.blocks:
+        block.attn.forward = lambda h, cache=None, t=None, attn=block.attn: plain(attn, h)
+    for a, b in zip(fast_grads, torch.autograd.grad(model.logits(x).square().sum(), params)):
+        torch.testing.assert_close(a, b)
