@@ -1,6 +1,8 @@
 """Building blocks that several model families share; each family is one file in models/.
 
 - masked_linear.py: `MaskedLinear`, `MaskedMLP`, MADE's degrees and masks (FVSBN, MADE, MAF)
+- blocked_masked_linear.py: a one-mask MADE's layers over the blocks its mask lets through
+- batch_chunks.py: a large CPU batch in pieces under the allocator's mmap threshold
 - masked_conv.py: PixelCNN's masked convolution
 - conv_autoregressive.py: `ConvolutionalAutoregressive`, the base of PixelCNN and Gated PixelCNN (the
   PixelCNN head), and `channels_last`
