@@ -22,21 +22,17 @@ The state dict holds `weight` as the dense (out, in) masked weight in the caller
 where the mask is 0) and `bias`, the keys and shapes of `MaskedLinear`: checkpoints move between the
 two either way (loading a dense checkpoint drops the weights this mask zeroes, which it never used).
 
-Dropping it into MADE (`models/made.py`) when `num_masks == 1`:
-
-    degrees = self.degrees[0]
-    self.mlp = BlockedMaskedMLP(degrees)                     # instead of MaskedMLP([d, *hidden, d])
-    self.direct = BlockedMaskedLinear(degrees[0], degrees[0], strict=True, bias=False)
-    # use_mask(k) then has nothing to switch (k is always 0): skip set_masks / set_mask for it, and
-    # device_masks() is not needed; `layers`, `layer(h)`, `masked_weight()`, `.bias` and the state
-    # dict work as with MaskedLinear, so logits(), fill() and checkpoints stay as they are.
+MADE (`models/made.py`) builds these layers for one mask once a layer is large (`blocked`); the
+layers keep `layers`, `layer(h)`, `masked_weight()`, `.bias` and MaskedLinear's state dict, so its
+logits(), fill() and checkpoints work unchanged.
 
 For grey levels with P outputs per pixel, `BlockedMaskedMLP(degrees, outputs_per_input=P)` gives the
 output layer the degrees of `made_masks(degrees, P)` (P blocks of D outputs, each with its pixel's
 degree); any repetition of the pixel degrees works, since only the degrees matter. The layers take
 inputs and give outputs in the caller's unit order and permute internally (an index_select of the
-activations, skipped when the degrees are already sorted); `sort_hidden_units` makes every hidden
-layer's degrees sorted, so that between layers nothing is permuted.
+activations, skipped when the degrees are already sorted); `BlockedMaskedMLP` keeps the activations
+sorted between its layers, so only its input and output are permuted (`sort_hidden_units` relabels
+the hidden units of a dense MADE the same way, for checkpoints of either order).
 """
 from __future__ import annotations
 
@@ -44,7 +40,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["BlockPlan", "BlockedMaskedLinear", "BlockedMaskedMLP", "default_blocks", "degree_order", "made_layer_degrees",
@@ -114,6 +109,7 @@ class BlockPlan:
         self.in_order = None if identity(in_order) else in_order
         self.out_order = None if identity(out_order) else out_order
         self.out_inverse = None if self.out_order is None else torch.argsort(out_order)
+        self.in_inverse = None if self.in_order is None else torch.argsort(in_order)
         # how many sorted inputs have degree <= (strict: <) each sorted output's degree
         self.prefix = torch.searchsorted(in_degrees[in_order].contiguous(), out_degrees[out_order].contiguous(),
                                          right=not strict)
@@ -159,7 +155,7 @@ class BlockPlan:
         if self.out_inverse is not None:
             out = out.index_select(0, self.out_inverse.to(out.device))
         if self.in_order is not None:
-            out = out.index_select(1, torch.argsort(self.in_order).to(out.device))
+            out = out.index_select(1, self.in_inverse.to(out.device))
         return out
 
     def sort(self, matrix: torch.Tensor) -> torch.Tensor:
@@ -417,7 +413,3 @@ class BlockedMaskedMLP(nn.Module):
         plans = [layer.plan for layer in self.layers]
         return 1 - sum(p.numel for p in plans) / sum(p.dense_numel for p in plans)
 
-
-def dense_linear(layer: BlockedMaskedLinear, x: torch.Tensor) -> torch.Tensor:
-    """The same layer as a dense masked product, x @ (W * M)^T + b (for checks)."""
-    return F.linear(x, layer.masked_weight(), layer.bias)
