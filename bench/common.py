@@ -26,6 +26,11 @@ def timed(fn, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def seconds_per_step(step, n: int, device: torch.device) -> float:
+    """The mean time of `n` calls of `step`, timed together."""
+    return timed(lambda: [step() for _ in range(n)], device) / n
+
+
 def random_images(n: int, device, generator: torch.Generator) -> torch.Tensor:
     # about as many ink pixels as binarized MNIST (13%)
     return (torch.rand((n, *IMAGE_SHAPE), generator=generator) < 0.13).float().to(device)

@@ -17,7 +17,7 @@ import statistics
 import torch
 import torch.nn.functional as F
 
-from bench.common import random_images, timed
+from bench.common import random_images, seconds_per_step, timed
 from models.nn.blocked_masked_linear import BlockedMaskedMLP
 from models.nn.masked_linear import MaskedMLP, made_degrees, made_masks
 
@@ -48,10 +48,6 @@ def training_step(mlp, opt, batch: torch.Tensor, bf16: bool):
         loss.backward()
         opt.step()
     return step
-
-
-def seconds_per_step(step, n: int, device) -> float:
-    return timed(lambda: [step() for _ in range(n)], device) / n
 
 
 def compare(hidden: list[int], batch_size: int, blocks: int | None, rounds: int, kind: str, min_seconds: float = 1.0):

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bench.common import IMAGE_SHAPE, random_images, timed
+from bench.common import IMAGE_SHAPE, random_images, seconds_per_step
 from models import build_model
 from pipeline import params as P
 from pipeline.optimizer import make_optimizer
@@ -203,10 +203,6 @@ def baseline_build(root: Path):
     return build
 
 
-def steps_per_second(step, steps: int, device) -> float:
-    return steps / timed(lambda: [step() for _ in range(steps)], device)
-
-
 def compare(name: str, rounds: int, baseline: Path | None = None, min_seconds: float = 1.0) -> dict:
     """One row: every side's free parameters and median images/s over `rounds` alternating rounds, and
     each of ours' median ratio to the reference (per round)."""
@@ -223,11 +219,11 @@ def compare(name: str, rounds: int, baseline: Path | None = None, min_seconds: f
     for side in sides:
         for _ in range(side.warm_up):
             side.step()
-        steps.append(max(1, round(min_seconds * steps_per_second(side.step, 1, batch.device))))
+        steps.append(max(1, round(min_seconds / seconds_per_step(side.step, 1, batch.device))))
     rates = [[] for _ in sides]
     for r in range(rounds):
         for i in (range(len(sides)) if r % 2 == 0 else reversed(range(len(sides)))):
-            rates[i].append(steps_per_second(sides[i].step, steps[i], batch.device) * case.batch)
+            rates[i].append(case.batch / seconds_per_step(sides[i].step, steps[i], batch.device))
     reference_params = free_parameters(sides[0].model)
     row = {"model": name, "batch": case.batch, "reference params": reference_params}
     for side, side_rates in zip(sides, rates):
