@@ -24,10 +24,11 @@ from pipeline.quality import (
     quality_scores,
     train_classifier,
 )
+from pipeline.results import CLASSIFIER_METRICS
 
 CLASSIFIER_DIR = Path("classifier")
 MODEL_FILE = CLASSIFIER_DIR / "model.pt"          # the weights, its config and the test set's feature statistics
-METRICS_FILE = CLASSIFIER_DIR / "metrics.json"    # test accuracy and the real test images' scores
+METRICS_FILE = CLASSIFIER_METRICS
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from pipeline import stage
 from pipeline.io import REPO_ROOT, atomic_dir
 
 PACKAGES = ("pipeline", "models")
-STAGES = ("prepare", "binarize", "grey", "classifier", "train", "evaluate", "report")  # `python -m pipeline.<stage>`
+STAGES = ("prepare", "binarize", "grey", "classifier", "train", "evaluate", "report", "track")  # `python -m pipeline.<stage>`
 REGISTRY_FILE = Path("models/__init__.py")
 DIGEST_DIR = Path("digests")
 

@@ -35,7 +35,6 @@ from pipeline.figures import save_grid, top_half_mask
 from pipeline.io import atomic_dir, atomic_path
 from pipeline.quality import quality_scores
 from pipeline.results import SAMPLES_FIGURE, EvalTiming, Metrics, ModelResults
-from pipeline.tracking import Run
 
 COMPLETIONS_PER_IMAGE = 5
 INTERPOLATION_STEPS = 10
@@ -186,19 +185,6 @@ def latent_scatter(codes: torch.Tensor, labels: torch.Tensor, path: Path) -> Non
     plt.close(fig)
 
 
-def log_evaluation(run: Run | None, metrics: Metrics, timing: EvalTiming | None, figures: list[Path],
-                   data_folder: Path) -> None:
-    """Test metrics, the time taken and figures into the model's run; also used by pipeline.relog."""
-    if run is None:
-        return
-    values = {**metrics.to_json(), **(timing.to_json() if timing is not None else {})}
-    run.log_metrics({k: v for k, v in values.items() if isinstance(v, (int, float))})
-    run.set_tags({"estimator": metrics.estimator})
-    run.log_splits({"test": "testing"}, data_folder)
-    for path in figures:
-        run.log_artifact(path, "figures")
-
-
 def quality_images(samples: torch.Tensor, levels: int, classifier: digit_classifier.TrainedClassifier,
                    seed: int) -> torch.Tensor:
     """The samples as the digit classifier knows digits: grey-level samples binarized the way the
@@ -212,14 +198,13 @@ def quality_images(samples: torch.Tensor, levels: int, classifier: digit_classif
 def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto",
              data: Dataset = DATASETS["binarized"]) -> Metrics:
     """Test metrics (metrics.json: only numbers that the same inputs reproduce exactly; the time
-    taken goes to eval.json) and figures, then the same into the model's MLflow run."""
+    taken goes to eval.json) and figures."""
     files = ModelResults(name)
     files.require("train", files.checkpoint)
     trained = files.read_train_summary()  # a missing train.json is the same one-line error
     device = device_for(device_setting)
     # TF32 (on by default for cuDNN convolutions) keeps 10 mantissa bits: the test NLL is computed in true fp32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    run = Run.open(trained.mlflow_run_id, name)  # an unreachable server fails here
     model, _ = load_checkpoint(files.checkpoint, device)
     check_model_fits(model, data, str(files.checkpoint))
     test = load_split("test", cfg.max_test, data.folder)
@@ -240,8 +225,7 @@ def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto",
                       train_flops=trained.train_flops, flops_per_image=trained.flops_per_image)
     timing = EvalTiming(eval_seconds=round(time.perf_counter() - started, 2), device=str(device))
     with atomic_dir(files.figures) as tmp:
-        names = [p.name for p in render_figures(model, samples, test, test_labels, cfg, tmp)]
-    log_evaluation(run, metrics, timing, [files.figures / n for n in names], data.folder)
+        render_figures(model, samples, test, test_labels, cfg, tmp)
     save_per_image(files.per_image_nll, test_nll)
     timing.write(files.timing)
     metrics.write(files.metrics)

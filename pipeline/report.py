@@ -7,19 +7,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from pipeline import charts, references, stage, webpage
 from pipeline import params as P
-from pipeline.classifier import METRICS_FILE as CLASSIFIER_METRICS
-from pipeline.io import PipelineError, params_hash, read_json, write_text
-from pipeline.results import Metrics, ModelResults, TrainSummary
+from pipeline.io import PipelineError, write_text
+from pipeline.results import REPORT_DIR, REPORT_FILES, Metrics, ModelResults, TrainSummary, read_ceiling
 
-REPORT_DIR = Path("reports")
-REPORT_FILES = ("results.md", "results.csv", "nll.png", "samples.png", "curves.png", "compute.png", "index.html")
 ESTIMATORS = {
     "exact": "exact log-likelihood",
     "importance_sampled": "importance-sampled upper bound on the NLL (in expectation; tighter with more samples)",
@@ -232,11 +228,6 @@ def markdown(table: pd.DataFrame, profile: str, ceiling: dict | None = None) -> 
             + "\n".join(f"- {n}" for n in notes(table, ceiling)) + "\n\n" + "\n".join(sections))
 
 
-def read_ceiling() -> dict | None:
-    """The classifier stage's metrics: its test accuracy and the real test images' scores."""
-    return read_json(CLASSIFIER_METRICS) if CLASSIFIER_METRICS.exists() else None
-
-
 def quality_note(ceiling: dict) -> str:
     return (f"`IS`, the inception score (higher is better, at most 10), and `FD`, the Frechet distance (lower is "
             f"better), of "
@@ -245,24 +236,6 @@ def quality_note(ceiling: dict) -> str:
             f"binarized the way the data was before they are scored); MNIST-specific, comparable within "
             f"this benchmark only. The ceiling, {ceiling['quality_samples']} real test images: inception score "
             f"{ceiling['real_inception_score']:.2f}, Frechet distance {ceiling['real_frechet_distance']:.1f}.")
-
-
-def log_to_mlflow(table: pd.DataFrame, profile: str, files: list[Path], ceiling: dict | None = None) -> None:
-    """The report's run; also used by pipeline.relog."""
-    from pipeline.tracking import Run
-    # the results' digest in the params: reports of other results (another queued experiment)
-    # stay in MLflow as earlier runs instead of replacing each other
-    logged = {"profile": profile, "models": ",".join(table.model),
-              "results_digest": params_hash(dict(zip(table.model, table.test_nll)))}
-    run = Run.start("report", logged, {"profile": profile})
-    if run is None:
-        return
-    run.log_metrics({f"test_nll.{m}": v for m, v in zip(table.model, table.test_nll)})
-    if ceiling is not None:
-        run.log_metrics({f"classifier.{k}": v for k, v in ceiling.items()})
-    for path in files:
-        run.log_artifact(path)
-    run.finish()
 
 
 def html_page(table: pd.DataFrame, profile: str, ceiling: dict | None) -> str:
@@ -290,7 +263,6 @@ def main(argv=None) -> None:
     charts.learning_curves(table, files[4])
     charts.nll_against_compute(table, files[5])
     write_text(files[6], html_page(table, profile, ceiling))
-    log_to_mlflow(table, profile, files, ceiling)
     print(f"report: {len(table)} models -> {REPORT_DIR}/index.html and results.md (best: {table.model[0]}, "
           f"{table.test_nll[0]:.2f} nats)")
 

@@ -1,6 +1,7 @@
 """The contract for results/<model>/: the name of every file a model's stages write there, and the
 keys of its two JSON files, train.json (`TrainSummary`) and metrics.json (`Metrics`), defined here
-once and used by train, evaluate, report, relog, score and `models.load`.
+once and used by train, evaluate, report, track, score and `models.load`; and where the report and
+the classifier's metrics are.
 
 Standard library only (with pipeline.io, which is too): `models.load` imports it on machines
 without DVC or MLflow.
@@ -15,6 +16,14 @@ from pipeline.io import PipelineError, read_json, write_json
 
 RESULTS_DIR = Path("results")
 SAMPLES_FIGURE = "samples.png"  # the one figure every model has, in figures/
+REPORT_DIR = Path("reports")    # the report stage's files
+REPORT_FILES = ("results.md", "results.csv", "nll.png", "samples.png", "curves.png", "compute.png", "index.html")
+CLASSIFIER_METRICS = Path("classifier/metrics.json")  # the classifier's test accuracy and the real images' scores
+
+
+def read_ceiling() -> dict | None:
+    """The classifier stage's metrics: its test accuracy and the real test images' scores."""
+    return read_json(CLASSIFIER_METRICS) if CLASSIFIER_METRICS.exists() else None
 
 
 @dataclass(frozen=True)
@@ -134,7 +143,6 @@ class TrainSummary(_JsonRecord):
     data_sha256: str
     estimator: str
     params: dict               # the params logged to MLflow (flattened)
-    mlflow_run_id: str | None  # None when the stage ran untracked (MLFLOW_OPTIONAL)
     data: str = "binarized"    # the dataset trained on: "binarized" or "grey" (pipeline/data.py)
 
 

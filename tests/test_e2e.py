@@ -23,7 +23,7 @@ def pipeline_copy(smoke_pipeline):
 
 def test_every_stage_ran_and_wrote_its_outputs(pipeline_copy):
     repo, _, models, output = pipeline_copy
-    expected = {"digest", "prepare", "binarize", "grey", "classifier", "report"} | both_stages(*models)
+    expected = {"digest", "prepare", "binarize", "grey", "classifier", "report", "track"} | both_stages(*models)
     assert stages_run(output) == expected
     for model in models:
         for name in ("model.pt", "train.json", "curves.csv", "metrics.json", "figures/samples.png"):
@@ -72,7 +72,7 @@ def test_second_repro_has_nothing_to_do_and_a_param_change_reruns_only_that_mode
     repo, env, _, _ = pipeline_copy
     assert stages_run(dvc(["repro"], repo, env)) == set()
     edit_params(repo, lambda p: p["models"]["made"]["smoke"].update(hidden_sizes=[12]))
-    assert stages_run(dvc(["repro"], repo, env)) == {"train@made", "evaluate@made", "report"}
+    assert stages_run(dvc(["repro"], repo, env)) == {"train@made", "evaluate@made", "report", "track"}
 
 
 def stale_after_editing(repo: Path, env: dict, code_file: str) -> set[str]:
@@ -110,7 +110,7 @@ def test_editing_a_family_makes_only_its_own_stages_stale(pipeline_copy):
     assert stale_after_editing(repo, env, "models/nn/masked_linear.py") == both_stages(*masked)
     stale = both_stages(*masked, "vae", "iwae", "conv_vae", "vae_conditional", "vae_grey")
     assert stale_after_editing(repo, env, "models/vae.py") == stale
-    assert stages_run(dvc(["repro"], repo, env)) == stale | {"report"}
+    assert stages_run(dvc(["repro"], repo, env)) == stale | {"report", "track"}
 
 
 def test_editing_pipeline_code_makes_exactly_the_stages_that_import_it_stale(pipeline_copy):
@@ -118,7 +118,7 @@ def test_editing_pipeline_code_makes_exactly_the_stages_that_import_it_stale(pip
     dvc(["repro"], repo, env)
     assert stale_after_editing_and_undoing(repo, env, "pipeline/references.py") == {"report"}
     assert stale_after_editing_and_undoing(repo, env, "pipeline/report.py") == {"report"}
-    readers_of_data = {"prepare", "binarize", "grey", "classifier", "report"} | both_stages(*models)
+    readers_of_data = {"prepare", "binarize", "grey", "classifier", "report", "track"} | both_stages(*models)
     assert stale_after_editing_and_undoing(repo, env, "pipeline/data.py") == readers_of_data
 
 

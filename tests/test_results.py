@@ -13,7 +13,6 @@ import models
 from pipeline import classifier, evaluate, report, train
 from pipeline.io import PipelineError
 from pipeline.results import EvalTiming, Metrics, ModelResults, TrainSummary
-from tests.drills import faults
 from tests.drills.workspace import call_stage, synthetic_data, write_params
 
 REQUIRED_METRICS = {f.name for f in fields(Metrics) if f.default is not None}
@@ -33,13 +32,11 @@ def keys(path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def stages_ran(tmp_path_factory):
-    """A folder where train, evaluate and report ran (untracked) on synthetic data for MODELS."""
+    """A folder where train, evaluate and report ran on synthetic data for MODELS."""
     root = tmp_path_factory.mktemp("results")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         mp.setenv("DVC_ROOT", str(root))
-        mp.setenv("MLFLOW_TRACKING_URI", faults.closed_port_url())
-        mp.setenv("MLFLOW_OPTIONAL", "1")
         synthetic_data(root)
         write_params(root, {name: section for name, (section, _) in MODELS.items()},
                      train={"epochs": 1, "max_train": 400})
@@ -83,7 +80,7 @@ def summary(name: str = "m") -> TrainSummary:
                         best_epoch=1, best_val_nll=200.0, train_seconds=3.0, train_flops=9_408_000, flops_per_image=4704,
                         train_images=200, val_images=100,
                         binarization="fixed", settings={}, data_sha256="0" * 64, estimator="exact",
-                        params={"family": "bernoulli"}, mlflow_run_id=None)
+                        params={"family": "bernoulli"})
 
 
 def write_results(name: str = "m") -> ModelResults:
@@ -107,7 +104,6 @@ def test_optional_metrics_are_written_only_when_they_have_a_value():
     metrics = Metrics(estimator="exact", test_nll=1.0, test_nll_stderr=0.1, test_bpd=0.1, test_images=3,
                       inception_score=2.0, frechet_distance=5.0, train_flops=1, flops_per_image=1)
     assert set(metrics.to_json()) == REQUIRED_METRICS
-    assert "mlflow_run_id" in summary().to_json()  # None, but not optional: an untracked run says so
 
 
 @pytest.mark.parametrize("file, key, stage", [("metrics", "test_bpd", "evaluate"), ("train_summary", "binarization", "train")])

@@ -107,7 +107,7 @@ def test_every_models_mlflow_run_holds_a_model_that_samples(smoke_pipeline):
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
     for name in names:
         tags = runs[name].data.tags
-        assert tags["mlflow.source.name"] == "pipeline/train.py" and len(tags["mlflow.source.git.commit"]) == 40
+        assert tags["mlflow.source.name"] == "pipeline/track.py" and len(tags["mlflow.source.git.commit"]) == 40
         data = metrics_of(repo, name)["data"]
         assert {d.dataset.name for d in runs[name].inputs.dataset_inputs} >= {f"{data}-mnist-train", f"{data}-mnist-test"}
         model = mlflow.pytorch.load_model(f"runs:/{runs[name].info.run_id}/model")

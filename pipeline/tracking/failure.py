@@ -2,8 +2,8 @@
 - an http(s) server is checked with a short request first, and MLflow's own retries are bounded
   (MLFLOW_HTTP_REQUEST_MAX_RETRIES / _TIMEOUT / _BACKOFF_FACTOR, defaults below unless set);
 - a store that is down or fails is a one-line error, or with MLFLOW_OPTIONAL=1 a warning after
-  which the stage goes on untracked; `python -m pipeline.relog` rebuilds the runs later from the
-  DVC outputs, which stay the source of truth.
+  which the stage goes on untracked; `python -m pipeline.track` logs the runs later from the DVC
+  outputs, which stay the source of truth.
 `connect` opens the store under these rules; `Run` (run.py) guards every later call with `failure`.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ OPTIONAL_ENV = "MLFLOW_OPTIONAL"
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 HEALTH_CHECK_TIMEOUT_S = 5.0
-RELOG_HINT = "re-log it later with `python -m pipeline.relog`"
+TRACK_LATER_HINT = "log the runs later with `python -m pipeline.track`"
 
 
 class TrackingError(PipelineError):
@@ -45,10 +45,10 @@ def failure(action: str, error) -> None:
     detail = " ".join(str(error).split())[:400] or type(error).__name__
     message = f"MLflow tracking at {tracking_uri()} failed while {action}: {detail}"
     if optional():
-        warn(f"{message}; going on without tracking ({OPTIONAL_ENV} is set): {RELOG_HINT}")
+        warn(f"{message}; going on without tracking ({OPTIONAL_ENV} is set): {TRACK_LATER_HINT}")
         return
     raise TrackingError(f"{message}. Start or fix the server (or unset MLFLOW_TRACKING_URI to use the local "
-                        f"store), or set {OPTIONAL_ENV}=1 to run untracked and {RELOG_HINT}")
+                        f"store), or set {OPTIONAL_ENV}=1 to run untracked and {TRACK_LATER_HINT}")
 
 
 def unreachable(uri: str) -> str | None:

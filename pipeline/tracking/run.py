@@ -1,9 +1,8 @@
-"""MLflow mirrors what the stages produce: one run per trained model, one for the report.
+"""A model's run, and which run of a model is current.
 
-When a model is retrained, its earlier runs stop looking current: a run with the same params is
-deleted, one with other params is tagged current=false. A `Run` is addressed by id, so train and
-evaluate (separate processes) share one; every call it makes is guarded by the failure policy
-(failure.py).
+When a model is logged again, its earlier runs stop looking current: a run with the same params is
+deleted, one with other params is tagged current=false. Every call a `Run` makes is guarded by the
+failure policy (failure.py).
 """
 from __future__ import annotations
 
@@ -17,10 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline.io import REPO_ROOT, params_hash, read_json
-from pipeline.tracking.failure import RELOG_HINT, TrackingError, connect, failure, warn
-from pipeline.tracking.store import EXPERIMENT, _experiment_id, _store_uri, store_lock, tracking_uri
+from pipeline.tracking.failure import TrackingError, connect, failure
+from pipeline.tracking.store import _experiment_id, _store_uri, store_lock, tracking_uri
 
 DATASET_DIGEST_CHARS = 16  # of the split's SHA-256: MLflow keeps at most 36 characters
+MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch
 
 
 def git_commit(short: bool = True) -> str:
@@ -44,13 +44,6 @@ def reserved_tags(name: str) -> dict:
             "mlflow.source.git.commit": git_commit(short=False)}
 
 
-def _is_usable(client, run_id: str) -> bool:
-    try:
-        return client.get_run(run_id).info.lifecycle_stage == "active"
-    except Exception:  # MlflowException for an unknown id; the store decides the details
-        return False
-
-
 def _keep_newest_current(client, experiment: str, name: str) -> None:
     """Two queued experiments that start `name` at once (each in its own folder, so the store lock
     does not order them against a server) may both leave their run current: every start ends by
@@ -62,8 +55,24 @@ def _keep_newest_current(client, experiment: str, name: str) -> None:
             client.set_tag(old.info.run_id, "current", "false")
 
 
+def current_runs() -> dict:
+    """name -> the current run of that model (or of the report); empty where tracking is off or
+    (optionally) down."""
+    client = connect()
+    if client is None:
+        return {}
+    try:
+        with store_lock():
+            experiment = _experiment_id(client)
+        runs = client.search_runs([experiment], "tags.current = 'true'", max_results=10_000)
+    except Exception as e:
+        failure("looking up the current runs", e)
+        return {}
+    return {run.data.tags["name"]: run for run in runs}
+
+
 class Run:
-    """An MLflow run addressed by id, so train and evaluate (separate processes) share one run.
+    """An MLflow run addressed by id.
 
     Every call is guarded: a failing store raises TrackingError, or with MLFLOW_OPTIONAL set
     warns once and turns the run's later calls into no-ops.
@@ -106,38 +115,6 @@ class Run:
         _keep_newest_current(client, experiment, name)
         return run.info.run_id
 
-    @classmethod
-    def open(cls, run_id: str | None, name: str | None = None, quiet: bool = False) -> Run | None:
-        """The run with this id or, for model `name`, the current run that `pipeline.relog` rebuilt
-        in its place (also when the stage ran untracked: run_id None); None if the store has
-        neither, or tracking is off or (optionally) down."""
-        if run_id is None and name is None:
-            return None
-        client = connect()
-        if client is None:
-            return None
-        try:
-            if run_id is not None and _is_usable(client, run_id):
-                return cls(client, run_id)
-            experiment = client.get_experiment_by_name(EXPERIMENT)
-            relogged = [] if experiment is None or name is None else client.search_runs(
-                [experiment.experiment_id], f"tags.name = '{name}' and tags.relogged_from = '{run_id or 'none'}' "
-                                            "and tags.current = 'true'")
-        except Exception as e:
-            failure(f"looking up the run of {name or run_id}", e)
-            return None
-        if relogged:
-            return cls(client, relogged[0].info.run_id)
-        if not quiet:
-            what = f"its MLflow run {run_id} is not" if run_id else "it was trained untracked, so no run is"
-            warn(f"{name or run_id}: {what} in the tracking store {tracking_uri()}; {RELOG_HINT}")
-        return None
-
-    @classmethod
-    def resume_or_start(cls, run_id: str | None, name: str, params: dict, tags: dict) -> Run | None:
-        """Continue the run a killed stage was logging to, or start a new one."""
-        return cls.open(run_id, quiet=True) or cls.start(name, params, tags)
-
     @contextmanager
     def _guard(self, action: str):
         try:
@@ -166,14 +143,13 @@ class Run:
             self.client.log_batch(self.id, **batch)
 
     def log_history(self, history: list[dict]) -> None:
-        """Log the per-epoch records the run does not have yet (after a resume, or when re-logging)."""
-        if self.failed or not history:
-            return
-        with self._guard("reading the run's history"):
-            logged = {m.step for m in self.client.get_metric_history(self.id, "val_nll")}
-        for record in history:
-            if record["epoch"] not in logged:
-                self.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=int(record["epoch"]))
+        """One step per epoch: each record's values but its epoch."""
+        from mlflow.entities import Metric
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, int(record["epoch"])) for record in history
+                   for k, v in record.items() if k != "epoch"]
+        for i in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+            self._log_batch("logging the curves", metrics=metrics[i:i + MAX_METRICS_PER_BATCH])
 
     def set_tags(self, tags: dict) -> None:
         for key, value in tags.items():
@@ -236,10 +212,3 @@ class Run:
             return
         with self._guard("finishing the run"):
             self.client.set_terminated(self.id, status)
-
-    def is_complete(self, needs_test_metrics: bool) -> bool:
-        """Finished, and holding the test metrics when the DVC outputs have them."""
-        with self._guard("reading the run"):
-            run = self.client.get_run(self.id)
-            return run.info.status == "FINISHED" and (not needs_test_metrics or "test_nll" in run.data.metrics)
-        return False
