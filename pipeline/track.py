@@ -30,7 +30,16 @@ from pipeline import params as P
 from pipeline import stage
 from pipeline.data import DATASETS
 from pipeline.io import PipelineError, params_hash
-from pipeline.results import REPORT_DIR, REPORT_FILES, EvalTiming, Metrics, ModelResults, TrainSummary, read_ceiling
+from pipeline.results import (
+    CLASSIFIER_METRICS,
+    REPORT_DIR,
+    REPORT_FILES,
+    EvalTiming,
+    Metrics,
+    ModelResults,
+    TrainSummary,
+    read_ceiling,
+)
 from pipeline.tracking import Run, connect, current_runs, tracking_uri
 
 SUMMARY_METRICS = ("best_val_nll", "best_epoch", "epochs_run", "train_images", "train_seconds", "train_flops",
@@ -42,12 +51,20 @@ def read_curves(path: Path) -> list[dict]:
         return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def outputs_digest(files: ModelResults) -> str:
-    """The checksum of what a model's run shows: a run tagged with another one is out of date."""
+def checksum(paths: list[Path]) -> str:
+    """The checksum of the files a run shows: a run tagged with another one is out of date."""
     digest = hashlib.sha256()
-    for path in (files.train_summary, files.curves, files.metrics, files.timing, files.checkpoint):
+    for path in paths:
         digest.update(path.read_bytes() if path.exists() else b"-")
     return digest.hexdigest()
+
+
+def model_outputs(files: ModelResults) -> list[Path]:
+    return [files.train_summary, files.curves, files.metrics, files.timing, files.checkpoint]
+
+
+def report_outputs() -> list[Path]:
+    return [REPORT_DIR / name for name in REPORT_FILES] + [CLASSIFIER_METRICS]
 
 
 def run_tags(train: TrainSummary, digest: str) -> dict:
@@ -60,7 +77,7 @@ def log_model_run(name: str) -> str:
     """Log `name`'s outputs as its new current run; returns the run's id."""
     files = ModelResults(name)
     train = files.read_train_summary()
-    run = Run.start(name, train.params, run_tags(train, outputs_digest(files)))
+    run = Run.start(name, train.params, run_tags(train, checksum(model_outputs(files))))
     if run is None:
         return "none (tracking is off)"
     folder = DATASETS[train.data].folder
@@ -85,19 +102,17 @@ def log_evaluation(run: Run, metrics: Metrics, timing: EvalTiming | None, figure
         run.log_artifact(path, "figures")
 
 
-def log_report() -> bool:
-    """The report's run, if the report stage has run; its params name the results it shows, so
-    reports of other results (another queued experiment) stay as earlier runs."""
+def log_report() -> None:
+    """The report's run; its params name the results it shows, so reports of other results
+    (another queued experiment) stay as earlier runs."""
     files = [REPORT_DIR / name for name in REPORT_FILES]
-    if not files[1].exists():
-        return False
     table = pd.read_csv(files[1])
     profile = str(table.profile.iloc[0])
     logged = {"profile": profile, "models": ",".join(table.model),
               "results_digest": params_hash(dict(zip(table.model, table.test_nll)))}
-    run = Run.start("report", logged, {"profile": profile})
+    run = Run.start("report", logged, {"profile": profile, "outputs_sha256": checksum(report_outputs())})
     if run is None:
-        return False
+        return
     run.log_metrics({f"test_nll.{m}": v for m, v in zip(table.model, table.test_nll)})
     ceiling = read_ceiling()
     if ceiling is not None:
@@ -106,7 +121,6 @@ def log_report() -> bool:
         if path.exists():
             run.log_artifact(path)
     run.finish()
-    return True
 
 
 def main(argv=None) -> None:
@@ -120,6 +134,7 @@ def main(argv=None) -> None:
         P.model_spec(params, name)  # unknown names fail before anything is logged
     if connect() is None:
         return
+    store = tracking_uri()  # before log_model points MLflow at it, with options
     logged = {name: run.data.tags.get("outputs_sha256") for name, run in current_runs().items()}
     done = []
     for name in names:
@@ -128,13 +143,14 @@ def main(argv=None) -> None:
             if args.models:
                 raise PipelineError(f"{name} is not trained yet: run `dvc repro train@{name}` first")
             continue
-        if args.force or logged.get(name) != outputs_digest(files):
+        if args.force or logged.get(name) != checksum(model_outputs(files)):
             log_model_run(name)
             done.append(name)
-    if not args.models and log_report():
+    reported = not args.models and (REPORT_DIR / "results.csv").exists()
+    if reported and (args.force or logged.get("report") != checksum(report_outputs())):
+        log_report()
         done.append("report")
-    print(f"track: logged {', '.join(done)} to {tracking_uri()}" if done else
-          f"track: every run in {tracking_uri()} was up to date")
+    print(f"track: logged {', '.join(done)} to {store}" if done else f"track: every run in {store} was up to date")
 
 
 if __name__ == "__main__":
