@@ -30,13 +30,25 @@ def dvc(args: list[str], repo: Path, env: dict) -> str:
     return result.stdout + result.stderr
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(items):
-    """Under pytest-xdist (`make test` runs two workers), every test of the shared smoke pipeline
-    runs on one worker, so it is built once."""
-    for item in items:
-        if "smoke_pipeline" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("smoke_pipeline"))
+# Test modules whose tests share an expensive fixture: under pytest-xdist (`make test` runs two
+# workers) each group runs on one worker, so its fixture is built once.
+SHARED_FIXTURES = {"test_e2e.py": "smoke_pipeline", "test_use_trained.py": "smoke_pipeline", "test_team.py": "team",
+                   "test_drills_dvc.py": "dvc_drills", "test_parallel.py": "parallel"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadgroup` with the groups above. xdist's own groups (`xdist_group` marks) name a
+    test's group in a suffix of its node id, which pytest 9.2 no longer takes: every test was
+    scheduled on its own, and the smoke pipeline built on both workers."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return SHARED_FIXTURES.get(nodeid.split("::")[0].rsplit("/", 1)[-1], nodeid)
+    return SharedFixtureScheduling(config, log)
 
 
 @pytest.fixture(scope="session")

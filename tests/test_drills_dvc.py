@@ -31,7 +31,7 @@ from tests.drills.workspace import (
     smoke_repo,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("dvc_drills")]  # its module fixture, built once
+pytestmark = pytest.mark.e2e
 pytest.importorskip("mlflow")
 pytest.importorskip("dvc")
 

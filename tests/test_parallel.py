@@ -20,8 +20,6 @@ from pipeline.train_config import TrainConfig
 from pipeline.training_loop import _local_rows
 from tests.drills.workspace import edit_params, run, smoke_repo
 
-pytestmark = pytest.mark.xdist_group("parallel")  # its module fixtures, built once
-
 # A model without randomness in its loss, so one process and two differ only by rounding (see
 # README, "Working as a team"); epochs long enough (200 steps) to be killed in the middle of one. In
 # fp32: under bf16 autocast (on a CPU with AMX) half batches round differently by far more.

@@ -36,7 +36,7 @@ from tests.drills.workspace import (
 )
 from tests.servers import mlflow_server, postgres_cluster, why_no_postgres
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("team")]  # its module fixture, built once
+pytestmark = pytest.mark.e2e
 
 MODELS = {"bernoulli": {"family": "bernoulli", "train": {"lr": 0.05}}}
 LEARNING_RATES = (0.1, 0.02)  # one queued experiment each
