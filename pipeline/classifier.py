@@ -28,7 +28,6 @@ from pipeline.results import CLASSIFIER_METRICS
 
 CLASSIFIER_DIR = Path("classifier")
 MODEL_FILE = CLASSIFIER_DIR / "model.pt"          # the weights, its config and the test set's feature statistics
-METRICS_FILE = CLASSIFIER_METRICS
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ def train_and_score(cfg: ClassifierConfig) -> dict:
     save(model, cfg, reference)
     metrics = {"test_accuracy": accuracy(model, test, labels), "quality_samples": min(cfg.quality_samples, len(test)),
                "real_inception_score": real["inception_score"], "real_frechet_distance": real["frechet_distance"]}
-    write_json(METRICS_FILE, metrics)
+    write_json(CLASSIFIER_METRICS, metrics)
     print(f"classifier: test accuracy {metrics['test_accuracy']:.4f}; {metrics['quality_samples']} real test images: "
           f"inception score {real['inception_score']:.2f}, Frechet distance {real['frechet_distance']:.2f} "
           f"({time.perf_counter() - started:.0f}s)")
