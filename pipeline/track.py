@@ -40,7 +40,7 @@ from pipeline.results import (
     TrainSummary,
     read_ceiling,
 )
-from pipeline.tracking import Run, connect, current_runs, tracking_uri
+from pipeline.tracking import Run, connect, tracking_uri
 
 SUMMARY_METRICS = ("best_val_nll", "best_epoch", "epochs_run", "train_images", "train_seconds", "train_flops",
                    "flops_per_image", "parameters")
@@ -73,13 +73,14 @@ def run_tags(train: TrainSummary, digest: str) -> dict:
             "binarization": train.binarization, "outputs_sha256": digest}
 
 
-def log_model_run(name: str) -> str:
-    """Log `name`'s outputs as its new current run; returns the run's id."""
+def log_model_run(name: str, force: bool = False) -> bool:
+    """Log `name`'s outputs as its new current run; False where its current run shows them already
+    (unless `force`) or tracking is (optionally) down."""
     files = ModelResults(name)
     train = files.read_train_summary()
-    run = Run.start(name, train.params, run_tags(train, checksum(model_outputs(files))))
+    run = Run.start(name, train.params, run_tags(train, checksum(model_outputs(files))), force)
     if run is None:
-        return "none (tracking is off)"
+        return False
     folder = DATASETS[train.data].folder
     run.log_history(read_curves(files.curves))
     run.log_metrics({key: getattr(train, key) for key in SUMMARY_METRICS})
@@ -89,7 +90,7 @@ def log_model_run(name: str) -> str:
         log_evaluation(run, files.read_metrics(), files.read_timing() if files.timing.exists() else None,
                        sorted(files.figures.glob("*.png")), folder)
     run.finish()
-    return run.id
+    return True
 
 
 def log_evaluation(run: Run, metrics: Metrics, timing: EvalTiming | None, figures: list[Path],
@@ -102,7 +103,7 @@ def log_evaluation(run: Run, metrics: Metrics, timing: EvalTiming | None, figure
         run.log_artifact(path, "figures")
 
 
-def log_report() -> None:
+def log_report(force: bool = False) -> bool:
     """The report's run; its params name the results it shows, so reports of other results
     (another queued experiment) stay as earlier runs."""
     files = [REPORT_DIR / name for name in REPORT_FILES]
@@ -110,9 +111,9 @@ def log_report() -> None:
     profile = str(table.profile.iloc[0])
     logged = {"profile": profile, "models": ",".join(table.model),
               "results_digest": params_hash(dict(zip(table.model, table.test_nll)))}
-    run = Run.start("report", logged, {"profile": profile, "outputs_sha256": checksum(report_outputs())})
+    run = Run.start("report", logged, {"profile": profile, "outputs_sha256": checksum(report_outputs())}, force)
     if run is None:
-        return
+        return False
     run.log_metrics({f"test_nll.{m}": v for m, v in zip(table.model, table.test_nll)})
     ceiling = read_ceiling()
     if ceiling is not None:
@@ -121,6 +122,7 @@ def log_report() -> None:
         if path.exists():
             run.log_artifact(path)
     run.finish()
+    return True
 
 
 def main(argv=None) -> None:
@@ -135,7 +137,6 @@ def main(argv=None) -> None:
     if connect() is None:
         return
     store = tracking_uri()  # before log_model points MLflow at it, with options
-    logged = {name: run.data.tags.get("outputs_sha256") for name, run in current_runs().items()}
     done = []
     for name in names:
         files = ModelResults(name)
@@ -143,12 +144,9 @@ def main(argv=None) -> None:
             if args.models:
                 raise PipelineError(f"{name} is not trained yet: run `dvc repro train@{name}` first")
             continue
-        if args.force or logged.get(name) != checksum(model_outputs(files)):
-            log_model_run(name)
+        if log_model_run(name, args.force):
             done.append(name)
-    reported = not args.models and (REPORT_DIR / "results.csv").exists()
-    if reported and (args.force or logged.get("report") != checksum(report_outputs())):
-        log_report()
+    if not args.models and (REPORT_DIR / "results.csv").exists() and log_report(args.force):
         done.append("report")
     print(f"track: logged {', '.join(done)} to {store}" if done else f"track: every run in {store} was up to date")
 

@@ -82,28 +82,36 @@ class Run:
         self.client, self.id, self.failed = client, run_id, False
 
     @classmethod
-    def start(cls, name: str, params: dict, tags: dict) -> Run | None:
-        """A new current run for `name`, or None where tracking is off or (optionally) down."""
+    def start(cls, name: str, params: dict, tags: dict, force: bool = False) -> Run | None:
+        """A new current run for `name`; None where tracking is off or (optionally) down, or
+        (unless `force`) where the current run already shows the same outputs
+        (`tags["outputs_sha256"]`): two queued experiments with the same outputs log them once."""
         client = connect()
         if client is None:
             return None
         try:
             with store_lock():
-                run_id = cls._create(client, name, params, tags)
+                run_id = cls._create(client, name, params, tags, force)
         except TrackingError:
             raise
         except Exception as e:
             failure(f"starting the run of {name}", e)
+            return None
+        if run_id is None:
             return None
         self = cls(client, run_id)
         self.log_params(params)
         return self
 
     @staticmethod
-    def _create(client, name: str, params: dict, tags: dict) -> str:
+    def _create(client, name: str, params: dict, tags: dict, force: bool) -> str | None:
         experiment = _experiment_id(client)
         digest = params_hash(params)
-        for old in client.search_runs([experiment], f"tags.name = '{name}' and tags.current = 'true'"):
+        current = client.search_runs([experiment], f"tags.name = '{name}' and tags.current = 'true'")
+        outputs = tags.get("outputs_sha256")
+        if not force and outputs and any(old.data.tags.get("outputs_sha256") == outputs for old in current):
+            return None
+        for old in current:
             if old.data.tags.get("params_hash") == digest:
                 client.delete_run(old.info.run_id)
             else:
