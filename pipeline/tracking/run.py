@@ -7,6 +7,7 @@ failure policy (failure.py).
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 import subprocess
@@ -53,6 +54,13 @@ def _keep_newest_current(client, experiment: str, name: str) -> None:
     for old in current:
         if old.info.run_id != newest.info.run_id:
             client.set_tag(old.info.run_id, "current", "false")
+
+
+@functools.lru_cache(maxsize=8)
+def _split_array(path: Path):
+    """A split's images, read once per process: `track` logs the same splits for every model."""
+    import numpy as np
+    return np.load(path)
 
 
 def current_runs() -> dict:
@@ -199,7 +207,6 @@ class Run:
         with self._guard("logging the datasets"):
             import json
 
-            import numpy as np
             from mlflow.data import from_numpy
             from mlflow.data.dataset_source_registry import get_dataset_source_from_json
             from mlflow.entities import DatasetInput, InputTag
@@ -210,7 +217,7 @@ class Run:
                 # a source of MLflow's type "local" (a file), built as such: given the file:// URI as a
                 # string, MLflow guesses its type and warns that it matches more than one
                 source = get_dataset_source_from_json(json.dumps({"uri": path.as_uri()}), source_type="local")
-                dataset = from_numpy(np.load(path), source=source, name=f"{folder.name}-mnist-{split}",
+                dataset = from_numpy(_split_array(path), source=source, name=f"{folder.name}-mnist-{split}",
                                      digest=checksums[path.name][:DATASET_DIGEST_CHARS])
                 inputs.append(DatasetInput(dataset._to_mlflow_entity(), [InputTag("mlflow.data.context", context)]))
             self.client.log_inputs(self.id, inputs)
