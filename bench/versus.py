@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from bench.common import IMAGE_SHAPE, random_images, seconds_per_step
 from models import build_model
@@ -118,6 +119,28 @@ class Side:
     model: torch.nn.Module
     step: object           # step() runs one training step on the batch
     warm_up: int = 1       # calls before timing: torch.compile traces the first (and may recompile once)
+
+    @property
+    def eager(self) -> bool:
+        return self.warm_up == 1
+
+
+def step_flops(step) -> int:
+    """The FLOPs of one call of `step` as torch's FlopCounterMode counts them: 2 per multiply-add of
+    the matrix products, convolutions and attention it runs, forward and backward (attention in full,
+    causal or not); elementwise work and the optimizer are not counted."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    return counter.get_total_flops()
+
+
+def matmul_peak(n: int = 4096, repeats: int = 3) -> float:
+    """This machine's fp32 matrix-product rate in FLOP/s (the best of `repeats` n x n products): what
+    a step made only of large products could reach."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    return 2 * n**3 / min(seconds_per_step(lambda: a @ b, 1, a.device) for _ in range(repeats))
 
 
 def ours(build, case: Case, batch: torch.Tensor, name: str, label: str, trained: bool) -> Side:
@@ -215,10 +238,11 @@ def compare(name: str, rounds: int, baseline: Path | None = None, min_seconds: f
         build = baseline_build(baseline)
         sides += [ours(build, case, batch, name, "baseline eager", False),
                   ours(build, case, batch, name, "baseline as trained", True)]
-    steps = []
+    steps, flops = [], []
     for side in sides:
         for _ in range(side.warm_up):
             side.step()
+        flops.append(step_flops(side.step) if side.eager else None)  # a compiled step is not traced again
         steps.append(max(1, round(min_seconds / seconds_per_step(side.step, 1, batch.device))))
     rates = [[] for _ in sides]
     for r in range(rounds):
@@ -226,8 +250,10 @@ def compare(name: str, rounds: int, baseline: Path | None = None, min_seconds: f
             rates[i].append(case.batch / seconds_per_step(sides[i].step, steps[i], batch.device))
     reference_params = free_parameters(sides[0].model)
     row = {"model": name, "batch": case.batch, "reference params": reference_params}
-    for side, side_rates in zip(sides, rates):
+    for side, side_rates, side_flops in zip(sides, rates, flops):
         row[f"{side.label} img/s"] = statistics.median(side_rates)
+        if side_flops is not None:
+            row[f"{side.label} GFLOP/s"] = side_flops / case.batch * row[f"{side.label} img/s"] / 1e9
         if side.label != "reference":
             params = free_parameters(side.model)
             row[f"{side.label} params"] = params
@@ -242,13 +268,17 @@ def rate(images_per_second: float) -> str:
 
 
 def table(rows: list[dict]) -> str:
+    keys = {key for row in rows for key in row}  # a compiled side has no GFLOP/s, so rows may differ
     labels = [key[:-len(" img/s")] for key in rows[0] if key.endswith(" img/s") and key != "reference img/s"]
-    header = ["model", "batch", "reference params", "reference img/s"]
+    header = ["model", "batch", "reference params", "reference img/s", "reference GFLOP/s"]
     for label in labels:
-        header += [f"{label} params", f"{label} img/s", f"{label} / reference"]
+        header += [f"{label} params", f"{label} img/s"]
+        header += [f"{label} GFLOP/s"] if f"{label} GFLOP/s" in keys else []
+        header += [f"{label} / reference"]
     cell = lambda key, value: ("not comparable" if value is None else f"{value:.2f}x") if key.endswith(
-        "/ reference") else f"{value:,}" if key.endswith("params") else rate(value) if key.endswith("img/s") else str(value)
-    body = [[cell(key, row[key]) for key in header] for row in rows]
+        "/ reference") else f"{value:,}" if key.endswith("params") else rate(value) if key.endswith(
+        ("img/s", "GFLOP/s")) else str(value)
+    body = [[cell(key, row[key]) if key in row else "-" for key in header] for row in rows]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
                      for line in [header, *body])
@@ -271,6 +301,9 @@ def main(argv=None) -> None:
     device = torch.device("cpu")
     print(f"torch {torch.__version__}, cpu, {torch.get_num_threads()} threads, {args.rounds} rounds"
           + (f"; baseline: {args.baseline}" if args.baseline else ""), flush=True)
+    print(f"  fp32 matrix products on this machine: {matmul_peak() / 1e9:.0f} GFLOP/s (4096 x 4096); "
+          "GFLOP/s columns: FlopCounterMode's count of a step (products, convolutions, attention) "
+          "per second", flush=True)
     for name in names:
         case = CASES[name]
         print(f"  {name}: reference {case.size}; ours {case.ours[1] or 'default'}; as trained: "

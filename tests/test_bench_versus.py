@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import models
-from bench.versus import COMPARABLE, checkout, free_parameters, table
+from bench.versus import COMPARABLE, checkout, free_parameters, step_flops, table
 from models.gated_pixelcnn import GatedPixelCNN
 from models.made import MADE
 from models.nn.blocked_masked_linear import BlockedMaskedMLP
@@ -43,11 +43,30 @@ def test_a_mask_that_does_not_fit_masks_nothing():
 
 def test_rows_whose_sizes_differ_are_not_comparable():
     row = {"model": "made", "batch": 64, "reference params": 100, "reference img/s": 50.0,
-           "eager params": 103, "eager img/s": 100.0, "eager / reference": 2.0,
-           "as trained params": 140, "as trained img/s": 150.0, "as trained / reference": None}
+           "reference GFLOP/s": 12.5, "eager params": 103, "eager img/s": 100.0, "eager GFLOP/s": 31.25,
+           "eager / reference": 2.0, "as trained params": 140, "as trained img/s": 150.0,
+           "as trained / reference": None}
     text = table([row])
     assert "2.00x" in text and "not comparable" in text and "1.50x" not in text
+    assert "eager GFLOP/s" in text and "31.2" in text and "as trained GFLOP/s" not in text
     assert 0 < COMPARABLE <= 0.05
+
+
+def test_a_rate_one_row_lacks_prints_as_a_dash():
+    counted = {"model": "made", "batch": 64, "reference params": 100, "reference img/s": 50.0,
+               "reference GFLOP/s": 12.5, "as trained params": 100, "as trained img/s": 100.0,
+               "as trained GFLOP/s": 25.0, "as trained / reference": 2.0}
+    compiled = {**counted, "model": "gated_pixelcnn"}
+    del compiled["as trained GFLOP/s"]
+    lines = table([compiled, counted]).splitlines()
+    assert "as trained GFLOP/s" in lines[0]
+    assert lines[1].split()[-2] == "-" and lines[2].split()[-2] == "25"
+
+
+def test_a_step_counts_the_products_of_its_forward_and_backward_passes():
+    layer, x = nn.Linear(3, 2), torch.randn(5, 3)
+    # forward and the weight's gradient, 2 FLOPs per multiply-add each (x needs no gradient)
+    assert step_flops(lambda: layer(x).sum().backward()) == 2 * (2 * 5 * 3 * 2)
 
 
 def test_another_checkout_builds_its_models_and_ours_come_back(tmp_path):
