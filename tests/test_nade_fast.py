@@ -60,7 +60,7 @@ def test_blockwise_equals_pixel_loop(monkeypatch, blocking, shape, hidden, batch
 
 
 def test_saturated_hidden_units_match_the_loop():
-    """Large weights push the hidden units to 0 and 1, where tanh(a / 2) stands in for sigmoid(a)."""
+    """Large weights push the hidden units to 0 and 1, where sigmoid(a) saturates and its gradient vanishes."""
     model = randomize(NADE((1, 5, 5), hidden=6).double(), std=8.0)
     x = torch.bernoulli(torch.full((4, 1, 5, 5), 0.5, dtype=torch.float64), generator=torch.Generator().manual_seed(4))
     fast = values_and_gradients(model, x, model.logits)
