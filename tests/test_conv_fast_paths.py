@@ -42,3 +42,32 @@ def test_pixelcnn_channels_last_trunk_equals_the_default_layout():
     fast = model.trunk(x)
     assert fast.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(fast, h)
+
+
+def residual_block_by_definition(block, x):
+    inner = torch.relu(block.conv(torch.relu(block.reduce(torch.relu(x)))))
+    return x + block.expand(inner)
+
+
+def test_pixelcnn_in_place_residual_blocks_equal_their_definition_values_and_gradients():
+    torch.manual_seed(0)
+    block = PixelCNN((1, 8, 8), channels=6, residual_blocks=1).blocks[0]
+    x = torch.randn(3, 6, 8, 8, requires_grad=True)
+    inputs = [x, *block.parameters()]
+    fast, slow = block(x), residual_block_by_definition(block, x)
+    torch.testing.assert_close(fast, slow)
+    for a, b in zip(torch.autograd.grad(fast.square().sum(), inputs),
+                    torch.autograd.grad(slow.square().sum(), inputs)):
+        torch.testing.assert_close(a, b)
+
+
+def test_pixelcnn_residual_stream_keeps_fp32_under_bf16_autocast():
+    """A conditional model's stream is fp32 (a bf16 feature plus its label's fp32 bias) while the
+    block's convolutions give bf16: the sum must not be rounded into the bf16 output."""
+    torch.manual_seed(0)
+    block = PixelCNN((1, 8, 8), channels=6, residual_blocks=1).blocks[0]
+    x = torch.randn(2, 6, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast, slow = block(x), residual_block_by_definition(block, x)
+    assert fast.dtype == torch.float32
+    torch.testing.assert_close(fast, slow)
