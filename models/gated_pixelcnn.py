@@ -20,7 +20,13 @@ from models.progress import progress
 
 
 def gate(pre: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """tanh(a) * sigmoid(b) for the two halves a, b of `pre`. On a CPU tanh(a) runs as 2 sigmoid(2a) - 1:
+    torch 2.15's CPU tanh costs 6x a sigmoid per number on this project's AMD CPU, and the gate's
+    forward and backward at batch 32 took 24 ms this way against 32 ms (a GPU or torch.compile fuses
+    either form)."""
     a, b = pre.chunk(2, dim)
+    if pre.device.type == "cpu":
+        return torch.sigmoid(b) * torch.sigmoid(2 * a).mul(2).sub(1)
     return torch.tanh(a) * torch.sigmoid(b)
 
 

@@ -1,10 +1,11 @@
 """The CPU fast paths of the Gated PixelCNN and the transformer equal their plain definitions: a batch
-run in pieces (models/nn/batch_chunks.py), and attention heads padded with zeros."""
+run in pieces (models/nn/batch_chunks.py), the gate's tanh through a sigmoid, and attention heads
+padded with zeros."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from models.gated_pixelcnn import GatedPixelCNN
+from models.gated_pixelcnn import GatedPixelCNN, gate
 from models.nn import batch_chunks
 from models.nn.batch_chunks import images_per_chunk, in_chunks
 from models.transformer import PixelTransformer, padded_head_dim
@@ -66,3 +67,14 @@ def test_padded_attention_heads_equal_the_plain_ones_values_and_gradients():
         block.attn.forward = lambda h, cache=None, t=None, attn=block.attn: plain(attn, h)
     for a, b in zip(fast_grads, torch.autograd.grad(model.logits(x).square().sum(), params)):
         torch.testing.assert_close(a, b)
+
+
+def test_the_gate_through_a_sigmoid_equals_tanh_times_sigmoid_values_and_gradients():
+    torch.manual_seed(0)
+    pre = (4 * torch.randn(3, 8, 5, 7, dtype=torch.float64)).requires_grad_()
+    a, b = pre.chunk(2, 1)
+    fast, slow = gate(pre), torch.tanh(a) * torch.sigmoid(b)
+    torch.testing.assert_close(fast, slow, rtol=0, atol=1e-12)
+    weights = torch.randn_like(fast)
+    (fast_grad,), (slow_grad,) = (torch.autograd.grad((out * weights).sum(), pre) for out in (fast, slow))
+    torch.testing.assert_close(fast_grad, slow_grad, rtol=0, atol=1e-12)
