@@ -26,7 +26,7 @@ def gate(pre: torch.Tensor, dim: int = 1) -> torch.Tensor:
     either form)."""
     a, b = pre.chunk(2, dim)
     if pre.device.type == "cpu":
-        return torch.sigmoid(b) * torch.sigmoid(2 * a).mul(2).sub(1)
+        return (2 * torch.sigmoid(2 * a) - 1) * torch.sigmoid(b)
     return torch.tanh(a) * torch.sigmoid(b)
 
 
