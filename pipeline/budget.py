@@ -20,14 +20,14 @@ def validation_ends(total: int, points: int) -> list[int]:
 def round_ends(epoch_images: int, epochs: int, budget: int | None = None, points: int = 7,
                whole_epochs: bool = False) -> list[int]:
     """The image counts after which the loop validates: every epoch without a budget; with one, its
-    log-spaced points up to `epochs` passes over the data (rounded up to whole epochs for a model
-    that fits an epoch at once)."""
+    log-spaced points up to `epochs` passes over the data. A model that fits an epoch at once stops at
+    the last whole epoch within each point (at least one epoch), so it never spends more than the budget."""
     cap = epochs * epoch_images
     if budget is None:
         return [epoch_images * e for e in range(1, epochs + 1)]
     ends = [end for end in validation_ends(budget, points) if end < cap] + ([cap] if budget >= cap else [])
     if whole_epochs:
-        ends = sorted({min(cap, math.ceil(end / epoch_images) * epoch_images) for end in ends})
+        ends = sorted({min(cap, max(1, end // epoch_images) * epoch_images) for end in ends})
     return ends
 
 

@@ -169,11 +169,12 @@ def test_a_budget_must_be_positive():
         config(budget_flops=0)
 
 
-def test_a_model_that_fits_whole_epochs_fits_as_many_as_the_budget_buys():
+def test_a_model_that_fits_whole_epochs_fits_as_many_as_the_budget_buys_and_no_more():
     from models.mixture import BernoulliMixture
     train, _ = toy_data(1000, seed=0)
     model = BernoulliMixture(SHAPE, components=3)
     per_image = training_flops_per_image(model)
     result = fit(model, TrainingData(train, None, "cpu", False), train[:100],
                  config(epochs=20, budget_flops=12.5 * 1000 * per_image, budget_points=3), quiet=True)
-    assert [r["images"] for r in result.history] == [4000, 7000, 13000]  # 12.5 epochs / 4, / 2, / 1, rounded up
+    assert [r["images"] for r in result.history] == [3000, 6000, 12000]  # 12.5 epochs / 4, / 2, / 1, rounded down
+    assert result.history[-1]["flops"] <= 12.5 * 1000 * per_image
