@@ -122,3 +122,32 @@ def samples_montage(table: pd.DataFrame, path: Path) -> None:
         ax.set_title(model, fontsize=10)
     fig.tight_layout()
     save(fig, path, 100)
+
+
+def compute_frontier(frontiers: dict[str, dict[str, list[float]]], flops: list[float],
+                     leaders: dict[str, list[tuple[float, str]]], baselines: dict[str, str], path: Path) -> None:
+    """Per track, each model's frontier from the search (the best validation NLL of any searched
+    configuration within each FLOPs value) against training FLOPs; the track's independent baseline
+    in black, and the FLOPs where a model takes the lead marked on the axis."""
+    panels = [data for data in TRACK_TITLES if frontiers.get(data)]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(12, 6 * len(panels)), squeeze=False)
+    for ax, data in zip(axes[:, 0], panels):
+        colours = family_colours(frontiers[data])
+        for model, values in frontiers[data].items():
+            baseline = model == baselines.get(data)
+            ax.plot(flops, [in_track_unit(v, data) for v in values], "--" if baseline else "-", marker="o",
+                    markersize=4, color="black" if baseline else colours[model],
+                    label=f"{model} (independent baseline)" if baseline else model)
+        for f, model in leaders.get(data, []):
+            ax.axvline(f, color="grey", alpha=0.3)
+            ax.annotate(f"{model} leads", (f, 1), xycoords=("data", "axes fraction"), rotation=90, va="top",
+                        ha="right", fontsize=8, color="dimgrey")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training compute (FLOPs, forward and backward)")
+        ax.set_ylabel(f"best validation NLL ({unit_label(data)})")
+        ax.set_title(f"Compute frontier of each model's searched configurations: {TRACK_TITLES[data]}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    save(fig, path, 110)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -154,3 +155,33 @@ def compare(setup: Setup) -> Comparison:
         return Comparison(None)
     found, entry = candidates[0]
     return Comparison(entry) if not found else Comparison(None, entry, found)
+
+
+# ---- the verified runs of this pipeline (RESULTS.md), shown beside the quick numbers -----------------------
+
+RESULTS_MD = "RESULTS.md"
+
+
+@dataclass(frozen=True)
+class Verified:
+    """One row of RESULTS.md: a full-profile run of a model of params.yaml, checked against its paper."""
+    model: str
+    configuration: str
+    nll: float
+    stderr: float
+
+
+def verified_runs(text: str) -> dict[str, list[Verified]]:
+    """The rows of RESULTS.md's table (its first column the model's name in params.yaml), by model."""
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    if not lines:
+        return {}
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    runs: dict[str, list[Verified]] = {}
+    for line in lines[1:]:
+        cells = dict(zip(header, (cell.strip() for cell in line.strip("|").split("|"))))
+        number = re.search(r"([\d.]+) ± ([\d.]+)", cells.get("test NLL", ""))
+        if number:
+            run = Verified(cells["model"], cells["configuration"], float(number[1]), float(number[2]))
+            runs.setdefault(run.model, []).append(run)
+    return runs

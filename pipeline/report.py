@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pipeline import charts, references, stage, webpage
+from pipeline import charts, references, search, stage, webpage
 from pipeline import params as P
+from pipeline.data import TRAIN_SIZE
 from pipeline.io import PipelineError, write_text
-from pipeline.results import REPORT_DIR, REPORT_FILES, Metrics, ModelResults, TrainSummary, read_ceiling
+from pipeline.results import REPORT, Metrics, ModelResults, ReportFiles, TrainSummary, read_ceiling
 
 ESTIMATORS = {
     "exact": "exact log-likelihood",
@@ -28,7 +30,8 @@ CSV_COLUMNS = ["model", "data", "family", "estimator", "k", "test_nll", "test_nl
                "test_conditional_nll", "test_conditional_nll_stderr", "generative_accuracy", "test_label_nll",
                "train_images", "epochs_run", "best_epoch", "train_flops", "flops_per_image", "parameters",
                "train_minutes", "device", "profile",
-               "published_nll", "published_source", "nearest_nll", "nearest_source", "nearest_differs"]
+               "published_nll", "published_source", "nearest_nll", "nearest_source", "nearest_differs",
+               "paper_nll", "paper_source", "verified_nll", "verified_stderr", "verified_configuration"]
 REGIME = {"fixed": "fixed draw", "resampled": "resampled each epoch", "none": "grey levels"}
 # The two tracks: their test sets differ, so their numbers are never ranked together.
 TRACKS = {"binarized": "Binarized MNIST", "grey": "Grey-level MNIST (256 levels)"}
@@ -69,13 +72,29 @@ def row(metrics: Metrics, train: TrainSummary) -> dict:
     }
 
 
-def collect(names: list[str], profile: str) -> pd.DataFrame:
+def converged(spec: P.ModelSpec, verified: list[references.Verified]) -> dict:
+    """The numbers a quick run is not: the published one matched to the model's full-profile setup (the
+    paper's), and this pipeline's verified full-profile runs of it (RESULTS.md), best first."""
+    from pipeline.train import binarization
+    setup = references.Setup.of(spec.family, spec.kwargs, binarization(spec), spec.train.max_train or TRAIN_SIZE,
+                                spec.data.name)
+    paper = references.compare(setup).matched
+    best = min(verified, key=lambda v: v.nll) if verified else None
+    return {"paper_nll": paper.nll if paper else None, "paper_source": paper.source if paper else None,
+            "verified_nll": best.nll if best else None, "verified_stderr": best.stderr if best else None,
+            "verified_configuration": best.configuration if best else None}
+
+
+def collect(names: list[str], profile: str, params: dict | None = None) -> pd.DataFrame:
     """One row per model, the binarized track first; within a track exact models first, then each
-    bound, best first within a group."""
+    bound, best first within a group. Given `params`, each row also has its converged numbers."""
     rows, per_image = [], {}
+    verified = references.verified_runs(Path(references.RESULTS_MD).read_text()) if params else {}
     for name in names:
         metrics, train, per_image[name] = read_outputs(name)
-        rows.append(row(metrics, train))
+        full = converged(P.model_spec({**params, "profile": "full"}, name), verified.get(name, [])) if params else {}
+        rows.append({**dict.fromkeys(["paper_nll", "paper_source", "verified_nll", "verified_stderr",
+                                      "verified_configuration"]), **row(metrics, train), **full})
     table = pd.DataFrame(rows)[CSV_COLUMNS]
     stale = table[table["profile"] != profile]
     if len(stale):
@@ -116,22 +135,48 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False, disable_numparse=True)
 
 
-def leaderboard(group: pd.DataFrame) -> pd.DataFrame:
-    """An estimator's main table in one track: eight columns, the rest is in results.csv and the
-    tables below. The grey track leads with bits/dim and quotes published numbers in it, as its papers do."""
+def leaderboard(group: pd.DataFrame, found: search.SearchSummary | None = None) -> pd.DataFrame:
+    """An estimator's main table in one track: eight columns at most, the rest is in results.csv and
+    the tables below. The grey track leads with bits/dim and quotes published numbers in it, as its
+    papers do. With the search's summary (a budgeted run), each row says how its configuration was
+    found and where a converged number of its family stands."""
     grey = (group.data == "grey").all()
     nll = {"test NLL (nats)": with_stderr(group.test_nll, group.test_nll_stderr)}
     bpd = {"bits/dim": formatted(group.test_bpd, ".4f")}
     published = [published_cell(v, s, grey) for v, s in zip(group.published_nll, group.published_source)]
-    return pd.DataFrame({
+    board = {
         "model": group.model,
         **({**bpd, **nll} if grey else {**nll, **bpd}),
         "vs best exact": with_stderr(group.vs_best_exact, group.vs_best_exact_stderr),
         "training FLOPs": formatted(group.train_flops, ".2e"),
-        "IS": formatted(group.inception_score, ".2f"),
-        "FD": formatted(group.frechet_distance, ".1f"),
-        "published": published,
-    })
+        "IS / FD": [f"{i:.2f} / {f:.1f}" for i, f in zip(group.inception_score, group.frechet_distance)],
+    }
+    if found is None:
+        return pd.DataFrame({**board, "published": published})
+    converged_cells = [converged_cell(r, grey) for r in group.itertuples()]
+    return pd.DataFrame({**board, "search at the budget": [search_cell(found.models.get(m)) for m in group.model],
+                         "converged (not this run)": converged_cells})
+
+
+def search_cell(found: search.ModelSearch | None) -> str:
+    if found is None:
+        return "not searched"
+    spread = "" if math.isnan(found.seed_sd) else f"; seeds ± {found.seed_sd:.2f}"
+    baseline = "; the track's independent baseline" if found.is_baseline else (
+        "" if found.beats_baseline else "; no point beat the independent baseline")
+    return f"best of {found.points}{spread}{baseline}"
+
+
+def converged_cell(row, grey: bool) -> str:
+    """The verified full-profile number (RESULTS.md) and the published one of the paper's setup."""
+    parts = []
+    if not pd.isna(getattr(row, "verified_nll", None)):
+        verified = (f"{references.bits_per_dim(row.verified_nll):.3f} bits/dim" if grey
+                    else f"{row.verified_nll:.2f} ± {row.verified_stderr:.2f}")
+        parts.append(f"verified {verified} ({row.verified_configuration})")
+    if not pd.isna(getattr(row, "paper_nll", None)):
+        parts.append(f"published {published_cell(row.paper_nll, row.paper_source, grey)}")
+    return "; ".join(parts)
 
 
 def published_cell(nll: float, source: str, grey: bool) -> str:
@@ -176,10 +221,17 @@ def nearest_published(table: pd.DataFrame) -> list[str]:
                 unmatched.data)]
 
 
-def notes(table: pd.DataFrame, ceiling: dict | None) -> list[str]:
+def notes(table: pd.DataFrame, ceiling: dict | None, search_summary: search.SearchSummary | None = None) -> list[str]:
     images = int(table.test_images.iloc[0]) if table.test_images.nunique() == 1 else "varying numbers of"
     bests = {data: best_exact(track) for data, track in table.groupby("data", sort=False)}
-    found = [
+    budget = [] if search_summary is None else [
+        f"A comparison at equal training compute, {search_summary.budget:.0e} FLOPs per model: each model in the "
+        f"configuration (size, batch size, learning rate) whose validation NLL was best at that budget among "
+        f"those searched ({search.TABLE}, `python -m pipeline.search`). These are not converged NLLs and must "
+        "not be cited as a family's result. `seeds ±` is the standard "
+        "deviation of the winner's validation NLL over training seeds: a difference between two models smaller "
+        "than about twice it may be training noise, whatever the paired standard error says."]
+    found = [*budget,
         f"NLL in nats per image (mean ± standard error) and bits per dimension (the NLL / (784 ln 2)) on {images} "
         "test images. Each track has its own tables: binarized MNIST (this pipeline's binarization) and the 256 "
         "grey levels, whose numbers are discrete NLLs (or bounds on them) of 8-bit images, as the flow papers "
@@ -191,7 +243,10 @@ def notes(table: pd.DataFrame, ceiling: dict | None) -> list[str]:
         "NLL against it.",
         "`published`: only a number whose setup matches this run's (architecture and size, masks, the "
         "estimator's k, training binarization and number of training images); the nearest others, with what "
-        "differs, are listed at the end of results.md: a guide, not a like-for-like comparison.",
+        "differs, are listed at the end of results.md: a guide, not a like-for-like comparison." if not budget else
+        "`converged`: the best verified full-profile run of the model in RESULTS.md (its configuration in "
+        "brackets) and the published number matched to the full profile's setup, the paper's (architecture and "
+        "size, masks, the estimator's k, training binarization and number of training images).",
     ]
     named = " and ".join(f"`{best}`" for best in bests.values() if best is not None)
     if named:
@@ -203,15 +258,23 @@ def notes(table: pd.DataFrame, ceiling: dict | None) -> list[str]:
     return found
 
 
-def leaderboards(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """A leaderboard per track and estimator that some model has, under its heading."""
-    return {f"{TRACKS[data]}, {estimator}: {text}": leaderboard(group)
+def leaderboards(table: pd.DataFrame, found: search.SearchSummary | None = None) -> dict[str, pd.DataFrame]:
+    """A leaderboard per track and estimator that some model has, under its heading (which says, for a
+    budgeted run, that it compares each model's best at the budget, not converged numbers)."""
+    budget = "" if found is None else f" (each model's best at {found.budget:.0e} training FLOPs, not converged)"
+    return {f"{TRACKS[data]}, {estimator}: {text}{budget}": leaderboard(group, found)
             for data in TRACKS for estimator, text in ESTIMATORS.items()
             if not (group := table[(table.data == data) & (table.estimator == estimator)]).empty}
 
 
-def markdown(table: pd.DataFrame, profile: str, ceiling: dict | None = None) -> str:
-    sections = [f"## {heading}\n\n{markdown_table(board)}\n" for heading, board in leaderboards(table).items()]
+def title(profile: str, found: search.SearchSummary | None) -> str:
+    budget = "" if found is None else f": each model at its best for {found.budget:.0e} training FLOPs, not converged"
+    return f"MNIST: test-set results (profile {profile}{budget})"
+
+
+def markdown(table: pd.DataFrame, profile: str, ceiling: dict | None = None,
+             found: search.SearchSummary | None = None) -> str:
+    sections = [f"## {heading}\n\n{markdown_table(board)}\n" for heading, board in leaderboards(table, found).items()]
     sections.append("## Training\n\n`kept`: the validation (epoch, or point of the budget) whose weights were kept, "
                     f"of those run.\n\n{markdown_table(training_table(table))}\n")
     if table.test_conditional_nll.notna().any():
@@ -224,8 +287,26 @@ def markdown(table: pd.DataFrame, profile: str, ceiling: dict | None = None) -> 
                         f"importance-sampled one (k samples).\n\n{markdown_table(elbo_table(table))}\n")
     if nearest := nearest_published(table):
         sections.append("## Nearest published numbers (setups differ)\n\n" + "\n".join(f"- {n}" for n in nearest) + "\n")
-    return (f"# MNIST: test-set results (profile `{profile}`)\n\n"
-            + "\n".join(f"- {n}" for n in notes(table, ceiling)) + "\n\n" + "\n".join(sections))
+    if found is not None:
+        sections.append(f"## The compute frontier\n\n{frontier_text(found)}\n")
+    return (f"# {title(profile, found)}\n\n"
+            + "\n".join(f"- {n}" for n in notes(table, ceiling, found)) + "\n\n" + "\n".join(sections))
+
+
+def frontier_text(found: search.SearchSummary) -> str:
+    """Who leads each track's frontier from which compute on, and who never beats its baseline."""
+    lines = []
+    for data, changes in found.leaders.items():
+        steps = ", then ".join(f"`{model}` from {flops:.1e} FLOPs" for flops, model in changes)
+        lines.append(f"- {TRACKS[data]}: {steps} (the lowest validation NLL of any searched configuration "
+                     "within that compute; class-conditional models are left out).")
+    behind = [m for m, s in found.models.items() if not (s.beats_baseline or s.is_baseline)]
+    if behind:
+        lines.append(f"- No searched configuration of {', '.join(f'`{m}`' for m in sorted(behind))} beat its "
+                     f"track's independent baseline at {found.budget:.0e} FLOPs: a finding at this budget, "
+                     "not a property of the family (see the verified and published numbers).")
+    return "\n".join(lines)
+
 
 
 def quality_note(ceiling: dict) -> str:
@@ -238,12 +319,26 @@ def quality_note(ceiling: dict) -> str:
             f"{ceiling['real_inception_score']:.2f}, Frechet distance {ceiling['real_frechet_distance']:.1f}.")
 
 
-def html_page(table: pd.DataFrame, profile: str, ceiling: dict | None) -> str:
+def html_page(table: pd.DataFrame, profile: str, ceiling: dict | None, found: search.SearchSummary | None,
+              files: ReportFiles = REPORT) -> str:
     samples = {model: ModelResults(model).samples.read_bytes() for model in table.model}
-    figures = {"Validation NLL against training compute": REPORT_DIR / "compute.png",
-               "Training loss and validation NLL": REPORT_DIR / "curves.png"}
-    return webpage.page(f"MNIST: test-set results (profile {profile})", notes(table, ceiling),
-                        leaderboards(table), samples, figures)
+    figures = {"Validation NLL against training compute": files.compute,
+               **({"The compute frontier: the best validation NLL of any searched configuration within each "
+                   "FLOPs value (class-conditional models left out)": files.frontier} if found else {}),
+               "Training loss and validation NLL": files.curves}
+    extra = [] if found is None else [("The compute frontier", frontier_text(found))]
+    return webpage.page(title(profile, found), notes(table, ceiling, found), leaderboards(table, found), samples,
+                        figures, extra)
+
+
+def search_summary(params: dict, profile: str) -> search.SearchSummary | None:
+    """The search's findings for a run at the quick budget it searched (None for other runs)."""
+    train = P.model_spec(params, P.model_names(params)[0]).train
+    if profile != search.PROFILE or train.budget_flops is None or not search.TABLE.exists():
+        return None
+    conditional = {name for name in P.model_names(params) if P.model_spec(params, name).kwargs.get("conditional")}
+    rows = search.current(search.read_table(), train.budget_flops, search.read_grid())
+    return search.summarize(rows, train.budget_flops, train.budget_points, conditional)
 
 
 def main(argv=None) -> None:
@@ -252,19 +347,29 @@ def main(argv=None) -> None:
     profile = P.profile_of(params)
     for name in P.model_names(params):  # the report reads every model's section: check them all first
         P.model_spec(params, name)
-    table = collect(P.model_names(params), profile)
-    REPORT_DIR.mkdir(exist_ok=True)
-    files = [REPORT_DIR / name for name in REPORT_FILES]
+    table = collect(P.model_names(params), profile, params)
+    found = search_summary(params, profile)
     ceiling = read_ceiling()
-    write_text(files[0], markdown(table, profile, ceiling))
-    write_text(files[1], table.to_csv(index=False))
-    charts.bar_chart(table, files[2])
-    charts.samples_montage(table, files[3])
-    charts.learning_curves(table, files[4])
-    charts.nll_against_compute(table, files[5])
-    write_text(files[6], html_page(table, profile, ceiling))
-    print(f"report: {len(table)} models -> {REPORT_DIR}/index.html and results.md (best: {table.model[0]}, "
+    REPORT.folder.mkdir(exist_ok=True)
+    write_text(REPORT.markdown, markdown(table, profile, ceiling, found))
+    write_text(REPORT.table, table.to_csv(index=False))
+    charts.bar_chart(table, REPORT.nll)
+    charts.samples_montage(table, REPORT.samples)
+    charts.learning_curves(table, REPORT.curves)
+    charts.nll_against_compute(table, REPORT.compute)
+    if found is not None:
+        charts.compute_frontier(found.frontiers, found.flops, found.leaders, baselines(found), REPORT.frontier)
+    else:
+        REPORT.frontier.unlink(missing_ok=True)
+    write_text(REPORT.page, html_page(table, profile, ceiling, found))
+    print(f"report: {len(table)} models -> {REPORT.page} and {REPORT.markdown.name} (best: {table.model[0]}, "
           f"{table.test_nll[0]:.2f} nats)")
+
+
+def baselines(found: search.SearchSummary) -> dict[str, str]:
+    """Each track's independent baseline among the searched models."""
+    return {data: model for data, models in found.frontiers.items() for model in models
+            if model in found.models and found.models[model].is_baseline}
 
 
 if __name__ == "__main__":

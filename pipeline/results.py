@@ -16,9 +16,51 @@ from pipeline.io import PipelineError, read_json, write_json
 
 RESULTS_DIR = Path("results")
 SAMPLES_FIGURE = "samples.png"  # the one figure every model has, in figures/
-REPORT_DIR = Path("reports")    # the report stage's files
-REPORT_FILES = ("results.md", "results.csv", "nll.png", "samples.png", "curves.png", "compute.png", "index.html")
 CLASSIFIER_METRICS = Path("classifier/metrics.json")  # the classifier's test accuracy and the real images' scores
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """The report stage's files."""
+    folder: Path = Path("reports")
+
+    @property
+    def markdown(self) -> Path:
+        return self.folder / "results.md"      # the leaderboards and tables
+
+    @property
+    def table(self) -> Path:
+        return self.folder / "results.csv"     # every key of every model, a row each
+
+    @property
+    def nll(self) -> Path:
+        return self.folder / "nll.png"
+
+    @property
+    def samples(self) -> Path:
+        return self.folder / "samples.png"
+
+    @property
+    def curves(self) -> Path:
+        return self.folder / "curves.png"
+
+    @property
+    def compute(self) -> Path:
+        return self.folder / "compute.png"
+
+    @property
+    def frontier(self) -> Path:
+        return self.folder / "frontier.png"    # from the search's table, for a run at the quick budget
+
+    @property
+    def page(self) -> Path:
+        return self.folder / "index.html"      # all of it in one self-contained page
+
+    def all(self) -> list[Path]:
+        return [self.markdown, self.table, self.nll, self.samples, self.curves, self.compute, self.frontier, self.page]
+
+
+REPORT = ReportFiles()
 
 
 def read_ceiling() -> dict | None:

@@ -152,6 +152,13 @@ def at_budget(rows: list[dict], budget: float) -> list[dict]:
     return [r for r in rows if math.isclose(r["budget_flops"], budget, rel_tol=1e-9)]
 
 
+def current(rows: list[dict], budget: float, grid: dict[str, list[Point]]) -> list[dict]:
+    """The rows of the current search: at `budget`, of a point of `grid` (any seed). The table keeps
+    the points of earlier budgets and grids, which no longer compete."""
+    points = {(model, settings_key(p.settings)) for model, ps in grid.items() for p in ps}
+    return [r for r in at_budget(rows, budget) if (r["model"], r["settings"]) in points]
+
+
 def winners(rows: list[dict]) -> dict[str, dict]:
     """Each model's seed-0 row with the lowest validation NLL."""
     best: dict[str, dict] = {}
@@ -173,8 +180,76 @@ def frontier(rows: list[dict], flops: list[float]) -> dict[str, list[float]]:
     out = {}
     for model in sorted({r["model"] for r in rows}):
         records = [(f, v) for r in rows if r["model"] == model and r["seed"] == 0 for f, v in r["curve"]]
-        out[model] = [min((v for f, v in records if f <= budget * (1 + 1e-6)), default=math.nan) for budget in flops]
+        # a point validates at the first whole batch past each fraction: within one image's FLOPs of it
+        out[model] = [min((v for f, v in records if f <= budget * 1.01), default=math.nan) for budget in flops]
     return out
+
+
+def frontier_flops(budget: float, points: int) -> list[float]:
+    """The FLOPs values at which every point validated: the budget's log-spaced fractions."""
+    return [budget / 2 ** k for k in reversed(range(points))]
+
+
+def leads(front: dict[str, list[float]], flops: list[float]) -> list[tuple[float, str]]:
+    """(FLOPs, model) where a model of `front` takes the lead: the lowest frontier value there."""
+    changes: list[tuple[float, str]] = []
+    for i, f in enumerate(flops):
+        reached = {m: values[i] for m, values in front.items() if not math.isnan(values[i])}
+        leader = min(reached, key=reached.get) if reached else None
+        if leader is not None and (not changes or changes[-1][1] != leader):
+            changes.append((f, leader))
+    return changes
+
+
+BASELINE_FAMILIES = {"binarized": "bernoulli", "grey": "categorical"}  # each track's independent pixels
+
+
+@dataclass(frozen=True)
+class ModelSearch:
+    """What the search found for one model at the budget."""
+    points: int               # configurations tried (seed 0)
+    best_val_nll: float       # the winner's
+    seed_nlls: list[float]    # the winner's validation NLL with each seed trained
+    beats_baseline: bool      # whether its best point beat its track's independent baseline
+    is_baseline: bool = False  # it is that baseline
+
+    @property
+    def seed_sd(self) -> float:
+        values = self.seed_nlls
+        if len(values) < 2:
+            return math.nan
+        mean = sum(values) / len(values)
+        return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+@dataclass(frozen=True)
+class SearchSummary:
+    budget: float
+    flops: list[float]                               # the frontier's FLOPs values
+    frontiers: dict[str, dict[str, list[float]]]     # track -> model -> best validation NLL at each
+    leaders: dict[str, list[tuple[float, str]]]      # track -> where each leader takes over
+    models: dict[str, ModelSearch]
+
+
+def summarize(rows: list[dict], budget: float, points: int, conditional: set[str] = frozenset()) -> SearchSummary:
+    """The search of `rows` (those of the current search) at `budget`: each track's frontier and
+    leaders (class-conditional models, whose validation NLL is -log p(x | y), are left out of both)
+    and each model's winner and seed spread."""
+    flops = frontier_flops(budget, points)
+    best = winners(rows)
+    baselines = {r["data"]: r["model"] for r in best.values() if BASELINE_FAMILIES.get(r["data"]) == r["family"]}
+    frontiers, leaders = {}, {}
+    for data in sorted({r["data"] for r in rows}):
+        track = [r for r in rows if r["data"] == data and r["model"] not in conditional]
+        frontiers[data] = frontier(track, flops)
+        leaders[data] = leads(frontiers[data], flops)
+    models = {}
+    for model, row in best.items():
+        baseline = best.get(baselines.get(row["data"], ""))
+        models[model] = ModelSearch(sum(r["model"] == model and r["seed"] == 0 for r in rows), row["val_nll"],
+                                    seed_spread(rows, row), baseline is None or row["val_nll"] < baseline["val_nll"],
+                                    baseline is row)
+    return SearchSummary(budget, flops, frontiers, leaders, models)
 
 
 def budget_of(params: dict) -> float:
@@ -189,7 +264,7 @@ def planned(params: dict, grid: dict[str, list[Point]], models: list[str] | None
     budget = budget_of(params)
     finished = {(r["model"], r["settings"], r["seed"]) for r in at_budget(done, budget)}
     if seeds:
-        best = winners(at_budget(done, budget))
+        best = winners(current(done, budget, grid))
         points = [Point(m, json.loads(best[m]["settings"]), s) for m in best for s in seeds]
     else:
         points = [p for ps in grid.values() for p in ps]
@@ -223,9 +298,10 @@ def _spawn():
     return multiprocessing.get_context("spawn")  # a forked worker would inherit torch's thread pool
 
 
-def winners_yaml(rows: list[dict], budget: float) -> str:
+def winners_yaml(rows: list[dict], budget: float, grid: dict[str, list[Point]]) -> str:
     lines = []
-    for model, row in sorted(winners(at_budget(rows, budget)).items()):
+    rows = current(rows, budget, grid)
+    for model, row in sorted(winners(rows).items()):
         spread = seed_spread(rows, row)
         lines.append(f"{model}: {row['settings']}  # val {row['val_nll']:.2f} nats"
                      f"{f', seeds {min(spread):.2f}-{max(spread):.2f}' if len(spread) > 1 else ''}")
@@ -242,7 +318,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     params = P.load()
     if args.winners:
-        print(winners_yaml(read_table(), budget_of(params)))
+        print(winners_yaml(read_table(), budget_of(params), read_grid()))
         return
     points = planned(params, read_grid(), args.models, args.seeds, read_table())
     if not args.quiet:

@@ -32,8 +32,7 @@ from pipeline.data import DATASETS
 from pipeline.io import PipelineError, params_hash
 from pipeline.results import (
     CLASSIFIER_METRICS,
-    REPORT_DIR,
-    REPORT_FILES,
+    REPORT,
     EvalTiming,
     Metrics,
     ModelResults,
@@ -64,7 +63,7 @@ def model_outputs(files: ModelResults) -> list[Path]:
 
 
 def report_outputs() -> list[Path]:
-    return [REPORT_DIR / name for name in REPORT_FILES] + [CLASSIFIER_METRICS]
+    return [*REPORT.all(), CLASSIFIER_METRICS]
 
 
 def run_tags(train: TrainSummary, digest: str) -> dict:
@@ -106,8 +105,7 @@ def log_evaluation(run: Run, metrics: Metrics, timing: EvalTiming | None, figure
 def log_report(force: bool = False) -> bool:
     """The report's run; its params name the results it shows, so reports of other results
     (another queued experiment) stay as earlier runs."""
-    files = [REPORT_DIR / name for name in REPORT_FILES]
-    table = pd.read_csv(files[1])
+    table = pd.read_csv(REPORT.table)
     profile = str(table.profile.iloc[0])
     logged = {"profile": profile, "models": ",".join(table.model),
               "results_digest": params_hash(dict(zip(table.model, table.test_nll)))}
@@ -118,7 +116,7 @@ def log_report(force: bool = False) -> bool:
     ceiling = read_ceiling()
     if ceiling is not None:
         run.log_metrics({f"classifier.{k}": v for k, v in ceiling.items()})
-    for path in files:
+    for path in REPORT.all():
         if path.exists():
             run.log_artifact(path)
     run.finish()
@@ -146,7 +144,7 @@ def main(argv=None) -> None:
             continue
         if log_model_run(name, args.force):
             done.append(name)
-    if not args.models and (REPORT_DIR / "results.csv").exists() and log_report(args.force):
+    if not args.models and REPORT.table.exists() and log_report(args.force):
         done.append("report")
     print(f"track: logged {', '.join(done)} to {store}" if done else f"track: every run in {store} was up to date")
 

@@ -1,8 +1,13 @@
 """dvc.yaml declares every model's curves, sample grid and checkpoint: DVC has no globs there, so
-a model added to params.yaml must be added to dvc.yaml too, and this test says where."""
+pipeline/dvcfile.py writes those declarations from params.yaml, and these tests say when to run it."""
+import shutil
+import subprocess
+import sys
+
 import pytest
 import yaml
 
+from pipeline import dvcfile
 from tests.drills.workspace import REPO
 
 
@@ -66,3 +71,36 @@ def test_every_stage_depends_on_the_generated_digest_of_its_own_code_and_lists_n
         assert f"digests/stage-{module}.sha256" in body["deps"], name
         assert not [dep for dep in body["deps"] if dep.endswith(".py") or dep in ("pipeline", "models")], name
     assert set(modules.values()) - {"digest"} == set(STAGES)
+
+
+def test_dvc_yaml_is_up_to_date_with_params_yaml():
+    run = subprocess.run([sys.executable, "-m", "pipeline.dvcfile", "--check"], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.parametrize("data, prefix", [("binarized", ""), ("grey", "grey_")])
+def test_a_model_added_to_params_yaml_alone_fails_the_check_until_the_generator_declares_it(
+        tmp_path, monkeypatch, data, prefix):
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    hand_written = (tmp_path / "dvc.yaml").read_text().partition(dvcfile.MARKER)[0]
+    with (tmp_path / "params.yaml").open("a") as params:
+        params.write(f"  toy_model:\n    family: bernoulli\n    data: {data}\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as failed:
+        dvcfile.main(["--check"])
+    assert failed.value.code == "dvc.yaml is out of date with params.yaml: run python -m pipeline.dvcfile"
+
+    dvcfile.main([])
+    dvcfile.main(["--check"])
+    text = (tmp_path / "dvc.yaml").read_text()
+    assert text.startswith(hand_written + dvcfile.MARKER)
+    declared = yaml.safe_load(text)
+    plots = top_level_plots(declared)
+    other = "grey_" if prefix == "" else ""
+    for plot in ("validation_nll", "nll_against_compute"):
+        assert plots[prefix + plot]["y"]["results/toy_model/curves.csv"] == "val_nll"
+        assert "results/toy_model/curves.csv" not in plots[other + plot]["y"]
+    assert "results/toy_model/figures/samples.png" in plots
+    assert declared["artifacts"]["toy-model"] == {"path": "results/toy_model/model.pt", "type": "model"}
+    assert declared["stages"] == yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]

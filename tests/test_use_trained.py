@@ -264,3 +264,39 @@ def test_the_notebook_runs_on_the_trained_models(smoke_pipeline):
                    resources={"metadata": {"path": str(repo / "notebooks")}}).execute(env={**env, "PYTHONPATH": str(repo)})
     outputs = "".join(o.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs)
     assert "nats on" in outputs and "percentile" in outputs
+
+
+def test_a_budgeted_report_shows_the_compute_frontier_and_samples_large_enough_to_read(smoke_pipeline, tmp_path,
+                                                                                       monkeypatch):
+    """The page of a run at the searched budget, from the smoke pipeline's outputs and a toy search table."""
+    from pipeline import charts, report, search
+    from pipeline import params as P
+    from pipeline.results import ReportFiles
+    paths = browser_or_skip()
+    repo, _, names, _ = smoke_pipeline
+    monkeypatch.chdir(repo)
+    table = report.collect(names, "smoke", P.load())
+    rows = [{"model": m, "data": d, "family": f, "settings": "{}", "seed": 0, "budget_flops": 8.0, "val_nll": v,
+             "curve": [[4.0, v + 10], [8.0, v]]} for m, d, f, v in zip(table.model, table.data, table.family, table.test_nll)]
+    found = search.summarize(rows, 8.0, 2)
+    files = ReportFiles(tmp_path)
+    for figure in (files.compute, files.curves):
+        shutil.copy(repo / "reports" / figure.name, figure)
+    charts.compute_frontier(found.frontiers, found.flops, found.leaders, report.baselines(found), files.frontier)
+    files.page.write_text(report.html_page(table, "quick", None, found, files))
+    driver = headless_chromium(paths)
+    try:
+        driver.get(files.page.as_uri())
+        headings = [h.text for h in driver.find_elements("css selector", "h2")]
+        assert all("not converged" in h for h in headings if h.startswith(("Binarized", "Grey")))
+        frontier = driver.find_element("css selector", "img[alt^='The compute frontier']")
+        assert frontier.is_displayed() and driver.execute_script("return arguments[0].naturalWidth", frontier) > 0
+        leaders = {model for changes in found.leaders.values() for _, model in changes}
+        assert leaders and all(f"{m} from" in driver.find_element("tag name", "body").text for m in leaders)
+        grid = math.isqrt(P.evaluate_config(P.load()).samples)  # images a side of the sample grid
+        image = driver.find_element("css selector", f"#row-{names[0]} td.samples img")
+        small = image.size["height"]
+        image.click()
+        assert small / grid >= 28 / 2 and image.size["height"] / grid >= 28 * 2, "a digit at twice its pixels when enlarged"
+    finally:
+        driver.quit()
