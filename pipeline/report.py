@@ -89,7 +89,8 @@ def collect(names: list[str], profile: str, params: dict | None = None) -> pd.Da
     """One row per model, the binarized track first; within a track exact models first, then each
     bound, best first within a group. Given `params`, each row also has its converged numbers."""
     rows, per_image = [], {}
-    verified = references.verified_runs(Path(references.RESULTS_MD).read_text()) if params else {}
+    results_md = Path(references.RESULTS_MD)
+    verified = references.verified_runs(results_md.read_text()) if params and results_md.exists() else {}
     for name in names:
         metrics, train, per_image[name] = read_outputs(name)
         full = converged(P.model_spec({**params, "profile": "full"}, name), verified.get(name, [])) if params else {}

@@ -73,34 +73,57 @@ def test_every_stage_depends_on_the_generated_digest_of_its_own_code_and_lists_n
     assert set(modules.values()) - {"digest"} == set(STAGES)
 
 
-def test_dvc_yaml_is_up_to_date_with_params_yaml():
+def test_dvc_yaml_is_up_to_date_with_params_yaml(capsys):
+    dvcfile.main(["--check", "--root", str(REPO)])
+    assert capsys.readouterr().err == ""
+
+
+def test_the_check_runs_from_the_command_line_in_the_repository():
     run = subprocess.run([sys.executable, "-m", "pipeline.dvcfile", "--check"], cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
 
 
-@pytest.mark.parametrize("data, prefix", [("binarized", ""), ("grey", "grey_")])
-def test_a_model_added_to_params_yaml_alone_fails_the_check_until_the_generator_declares_it(
-        tmp_path, monkeypatch, data, prefix):
+def test_models_added_to_params_yaml_alone_fail_the_check_until_the_generator_declares_them(tmp_path, capsys):
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(REPO / name, tmp_path / name)
     hand_written = (tmp_path / "dvc.yaml").read_text().partition(dvcfile.MARKER)[0]
     with (tmp_path / "params.yaml").open("a") as params:
-        params.write(f"  toy_model:\n    family: bernoulli\n    data: {data}\n")
-    monkeypatch.chdir(tmp_path)
+        params.write("  toy: {family: bernoulli, data: binarized}\n  toy_grey: {family: categorical, data: grey}\n")
+    root = ["--root", str(tmp_path)]
     with pytest.raises(SystemExit) as failed:
-        dvcfile.main(["--check"])
-    assert failed.value.code == "dvc.yaml is out of date with params.yaml: run python -m pipeline.dvcfile"
+        dvcfile.main(["--check", *root])
+    assert failed.value.code == 1
+    assert capsys.readouterr().err == "error: dvc.yaml is out of date with params.yaml: run python -m pipeline.dvcfile\n"
 
-    dvcfile.main([])
-    dvcfile.main(["--check"])
+    dvcfile.main(root)
+    dvcfile.main(["--check", *root])
     text = (tmp_path / "dvc.yaml").read_text()
     assert text.startswith(hand_written + dvcfile.MARKER)
     declared = yaml.safe_load(text)
     plots = top_level_plots(declared)
-    other = "grey_" if prefix == "" else ""
     for plot in ("validation_nll", "nll_against_compute"):
-        assert plots[prefix + plot]["y"]["results/toy_model/curves.csv"] == "val_nll"
-        assert "results/toy_model/curves.csv" not in plots[other + plot]["y"]
-    assert "results/toy_model/figures/samples.png" in plots
-    assert declared["artifacts"]["toy-model"] == {"path": "results/toy_model/model.pt", "type": "model"}
+        assert plots[plot]["y"]["results/toy/curves.csv"] == "val_nll"
+        assert plots["grey_" + plot]["y"]["results/toy_grey/curves.csv"] == "val_nll"
+        assert "results/toy/curves.csv" not in plots["grey_" + plot]["y"]
+        assert "results/toy_grey/curves.csv" not in plots[plot]["y"]
+    assert {"results/toy/figures/samples.png", "results/toy_grey/figures/samples.png"} <= set(plots)
+    assert declared["artifacts"]["toy"] == {"path": "results/toy/model.pt", "type": "model"}
+    assert declared["artifacts"]["toy-grey"] == {"path": "results/toy_grey/model.pt", "type": "model"}
     assert declared["stages"] == yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert declared["plots"][:2] == ["reports/curves.png", "reports/compute.png"]
+
+
+def test_the_first_run_moves_plots_and_artifacts_below_the_marker_and_keeps_the_rest(tmp_path):
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    hand_written = (REPO / "dvc.yaml").read_text().partition(dvcfile.MARKER)[0]
+    (tmp_path / "dvc.yaml").write_text(hand_written + "plots:\n  - reports/curves.png\nartifacts:\n  old:\n    path: x\n")
+    dvcfile.main(["--root", str(tmp_path)])
+    assert (tmp_path / "dvc.yaml").read_text() == (REPO / "dvc.yaml").read_text()
+
+
+def test_the_generator_refuses_to_drop_a_section_that_follows_plots(tmp_path):
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "dvc.yaml").write_text("stages: {}\nplots:\n  - a.png\nmetrics:\n  - m.json\n")
+    with pytest.raises(SystemExit, match="top-level metrics: follows"):
+        dvcfile.main(["--root", str(tmp_path)])
+    assert (tmp_path / "dvc.yaml").read_text().endswith("metrics:\n  - m.json\n")

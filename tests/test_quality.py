@@ -69,4 +69,4 @@ def test_the_report_states_the_ceiling_beside_the_scores():
                "real_frechet_distance": 13.4}
     text = markdown(toy_table().assign(vs_best_exact=None, vs_best_exact_stderr=None), "smoke", ceiling)
     assert "500 real test images: inception score 8.80, Frechet distance 13.4" in text
-    assert "| IS " in text.split("## Binarized MNIST, exact")[1] and "| 80.0 " in text
+    assert "| IS / FD " in text.split("## Binarized MNIST, exact")[1] and "| 5.00 / 80.0 " in text
