@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.base import AutoregressiveModel, draw_or_keep, require_positive
+from models.base import AutoregressiveModel, require_positive
+from models.nn.pixel_distributions import Bernoulli
 from models.progress import pixels
 
 # Memory and speed: the pre-activations of all pixels form a (batch, pixels, hidden) tensor, 800 MB at
@@ -23,11 +24,12 @@ GPU_BLOCK_NUMBERS = 2 ** 24
 class NADE(AutoregressiveModel):
     """h_i = sigmoid(c + sum_{j<i} x_j W_j),  logit p(x_i = 1 | x_<i) = b_i + V_i . h_i  (raster order).
 
-    W and V are (D, H): row j holds pixel j's input and output weights."""
+    W and V are (D, H): row j holds pixel j's input and output weights. Binary pixels only: NADE is
+    defined for them (its real-valued relative, RNADE, is another model)."""
 
 
     def __init__(self, image_shape=(1, 28, 28), hidden: int = 500):
-        super().__init__(image_shape)
+        super().__init__(image_shape, Bernoulli())
         require_positive(hidden=hidden)
         d = self.num_pixels
         self.W = nn.Parameter(torch.randn(d, hidden) * 0.01)
@@ -35,11 +37,11 @@ class NADE(AutoregressiveModel):
         self.V = nn.Parameter(torch.randn(d, hidden) * 0.01)
         self.b = nn.Parameter(torch.zeros(d))
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    def pixel_params(self, x: torch.Tensor) -> torch.Tensor:
         # fp32 even under autocast: each pre-activation is a sum over up to 784 pixels.
         with torch.autocast(x.device.type, enabled=False):
             flat = NADELogits.apply(x.flatten(1).to(self.W.dtype), self.W, self.c, self.V, self.b)
-        return flat.view(x.shape)
+        return flat.view(x.shape).unsqueeze(1)
 
     def training_flops_per_image(self) -> int:
         """The products of the plain recurrence (the counter cannot see inside NADELogits): per pixel
@@ -54,8 +56,8 @@ class NADE(AutoregressiveModel):
         flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
         a = self.c.expand(len(x), -1).clone()
         for i in pixels(range(self.num_pixels)):
-            p = torch.sigmoid(self.b[i] + torch.sigmoid(a) @ self.V[i])
-            flat_x[:, i] = draw_or_keep(flat_obs[:, i], flat_x[:, i], p, flat_noise[:, i])
+            logit = self.b[i] + torch.sigmoid(a) @ self.V[i]
+            flat_x[:, i] = self.draw(logit[:, None], flat_obs[:, i], flat_x[:, i], flat_noise[:, i])
             a += flat_x[:, i:i + 1] * self.W[i]
         return x
 

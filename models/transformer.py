@@ -2,17 +2,21 @@
 
 Position t reads an embedding of the pixels before it (a learned start token at t = 0) plus a
 learned position embedding; pre-LayerNorm blocks of causal self-attention and an MLP follow, and
-a linear head gives the logit of x_t. Sampling keeps a key/value cache: one position per step.
+a linear head gives the parameters of x_t's conditional (its logit for binary pixels). Sampling
+keeps a key/value cache: one position per step.
 """
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import AutoregressiveModel, draw_or_keep, require_positive
+from models.base import AutoregressiveModel, require_positive
 from models.nn.batch_chunks import in_chunks
 from models.nn.causal_embedding import CausalPixelEmbedding
+from models.nn.pixel_distributions import pixel_distribution_for
 from models.nn.sampling import first_position_to_fill, one_thread_on_cpu
 from models.progress import pixels
 
@@ -83,10 +87,15 @@ class Block(nn.Module):
 
 
 class PixelTransformer(AutoregressiveModel):
+    """`layers` blocks of width `dim` with `heads` attention heads over the D raster positions.
+
+    pixel_levels (256 with `data: grey`): the head gives the parameters of `output` (see
+    models/pixelcnn.py) and the embedding reads the levels scaled to [-1, 1]."""
 
     def __init__(self, image_shape=(1, 28, 28), dim: int = 256, layers: int = 8, heads: int = 8,
-                 mlp_ratio: int = 4, input_window: int = 1, dropout: float = 0.0):
-        super().__init__(image_shape)
+                 mlp_ratio: int = 4, input_window: int = 1, dropout: float = 0.0, pixel_levels: int = 2,
+                 output: Literal["logistic_mixture", "softmax"] = "logistic_mixture", components: int = 10):
+        super().__init__(image_shape, pixel_distribution_for(pixel_levels, output, components))
         require_positive(dim=dim, layers=layers, heads=heads, mlp_ratio=mlp_ratio)
         if dim % heads:
             raise ValueError(f"dim ({dim}) must be a multiple of heads ({heads})")
@@ -96,7 +105,7 @@ class PixelTransformer(AutoregressiveModel):
         self.position = nn.Parameter(torch.zeros(self.num_pixels, dim))
         self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout) for _ in range(layers))
         self.ln_out = nn.LayerNorm(dim)
-        self.out = nn.Linear(dim, 1)
+        self.out = nn.Linear(dim, self.params_per_pixel)
         self.apply(self._init_weights)
         nn.init.normal_(self.position, std=0.02)
 
@@ -112,11 +121,15 @@ class PixelTransformer(AutoregressiveModel):
             h = block(h, None if caches is None else caches[i])
         return self.ln_out(h)
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    def pixel_params(self, x: torch.Tensor) -> torch.Tensor:
         # on a CPU, in pieces of the batch whose largest activation, the MLP's (D, mlp_ratio * dim),
         # stays under the allocator's mmap threshold (models/nn/batch_chunks.py)
         largest = self.num_pixels * self.blocks[0].mlp[0].out_features * 4
-        return in_chunks(lambda x: self.out(self.features(x.flatten(1))).view_as(x), x, largest)
+        return in_chunks(self._pixel_params, x, largest)
+
+    def _pixel_params(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.out(self.features(self.network_input(x).flatten(1)))  # (B, D, P)
+        return out.transpose(1, 2).reshape(len(x), -1, *self.image_shape)
 
     @torch.no_grad()
     @one_thread_on_cpu
@@ -127,15 +140,15 @@ class PixelTransformer(AutoregressiveModel):
         caches = [self._empty_cache(block, len(x), x) for block in self.blocks]
         start = first_position_to_fill(observed)
         if start > 0:
-            self.features(flat_x[:, :start], caches)
-        sequence = self.embed.padded_sequence(flat_x)
+            self.features(self.network_input(flat_x[:, :start]), caches)
+        sequence = self.embed.padded_sequence(self.network_input(flat_x))
         for t in pixels(range(start, self.num_pixels)):
             h = (self.embed.step(sequence, t) + self.position[t])[:, None]
             for block, cache in zip(self.blocks, caches):
                 h = block(h, cache, t)
-            p = torch.sigmoid(self.out(self.ln_out(h[:, 0])))[:, 0]
-            flat_x[:, t] = draw_or_keep(flat_obs[:, t], flat_x[:, t], p, flat_noise[:, t])
-            sequence[:, 0, self.embed.window + t] = flat_x[:, t]
+            params = self.out(self.ln_out(h[:, 0]))
+            flat_x[:, t] = self.draw(params, flat_obs[:, t], flat_x[:, t], flat_noise[:, t])
+            sequence[:, 0, self.embed.window + t] = self.network_input(flat_x[:, t])
         return x
 
     def _empty_cache(self, block: Block, batch: int, like: torch.Tensor) -> tuple:

@@ -110,7 +110,7 @@ def dense_made(shape=SHAPE, **kwargs) -> MADE:
     """A one-mask MADE with the dense masked layers it computed before the blocked ones, and the same
     weights: the reference the blocked MADE must equal."""
     model = MADE(shape, **kwargs)
-    weights, degrees, per_pixel = model.state_dict(), model.degrees[0], model.outputs_per_pixel
+    weights, degrees, per_pixel = model.state_dict(), model.degrees[0], model.params_per_pixel
     d = len(degrees[0])
     model.mlp = MaskedMLP([d, *map(len, degrees[1:]), d * per_pixel])
     model.mlp.set_masks(made_masks(degrees, per_pixel))
@@ -165,7 +165,7 @@ def test_a_blocked_made_is_normalized_and_autoregressive_in_any_order():
     with torch.no_grad():
         assert float(model.nll(all_binary_images().double()).neg().exp().sum()) == pytest.approx(1.0, abs=1e-9)
     x = all_binary_images()[12345].double()
-    jac = input_jacobian(model.logits, x)
+    jac = input_jacobian(model.pixel_params, x)
     assert torch.equal(jac != 0, jac.tril(-1) != 0) and (jac.tril(-1) != 0).float().mean() > 0.3  # raster order
 
     # an order-agnostic mask: the same through the blocked MLP alone (the inputs are permuted inside)

@@ -30,14 +30,14 @@ def test_pieces_stay_under_the_threshold_and_cover_the_batch():
 def test_a_batch_in_pieces_gives_the_whole_batch_values_and_gradients(make, monkeypatch):
     model = randomize(make(), std=0.3).double()
     x = (torch.rand(7, *SHAPE, generator=torch.Generator().manual_seed(0)) < 0.4).double()
-    whole = model.logits(x)
+    whole = model.pixel_params(x)
     whole_grads = torch.autograd.grad(whole.square().sum(), list(model.parameters()))
     seen = []
     network = "trunk" if isinstance(model, GatedPixelCNN) else "features"
     inner = getattr(model, network)
     monkeypatch.setattr(model, network, lambda h, *args: seen.append(len(h)) or inner(h, *args))
     monkeypatch.setattr(batch_chunks, "MMAP_THRESHOLD_BYTES", 1)  # one image per piece
-    pieces = model.logits(x)
+    pieces = model.pixel_params(x)
     assert seen == [1] * 7
     torch.testing.assert_close(pieces, whole)
     for a, b in zip(torch.autograd.grad(pieces.square().sum(), list(model.parameters())), whole_grads):
@@ -48,7 +48,7 @@ def test_padded_attention_heads_equal_the_plain_ones_values_and_gradients():
     assert padded_head_dim(30, torch.device("cpu")) == 32 and padded_head_dim(28, torch.device("cpu")) == 28
     model = randomize(PixelTransformer(SHAPE, dim=60, layers=2, heads=2), std=0.2).double()  # heads of 30 -> 32
     x = (torch.rand(3, *SHAPE, generator=torch.Generator().manual_seed(1)) < 0.4).double()
-    fast = model.logits(x)
+    fast = model.pixel_params(x)
 
     def plain(attn, h):  # the attention by its definition
         batch, length, dim = h.shape
@@ -57,15 +57,15 @@ def test_padded_attention_heads_equal_the_plain_ones_values_and_gradients():
         return attn.proj(y.transpose(1, 2).reshape(batch, length, dim))
     for block in model.blocks:
         block.attn.forward = lambda h, cache=None, t=None, attn=block.attn: plain(attn, h)
-    slow = model.logits(x)
+    slow = model.pixel_params(x)
     torch.testing.assert_close(fast, slow)
     params = list(model.parameters())
     for block in model.blocks:
         del block.attn.forward
-    fast_grads = torch.autograd.grad(model.logits(x).square().sum(), params)
+    fast_grads = torch.autograd.grad(model.pixel_params(x).square().sum(), params)
     for block in model.blocks:
         block.attn.forward = lambda h, cache=None, t=None, attn=block.attn: plain(attn, h)
-    for a, b in zip(fast_grads, torch.autograd.grad(model.logits(x).square().sum(), params)):
+    for a, b in zip(fast_grads, torch.autograd.grad(model.pixel_params(x).square().sum(), params)):
         torch.testing.assert_close(a, b)
 
 
