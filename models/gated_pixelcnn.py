@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import require_positive
-from models.nn.batch_chunks import in_chunks
+from models.fast.batch_chunks import in_chunks
+from models.fast.cpu_gate import cpu_gate
 from models.nn.conv_autoregressive import ConvolutionalAutoregressive, channels_last
 from models.nn.conv_steps import conv_at, pointwise, write
 from models.nn.pixel_distributions import pixel_distribution_for
@@ -23,13 +24,11 @@ from models.progress import progress
 
 
 def gate(pre: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """tanh(a) * sigmoid(b) for the two halves a, b of `pre`. On a CPU tanh(a) runs as 2 sigmoid(2a) - 1:
-    torch 2.15's CPU tanh costs 6x a sigmoid per number on this project's AMD CPU, and the gate's
-    forward and backward at batch 32 took 24 ms this way against 32 ms (a GPU or torch.compile fuses
-    either form)."""
+    """tanh(a) * sigmoid(b) for the two halves a, b of `pre` (on a CPU in the form of
+    models/fast/cpu_gate.py)."""
     a, b = pre.chunk(2, dim)
     if pre.device.type == "cpu":
-        return (2 * torch.sigmoid(2 * a) - 1) * torch.sigmoid(b)
+        return cpu_gate(a, b)
     return torch.tanh(a) * torch.sigmoid(b)
 
 
@@ -135,7 +134,7 @@ class GatedPixelCNN(ConvolutionalAutoregressive):
     def pixel_params(self, x: torch.Tensor) -> torch.Tensor:
         # on a CPU, in pieces of the batch whose largest activation, the vertical pre-activation
         # (2C x (H + p) x W), stays under the allocator's mmap threshold: 1.2x per step at batch 128
-        # (models/nn/batch_chunks.py)
+        # (models/fast/batch_chunks.py)
         height, width = x.shape[-2:]
         largest = 2 * self.layers[0].out.out_channels * (height + self.layers[0].pad) * width * 4
         return in_chunks(super().pixel_params, x, largest)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from models.base import AutoregressiveModel, LabelConditioning, labels_kwarg, require_sizes, uniform_noise
-from models.nn.blocked_masked_linear import BlockedMaskedLinear, BlockedMaskedMLP
+from models.fast.blocked_masked_linear import BlockedMaskedLinear, BlockedMaskedMLP
 from models.nn.masked_linear import MaskedLinear, MaskedMLP, made_degrees, made_masks
 from models.nn.pixel_distributions import pixel_distribution_for
 from models.progress import pixels

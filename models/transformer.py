@@ -14,20 +14,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import AutoregressiveModel, require_positive
-from models.nn.batch_chunks import in_chunks
+from models.fast.batch_chunks import in_chunks
+from models.fast.padded_attention import padded_head_dim, padded_heads_attention
 from models.nn.causal_embedding import CausalPixelEmbedding
 from models.nn.pixel_distributions import pixel_distribution_for
 from models.nn.sampling import first_position_to_fill, one_thread_on_cpu
 from models.progress import pixels
-
-
-def padded_head_dim(head_dim: int, device: torch.device) -> int:
-    """The head size attention runs at: on a CPU, the next multiple of 16 (an AVX-512 vector of
-    floats) where that adds at most an eighth, e.g. 30 -> 32 (the flash kernel's forward and backward
-    at T = 784 took 1.25x as long at 30 as at 32); elsewhere, and where padding would add more (28 ->
-    32 gained nothing), the head size itself."""
-    padded = head_dim + -head_dim % 16
-    return padded if device.type == "cpu" and 8 * padded <= 9 * head_dim else head_dim
 
 
 class CausalSelfAttention(nn.Module):
@@ -43,8 +35,9 @@ class CausalSelfAttention(nn.Module):
         batch, length, dim = x.shape
         head_dim = dim // self.heads
         padded = padded_head_dim(head_dim, x.device)
-        if t is None and cache is None and padded != head_dim:
-            return self._padded_heads(x, head_dim, padded)
+        if t is None and cache is None and padded != head_dim:  # the same attention, faster on a CPU
+            return padded_heads_attention(x, self.qkv, self.proj, self.heads, padded,
+                                          self.dropout if self.training else 0.0)
         q, k, v = self.qkv(x).view(batch, length, 3, self.heads, head_dim).permute(2, 0, 3, 1, 4)
         if t is None:
             if cache is not None:
@@ -55,22 +48,6 @@ class CausalSelfAttention(nn.Module):
             cache[0][:, :, t:t + 1], cache[1][:, :, t:t + 1] = k, v
             y = F.scaled_dot_product_attention(q, cache[0][:, :, :t + 1], cache[1][:, :, :t + 1])
         return self.proj(y.transpose(1, 2).reshape(batch, length, dim))
-
-    def _padded_heads(self, x: torch.Tensor, head_dim: int, padded: int) -> torch.Tensor:
-        """The same attention with every head padded with zeros to `padded`: zero rows in the qkv
-        weight give zero query, key and value columns, which change no dot product, and zero
-        columns in the projection drop the padded output columns. Padding the small weights, not
-        the activations, costs no copy of q, k, v or the output."""
-        batch, length, dim = x.shape
-        pad = padded - head_dim
-        qkv_weight = F.pad(self.qkv.weight.view(3, self.heads, head_dim, dim), (0, 0, 0, pad))
-        qkv_bias = F.pad(self.qkv.bias.view(3, self.heads, head_dim), (0, pad))
-        qkv = F.linear(x, qkv_weight.reshape(-1, dim), qkv_bias.flatten())
-        q, k, v = qkv.view(batch, length, 3, self.heads, padded).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0,
-                                           scale=head_dim ** -0.5)
-        proj_weight = F.pad(self.proj.weight.view(dim, self.heads, head_dim), (0, pad)).flatten(1)
-        return F.linear(y.transpose(1, 2).reshape(batch, length, self.heads * padded), proj_weight, self.proj.bias)
 
 
 class Block(nn.Module):
@@ -123,7 +100,7 @@ class PixelTransformer(AutoregressiveModel):
 
     def pixel_params(self, x: torch.Tensor) -> torch.Tensor:
         # on a CPU, in pieces of the batch whose largest activation, the MLP's (D, mlp_ratio * dim),
-        # stays under the allocator's mmap threshold (models/nn/batch_chunks.py)
+        # stays under the allocator's mmap threshold (models/fast/batch_chunks.py)
         largest = self.num_pixels * self.blocks[0].mlp[0].out_features * 4
         return in_chunks(self._pixel_params, x, largest)
 

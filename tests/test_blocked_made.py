@@ -1,4 +1,4 @@
-"""MADE's layers computed block by block (models/nn/blocked_masked_linear.py) against the masked dense
+"""MADE's layers computed block by block (models/fast/blocked_masked_linear.py) against the masked dense
 product they replace: values and gradients for every mask MADE builds, the FLOPs they skip, the MADE
 properties (normalized, autoregressive), checkpoints in both directions, and a resumed training run."""
 from __future__ import annotations
@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from models.fast.blocked_masked_linear import BlockedMaskedLinear, BlockedMaskedMLP, made_layer_degrees, sort_hidden_units
 from models.made import MADE
-from models.nn.blocked_masked_linear import BlockedMaskedLinear, BlockedMaskedMLP, made_layer_degrees, sort_hidden_units
 from models.nn.masked_linear import MaskedLinear, MaskedMLP, made_degrees, made_masks
 from tests.helpers import all_binary_images, input_jacobian, randomize
 from tests.test_drills_resume import Killed, assert_same_weights, run_fit, without_time

@@ -1,26 +1,29 @@
 """The CPU fast paths of the Gated PixelCNN and the transformer equal their plain definitions: a batch
-run in pieces (models/nn/batch_chunks.py), the gate's tanh through a sigmoid, and attention heads
+run in pieces (models/fast/batch_chunks.py), the gate's tanh through a sigmoid, and attention heads
 padded with zeros."""
 import pytest
 import torch
 import torch.nn.functional as F
 
+from models.fast import batch_chunks
+from models.fast.batch_chunks import in_chunks
+from models.fast.padded_attention import padded_head_dim
 from models.gated_pixelcnn import GatedPixelCNN, gate
-from models.nn import batch_chunks
-from models.nn.batch_chunks import images_per_chunk, in_chunks
-from models.transformer import PixelTransformer, padded_head_dim
+from models.transformer import PixelTransformer
 from tests.helpers import randomize
 
 SHAPE = (1, 5, 7)
 
 
-def test_pieces_stay_under_the_threshold_and_cover_the_batch():
-    per_image = batch_chunks.MMAP_THRESHOLD_BYTES // 10 + 1
-    assert images_per_chunk(per_image) == 9 and images_per_chunk(10 * batch_chunks.MMAP_THRESHOLD_BYTES) == 1
-    seen = []
+@pytest.mark.parametrize("bytes_per_image", [1, batch_chunks.MMAP_THRESHOLD_BYTES // 10 + 1,
+                                             10 * batch_chunks.MMAP_THRESHOLD_BYTES])
+def test_a_batch_in_pieces_gives_the_whole_batchs_result_with_every_piece_under_the_threshold(bytes_per_image):
+    pieces = []
     x = torch.arange(20.0)[:, None]
-    out = in_chunks(lambda piece: seen.append(len(piece)) or 2 * piece, x, per_image)
-    assert seen == [7, 7, 6] and torch.equal(out, 2 * x)  # as even as they come, in order
+    out = in_chunks(lambda piece: pieces.append(len(piece)) or 2 * piece, x, bytes_per_image)
+    assert torch.equal(out, 2 * x)  # every image, in order
+    assert all(n == 1 or n * bytes_per_image <= batch_chunks.MMAP_THRESHOLD_BYTES for n in pieces)
+    assert len(pieces) == 1 or 20 * bytes_per_image > batch_chunks.MMAP_THRESHOLD_BYTES  # whole when it fits
 
 
 @pytest.mark.parametrize("make", [

@@ -22,7 +22,7 @@ def test_the_registry_is_read_from_the_source_as_python_sees_it():
 
 def test_each_family_uses_its_module_and_the_shared_modules_it_imports():
     assert names("bernoulli") == {"base.py", "progress.py", "bernoulli.py"}
-    assert names("made") == {"base.py", "progress.py", "nn/masked_linear.py", "nn/blocked_masked_linear.py",
+    assert names("made") == {"base.py", "progress.py", "nn/masked_linear.py", "fast/blocked_masked_linear.py",
                              "nn/pixel_distributions.py", "made.py"}
     assert names("maf") == {"base.py", "progress.py", "nn/masked_linear.py", "nn/transforms.py", "nn/dequantized.py",
                             "maf.py"}

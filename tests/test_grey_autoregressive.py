@@ -1,6 +1,6 @@
 """Autoregressive models over grey levels (PixelCNN, Gated PixelCNN, MADE, the RNN and the transformer
-with a discretized logistic mixture or a softmax per pixel): exact normalization over every 2x2 image of 4 levels, the dependency test, the
-fast samplers against the generic one, and checkpoints."""
+with a discretized logistic mixture or a softmax per pixel): exact normalization over every 2x2 image
+of 4 levels, the dependency test, the fast samplers against the generic one, and checkpoints."""
 import pytest
 import torch
 
