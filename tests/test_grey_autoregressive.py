@@ -100,7 +100,7 @@ def test_grey_settings_on_binary_pixels_and_too_few_levels_are_errors():
         build_model("made", (1, 4, 4), pixel_levels=256, output="gaussian")
 
 
-@pytest.mark.parametrize("name", ["pixelcnn", "made_masks"])
+@pytest.mark.parametrize("name", ["pixelcnn", "made_masks", "gated_pixelcnn", "rnn", "transformer"])
 def test_a_grey_checkpoint_round_trips_with_the_same_nll(name, tmp_path):
     family, kwargs = GREY[name]
     kwargs = {**kwargs, "pixel_levels": 256, "output": "logistic_mixture", "components": 3}
@@ -111,7 +111,7 @@ def test_a_grey_checkpoint_round_trips_with_the_same_nll(name, tmp_path):
     assert loaded.pixel_levels == 256 and torch.equal(loaded.nll(x), model.nll(x))
 
 
-@pytest.mark.parametrize("family", ["pixelcnn", "made"])
+@pytest.mark.parametrize("family", ["pixelcnn", "made", "gated_pixelcnn", "rnn", "transformer"])
 def test_grey_training_under_bf16_autocast_is_finite_and_close_to_fp32(family):
     model = randomize(build_model(family, (1, 4, 4), pixel_levels=256, **GREY[family][1]), std=0.1)
     x = torch.randint(0, 256, (4, 1, 4, 4), generator=torch.Generator().manual_seed(0)).float()
