@@ -39,24 +39,24 @@ def mlp(sizes: list[int], activation: str) -> nn.Sequential:
 
 
 def mlp_pair(image_shape, hidden_sizes: list[int], latent_dim: int, activation: str, label_inputs: int = 0,
-             outputs_per_pixel: int = 1):
-    """Encoder image -> (mean, raw scale) of the code, and decoder code -> `outputs_per_pixel`
-    numbers per pixel, shape (batch, outputs_per_pixel * C, H, W), the decoder's hidden layers those
+             params_per_pixel: int = 1):
+    """Encoder image -> (mean, raw scale) of the code, and decoder code -> `params_per_pixel`
+    numbers per pixel, shape (batch, params_per_pixel * C, H, W), the decoder's hidden layers those
     of the encoder in reverse. Each takes `label_inputs` more inputs (a one-hot label) after its own
     when conditional."""
     require_sizes(hidden_sizes=hidden_sizes)
     c, h, w = image_shape
     sizes = [math.prod(image_shape), *hidden_sizes]
     encoder = nn.Sequential(nn.Flatten(), mlp([sizes[0] + label_inputs, *sizes[1:], 2 * latent_dim], activation))
-    decoder = nn.Sequential(mlp([latent_dim + label_inputs, *reversed(sizes[1:]), outputs_per_pixel * sizes[0]], activation),
-                            nn.Unflatten(1, (outputs_per_pixel * c, h, w)))
+    decoder = nn.Sequential(mlp([latent_dim + label_inputs, *reversed(sizes[1:]), params_per_pixel * sizes[0]], activation),
+                            nn.Unflatten(1, (params_per_pixel * c, h, w)))
     return encoder, decoder
 
 
-def conv_pair(image_shape, channels: int, latent_dim: int, activation: str, outputs_per_pixel: int = 1):
+def conv_pair(image_shape, channels: int, latent_dim: int, activation: str, params_per_pixel: int = 1):
     """Encoder: two stride-2 convolutions (H, W -> H/4, W/4), then a linear layer to (mean, raw
     scale). Decoder: the mirror image, a linear layer and two stride-2 transposed convolutions to
-    `outputs_per_pixel` numbers per pixel, shape (batch, outputs_per_pixel * C, H, W)."""
+    `params_per_pixel` numbers per pixel, shape (batch, params_per_pixel * C, H, W)."""
     c, h, w = image_shape
     if h % 4 or w % 4:
         raise ValueError(f"architecture 'conv' needs height and width divisible by 4, got {tuple(image_shape)}")
@@ -69,7 +69,7 @@ def conv_pair(image_shape, channels: int, latent_dim: int, activation: str, outp
     decoder = nn.Sequential(
         nn.Linear(latent_dim, features), act(), nn.Unflatten(1, (2 * channels, h // 4, w // 4)),
         nn.ConvTranspose2d(2 * channels, channels, 4, stride=2, padding=1), act(),
-        nn.ConvTranspose2d(channels, outputs_per_pixel * c, 4, stride=2, padding=1))
+        nn.ConvTranspose2d(channels, params_per_pixel * c, 4, stride=2, padding=1))
     return encoder, decoder
 
 
