@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.common import random_images, seconds_per_step, timed
-from models.nn.blocked_masked_linear import BlockedMaskedMLP
+from models.fast.blocked_masked_linear import BlockedMaskedMLP
 from models.nn.masked_linear import MaskedMLP, made_degrees, made_masks
 
 PIXELS = 784

@@ -10,7 +10,6 @@ import math
 from typing import Literal, Protocol, get_args, runtime_checkable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from models.progress import pixels
@@ -242,41 +241,34 @@ def uniform_noise(shape, generator: torch.Generator | None, device) -> torch.Ten
     return torch.rand(shape, generator=generator, device=generator.device).to(device)
 
 
-def draw_or_keep(observed: torch.Tensor, value: torch.Tensor, probability: torch.Tensor,
-                 noise: torch.Tensor) -> torch.Tensor:
-    """The pixel `value` where it is observed, else a draw from Bernoulli(probability): 1 where
-    the uniform `noise` falls below it. Every sampler's per-pixel step ends with this."""
-    return torch.where(observed, value, (noise < probability).to(value.dtype))
-
-
 class AutoregressiveModel(GenerativeModel):
-    """p(x) = prod_i p(x_i | x_<i) in the order `ordering()`, with Bernoulli conditionals for binary
-    pixels or, for a family that takes `pixel_levels`, a `PixelDistribution` over the levels
-    (models/nn/pixel_distributions.py: a discretized mixture of logistics, or a softmax).
+    """p(x) = prod_i p(x_i | x_<i) in the order `ordering()`, every conditional a `pixel_distribution`
+    (models/nn/pixel_distributions.py): Bernoulli for binary pixels, a discretized mixture of
+    logistics or a softmax over grey levels.
 
-    Subclasses implement `logits(x)`: the conditionals' parameters for every pixel, which must not
-    depend on x_i or later pixels: the logit of p(x_i = 1 | x_<i), shaped like x, for binary pixels;
-    (B, P, C, H, W) with P = `outputs_per_pixel` for grey levels. Their networks read
-    `network_input(x)`. Sampling and completion then work pixel by pixel; families with a cheaper
-    step (a hidden state, a key/value cache) override `fill`.
+    Subclasses implement `pixel_params(x)`: the conditionals' parameters for every pixel, shape
+    (B, P, C, H, W) with P = `params_per_pixel` (P = 1, the logit of p(x_i = 1 | x_<i), for binary
+    pixels), which must not depend on x_i or later pixels. Their networks read `network_input(x)`.
+    Sampling and completion then work pixel by pixel; families with a cheaper step (a hidden state,
+    a key/value cache) override `fill`, and each of its steps ends with `draw`.
     """
 
-    output_distribution = None  # a PixelDistribution when pixels take more than two levels
-
-    def use_output_distribution(self, distribution) -> None:
-        """Pixels over `distribution.levels` levels, each with that conditional (None: binary, Bernoulli)."""
-        self.output_distribution = distribution
-        self.pixel_levels = 2 if distribution is None else distribution.levels
+    def __init__(self, image_shape: tuple[int, int, int], pixel_distribution):
+        """`pixel_distribution`: a models.nn.pixel_distributions.PixelDistribution (not imported
+        here: that module imports this one, and every family would then depend on it)."""
+        super().__init__(image_shape)
+        self.pixel_distribution = pixel_distribution
+        self.pixel_levels = pixel_distribution.levels
 
     @property
-    def outputs_per_pixel(self) -> int:
-        return 1 if self.output_distribution is None else self.output_distribution.params_per_pixel
+    def params_per_pixel(self) -> int:
+        return self.pixel_distribution.params_per_pixel
 
     def network_input(self, x: torch.Tensor) -> torch.Tensor:
         """What the network reads: binary pixels as they are, grey levels scaled to [-1, 1]."""
-        return x if self.output_distribution is None else self.output_distribution.network_input(x)
+        return self.pixel_distribution.network_input(x)
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    def pixel_params(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def ordering(self) -> torch.Tensor:
@@ -287,20 +279,16 @@ class AutoregressiveModel(GenerativeModel):
         """-log p(x), or -log p(x | y) given labels (class-conditional families)."""
         if labels is None and isinstance(self, ClassConditional):
             return self.marginal_nll(x)
-        logits = self.logits(x, **labels_kwarg(labels))
-        if self.output_distribution is None:
-            return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+        params = self.pixel_params(x, **labels_kwarg(labels))
         # in fp32 under bf16 autocast too: bf16 places a logistic's mean near 1 only to about half a level's bin
-        params = logits.to(torch.promote_types(logits.dtype, torch.float32))
-        return -self.output_distribution.log_prob(params, x).flatten(1).sum(1)
+        params = params.to(torch.promote_types(params.dtype, torch.float32))
+        return -self.pixel_distribution.log_prob(params, x).flatten(1).sum(1)
 
     def draw(self, params: torch.Tensor, observed: torch.Tensor, value: torch.Tensor,
              noise: torch.Tensor) -> torch.Tensor:
         """One pixel of a batch: `value` where observed, else a draw from the conditional with these
-        `params` ((B,) logits for binary pixels, (B, P) for grey levels) by the uniform `noise`."""
-        if self.output_distribution is None:
-            return draw_or_keep(observed, value, torch.sigmoid(params), noise)
-        return torch.where(observed, value, self.output_distribution.draw(params, noise))
+        `params` (B, P) by the uniform `noise` (B,)."""
+        return torch.where(observed, value, self.pixel_distribution.draw(params, noise))
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None,
@@ -327,7 +315,6 @@ class AutoregressiveModel(GenerativeModel):
         for i in pixels(self.ordering().tolist()):
             if flat_obs[:, i].all():
                 continue
-            params = self.logits(x, **labels_kwarg(labels)).reshape(len(x), self.outputs_per_pixel, -1)[:, :, i]
-            params = params[:, 0] if self.output_distribution is None else params
+            params = self.pixel_params(x, **labels_kwarg(labels)).reshape(len(x), self.params_per_pixel, -1)[:, :, i]
             flat_x[:, i] = self.draw(params, flat_obs[:, i], flat_x[:, i], flat_noise[:, i])
         return x

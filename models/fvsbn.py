@@ -3,24 +3,26 @@ from __future__ import annotations
 
 import torch
 
-from models.base import AutoregressiveModel, draw_or_keep
+from models.base import AutoregressiveModel
 from models.nn.masked_linear import MaskedLinear
+from models.nn.pixel_distributions import Bernoulli
 from models.progress import pixels
 
 
 class FVSBN(AutoregressiveModel):
-    """logit p(x_i = 1 | x_<i) = b_i + sum_{j<i} W_ij x_j, in raster order."""
+    """logit p(x_i = 1 | x_<i) = b_i + sum_{j<i} W_ij x_j, in raster order (binary pixels only: a
+    logistic regression per pixel is the model)."""
 
 
     def __init__(self, image_shape=(1, 28, 28)):
-        super().__init__(image_shape)
+        super().__init__(image_shape, Bernoulli())
         d = self.num_pixels
         self.linear = MaskedLinear(d, d)
         self.linear.set_mask(torch.tril(torch.ones(d, d), diagonal=-1))
         torch.nn.init.zeros_(self.linear.weight)
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x.flatten(1)).view_as(x)
+    def pixel_params(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1)).view_as(x).unsqueeze(1)
 
     def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """One row of W per pixel: O(D) per pixel instead of a full pass."""
@@ -28,6 +30,6 @@ class FVSBN(AutoregressiveModel):
         flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
         weight = self.linear.masked_weight()
         for i in pixels(range(self.num_pixels)):
-            p = torch.sigmoid(flat_x @ weight[i] + self.linear.bias[i])
-            flat_x[:, i] = draw_or_keep(flat_obs[:, i], flat_x[:, i], p, flat_noise[:, i])
+            logit = flat_x @ weight[i] + self.linear.bias[i]
+            flat_x[:, i] = self.draw(logit[:, None], flat_obs[:, i], flat_x[:, i], flat_noise[:, i])
         return x

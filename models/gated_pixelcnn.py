@@ -7,26 +7,28 @@ itself, so it reaches the horizontal stack shifted down by one row: row r gets v
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import draw_or_keep, require_positive
-from models.nn.batch_chunks import in_chunks
+from models.base import require_positive
+from models.fast.batch_chunks import in_chunks
+from models.fast.cpu_gate import cpu_gate
 from models.nn.conv_autoregressive import ConvolutionalAutoregressive, channels_last
 from models.nn.conv_steps import conv_at, pointwise, write
+from models.nn.pixel_distributions import pixel_distribution_for
 from models.nn.sampling import first_position_to_fill, one_thread_on_cpu
 from models.progress import progress
 
 
 def gate(pre: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """tanh(a) * sigmoid(b) for the two halves a, b of `pre`. On a CPU tanh(a) runs as 2 sigmoid(2a) - 1:
-    torch 2.15's CPU tanh costs 6x a sigmoid per number on this project's AMD CPU, and the gate's
-    forward and backward at batch 32 took 24 ms this way against 32 ms (a GPU or torch.compile fuses
-    either form)."""
+    """tanh(a) * sigmoid(b) for the two halves a, b of `pre` (on a CPU in the form of
+    models/fast/cpu_gate.py)."""
     a, b = pre.chunk(2, dim)
     if pre.device.type == "cpu":
-        return (2 * torch.sigmoid(2 * a) - 1) * torch.sigmoid(b)
+        return cpu_gate(a, b)
     return torch.tanh(a) * torch.sigmoid(b)
 
 
@@ -108,12 +110,14 @@ class GatedLayer(nn.Module):
 
 class GatedPixelCNN(ConvolutionalAutoregressive):
     """`layers` gated layers (the first with first_kernel, the others with kernel), then ReLU, 1x1
-    conv (head_channels), ReLU, 1x1 conv to one Bernoulli logit per pixel."""
-
+    conv (head_channels), ReLU, 1x1 conv to each pixel's conditional: one Bernoulli logit for binary
+    pixels; for pixel_levels (256 with `data: grey`), the parameters of `output` (see
+    models/pixelcnn.py), the stacks then reading the levels scaled to [-1, 1]."""
 
     def __init__(self, image_shape=(1, 28, 28), channels: int = 128, layers: int = 15, first_kernel: int = 7,
-                 kernel: int = 3, head_channels: int = 256, dropout: float = 0.0):
-        super().__init__(image_shape)
+                 kernel: int = 3, head_channels: int = 256, dropout: float = 0.0, pixel_levels: int = 2,
+                 output: Literal["logistic_mixture", "softmax"] = "logistic_mixture", components: int = 10):
+        super().__init__(image_shape, pixel_distribution_for(pixel_levels, output, components))
         if self.image_shape[0] != 1:
             raise ValueError("gated_pixelcnn models single-channel images (image_shape[0] must be 1)")
         for name, value in (("first_kernel", first_kernel), ("kernel", kernel)):
@@ -127,16 +131,16 @@ class GatedPixelCNN(ConvolutionalAutoregressive):
             for i in range(layers))
         self.build_head(channels, head_channels)
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    def pixel_params(self, x: torch.Tensor) -> torch.Tensor:
         # on a CPU, in pieces of the batch whose largest activation, the vertical pre-activation
         # (2C x (H + p) x W), stays under the allocator's mmap threshold: 1.2x per step at batch 128
-        # (models/nn/batch_chunks.py)
+        # (models/fast/batch_chunks.py)
         height, width = x.shape[-2:]
         largest = 2 * self.layers[0].out.out_channels * (height + self.layers[0].pad) * width * 4
-        return in_chunks(super().logits, x, largest)
+        return in_chunks(super().pixel_params, x, largest)
 
     def trunk(self, x: torch.Tensor, record: list | None = None) -> torch.Tensor:
-        v = h = x
+        v = h = self.network_input(x)
         for layer in self.layers:
             v, h = layer(v, h, record)
         return h
@@ -168,10 +172,9 @@ class GatedPixelCNN(ConvolutionalAutoregressive):
                     h = layer.horizontal_step(h_buffers[i], kernels[i], links[i], r, c)
                     if i + 1 < len(self.layers):
                         write(h_buffers[i + 1], pads[i + 1], r, c, h)
-                p = torch.sigmoid(self.head_at(h))
-                pixel = draw_or_keep(observed[:, 0, r, c], x[:, 0, r, c], p, noise[:, 0, r, c])
+                pixel = self.draw(self.head_at(h), observed[:, 0, r, c], x[:, 0, r, c], noise[:, 0, r, c])
                 x[:, 0, r, c] = pixel
-                write(v_buffers[0], pads[0], r, c, pixel[:, None])
+                write(v_buffers[0], pads[0], r, c, self.network_input(pixel)[:, None])
             self._advance_vertical(v_buffers, pads, links, r)
         return x
 

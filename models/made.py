@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from models.base import AutoregressiveModel, LabelConditioning, labels_kwarg, require_sizes, uniform_noise
-from models.nn.blocked_masked_linear import BlockedMaskedLinear, BlockedMaskedMLP
+from models.fast.blocked_masked_linear import BlockedMaskedLinear, BlockedMaskedMLP
 from models.nn.masked_linear import MaskedLinear, MaskedMLP, made_degrees, made_masks
-from models.nn.pixel_distributions import autoregressive_conditional
+from models.nn.pixel_distributions import pixel_distribution_for
 from models.progress import pixels
 
 BLOCKED_FROM_WEIGHTS = 2**20
@@ -37,10 +37,11 @@ class MADE(AutoregressiveModel, LabelConditioning):
     to the output logits (every pixel may depend on the label: the first pixel only through the
     output bias, since no hidden unit reaches it).
 
-    pixel_levels > 2 (set by `data: grey`): each pixel gets P = `outputs_per_pixel` outputs, all with
-    its degree (a block of D outputs per parameter), the parameters of `output`: a discretized mixture
-    of `components` logistics or a softmax over the levels (see models/pixelcnn.py); the network reads
-    the levels scaled to [-1, 1]. `output` and `components` are for grey levels only.
+    pixel_levels (256 with `data: grey`): each pixel gets P = `params_per_pixel` outputs, all with its
+    degree (a block of D outputs per parameter), the parameters of its `pixel_distribution`: Bernoulli
+    (one logit) for binary pixels, else `output`, a discretized mixture of `components` logistics or a
+    softmax over the levels (see models/pixelcnn.py), the network reading the levels scaled to [-1, 1].
+    `output` and `components` are for grey levels only.
     """
 
     def __init__(self, image_shape=(1, 28, 28), hidden_sizes: list[int] = (500,), num_masks: int = 1,
@@ -48,11 +49,10 @@ class MADE(AutoregressiveModel, LabelConditioning):
                  direct_connections: bool = False, pixel_levels: int = 2,
                  output: Literal["logistic_mixture", "softmax"] = "logistic_mixture", components: int = 10,
                  blocked: bool | None = None):
-        super().__init__(image_shape)
+        super().__init__(image_shape, pixel_distribution_for(pixel_levels, output, components))
         require_sizes(hidden_sizes=hidden_sizes)
         if num_masks < 1 or not 1 <= eval_masks <= num_masks:
             raise ValueError("need num_masks >= 1 and 1 <= eval_masks <= num_masks")
-        self.use_output_distribution(autoregressive_conditional(pixel_levels, output, components))
         self.num_masks, self.eval_masks = num_masks, eval_masks
         self.degrees = self._draw_degrees(list(hidden_sizes), num_masks, order_agnostic, mask_seed)
         self._device_masks: dict[int, list[torch.Tensor]] = {}
@@ -65,7 +65,7 @@ class MADE(AutoregressiveModel, LabelConditioning):
         if conditional:
             self.init_labels(10)
             self.label_hidden, self.label_logits = nn.Embedding(10, hidden_sizes[0]), nn.Embedding(
-                10, self.num_pixels * self.outputs_per_pixel)
+                10, self.num_pixels * self.params_per_pixel)
             nn.init.zeros_(self.label_hidden.weight)  # it starts as the unconditional model
             nn.init.zeros_(self.label_logits.weight)
 
@@ -74,12 +74,12 @@ class MADE(AutoregressiveModel, LabelConditioning):
             raise ValueError("blocked: true needs num_masks: 1 (an ensemble's masks share dense weights)")
         if blocked is not None:
             return blocked
-        sizes = [self.num_pixels, *hidden_sizes, self.num_pixels * self.outputs_per_pixel]
+        sizes = [self.num_pixels, *hidden_sizes, self.num_pixels * self.params_per_pixel]
         return self.num_masks == 1 and max(a * b for a, b in zip(sizes[:-1], sizes[1:])) >= BLOCKED_FROM_WEIGHTS
 
     def _layers(self, hidden_sizes, direct_connections: bool) -> tuple[nn.Module, nn.Module | None]:
         """The masked MLP and the direct connections, blocked or dense."""
-        d, per_pixel = self.num_pixels, self.outputs_per_pixel
+        d, per_pixel = self.num_pixels, self.params_per_pixel
         if self.blocked:
             inputs = self.degrees[0][0]
             mlp = BlockedMaskedMLP(self.degrees[0], per_pixel)
@@ -119,10 +119,10 @@ class MADE(AutoregressiveModel, LabelConditioning):
         they would take 9.8 GB). On a CPU the mask in use is copied into each layer's float buffer
         (`MaskedLinear.set_mask`)."""
         if k not in self._device_masks:
-            masks = made_masks(self.degrees[k], self.outputs_per_pixel)
+            masks = made_masks(self.degrees[k], self.params_per_pixel)
             if self.direct is not None:  # input j reaches output i when j comes before i in the ordering
                 inputs = self.degrees[k][0]
-                masks.append((inputs[:, None] > inputs[None, :]).repeat(self.outputs_per_pixel, 1))
+                masks.append((inputs[:, None] > inputs[None, :]).repeat(self.params_per_pixel, 1))
             self._device_masks[k] = [mask.to(self.device, torch.bool) for mask in masks]
         return self._device_masks[k]
 
@@ -140,7 +140,7 @@ class MADE(AutoregressiveModel, LabelConditioning):
     def ordering(self) -> torch.Tensor:
         return torch.argsort(self.degrees[self.mask_index][0])
 
-    def logits(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def pixel_params(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         self.check_labels(labels)
         flat = self.network_input(x).flatten(1)
         first, *middle, last = self.mlp.layers
@@ -155,7 +155,7 @@ class MADE(AutoregressiveModel, LabelConditioning):
             out = out + self.label_logits(labels)
         if self.direct is not None:
             out = out + self.direct(flat)
-        return out.view_as(x) if self.output_distribution is None else out.view(len(x), -1, *self.image_shape)
+        return out.view(len(x), -1, *self.image_shape)
 
     def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor,
              labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -181,7 +181,6 @@ class MADE(AutoregressiveModel, LabelConditioning):
                 params = params + flat_in @ direct_weight[rows].T
             if label_logits is not None:
                 params = params + label_logits[:, rows]
-            params = params[:, 0] if self.output_distribution is None else params
             flat_x[:, i] = self.draw(params, flat_obs[:, i], flat_x[:, i], flat_noise[:, i])
             new = self.network_input(flat_x[:, i])
             pre += (new - flat_in[:, i])[:, None] * first_weight[:, i]

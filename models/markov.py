@@ -12,7 +12,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models.base import AutoregressiveModel, draw_or_keep, mean_nll_in_chunks
+from models.base import AutoregressiveModel, mean_nll_in_chunks
+from models.nn.pixel_distributions import Bernoulli
 
 
 def smoothed_logit(ones: torch.Tensor, total: torch.Tensor, smoothing: float) -> torch.Tensor:
@@ -26,12 +27,13 @@ class MarkovChain(AutoregressiveModel):
     fit: `counts` sets the parameters to the smoothed transition frequencies of the training
     images (additive smoothing `smoothing` per outcome, which keeps transitions never seen in
     training, such as a pixel after an always-black corner pixel, at a finite cost); `gradient`
-    leaves them to the training loop.
+    leaves them to the training loop. Binary pixels only: the counts are of the four transitions
+    between two values.
     """
 
     def __init__(self, image_shape=(1, 28, 28), fit: Literal["counts", "gradient"] = "counts",
                  smoothing: float = 1.0):
-        super().__init__(image_shape)
+        super().__init__(image_shape, Bernoulli())
         if fit not in ("counts", "gradient"):
             raise ValueError(f"fit must be 'counts' or 'gradient', got {fit!r}")
         if not smoothing > 0:
@@ -46,10 +48,10 @@ class MarkovChain(AutoregressiveModel):
     def fits_without_gradients(self) -> bool:
         return self.fit == "counts"
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    def pixel_params(self, x: torch.Tensor) -> torch.Tensor:
         previous = x.flatten(1)[:, :-1]
         rest = self.after_0 + previous * (self.after_1 - self.after_0)
-        return torch.cat([self.first.expand(len(x), 1), rest], 1).view_as(x)
+        return torch.cat([self.first.expand(len(x), 1), rest], 1).view_as(x).unsqueeze(1)
 
     def training_flops_per_image(self) -> int:
         """Elementwise work only (a gradient step, or counting transitions), which the FLOP counter
@@ -79,5 +81,5 @@ class MarkovChain(AutoregressiveModel):
                 logit = self.first.expand(len(x))
             else:
                 logit = self.after_0[i - 1] + flat_x[:, i - 1] * (self.after_1[i - 1] - self.after_0[i - 1])
-            flat_x[:, i] = draw_or_keep(flat_obs[:, i], flat_x[:, i], torch.sigmoid(logit), flat_noise[:, i])
+            flat_x[:, i] = self.draw(logit[:, None], flat_obs[:, i], flat_x[:, i], flat_noise[:, i])
         return x

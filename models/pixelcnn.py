@@ -15,7 +15,7 @@ from models.base import LabelConditioning, require_positive
 from models.nn.conv_autoregressive import ConvolutionalAutoregressive, channels_last
 from models.nn.conv_steps import conv_at, flat_kernel, pointwise, write
 from models.nn.masked_conv import MaskedConv2d
-from models.nn.pixel_distributions import autoregressive_conditional
+from models.nn.pixel_distributions import pixel_distribution_for
 from models.nn.sampling import first_position_to_fill, one_thread_on_cpu
 from models.progress import pixels
 
@@ -50,9 +50,10 @@ class ResidualBlock(nn.Module):
 
 class PixelCNN(ConvolutionalAutoregressive, LabelConditioning):
     """A mask-A first_kernel x first_kernel conv, `residual_blocks` blocks with mask-B kernel x kernel
-    convs, then ReLU, 1x1 conv (head_channels), ReLU, 1x1 conv to one Bernoulli logit per pixel.
+    convs, then ReLU, 1x1 conv (head_channels), ReLU, 1x1 conv to each pixel's conditional: one
+    Bernoulli logit for binary pixels.
 
-    pixel_levels > 2 (set by `data: grey`): each pixel's conditional over the levels is `output`, a
+    pixel_levels (256 with `data: grey`): each pixel's conditional over the levels is `output`, a
     discretized mixture of `components` logistics (Salimans et al. 2017) or a softmax over the levels
     (van den Oord et al. 2016, Pixel RNN, Section 5.3); the network reads the levels scaled to [-1, 1].
     `output` and `components` are for grey levels only.
@@ -64,8 +65,7 @@ class PixelCNN(ConvolutionalAutoregressive, LabelConditioning):
                  first_kernel: int = 7, kernel: int = 3, head_channels: int = 256, dropout: float = 0.0,
                  conditional: bool = False, pixel_levels: int = 2,
                  output: Literal["logistic_mixture", "softmax"] = "logistic_mixture", components: int = 10):
-        super().__init__(image_shape)
-        self.use_output_distribution(autoregressive_conditional(pixel_levels, output, components))
+        super().__init__(image_shape, pixel_distribution_for(pixel_levels, output, components))
         if self.image_shape[0] != 1:
             raise ValueError("pixelcnn models single-channel images (image_shape[0] must be 1)")
         if channels < 2 or channels % 2:
@@ -84,9 +84,8 @@ class PixelCNN(ConvolutionalAutoregressive, LabelConditioning):
             self.label_bias = nn.Embedding(10, channels)
             nn.init.zeros_(self.label_bias.weight)  # it starts as the unconditional model
 
-    def logits(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.head(self.trunk(x, labels=labels))
-        return out if self.output_distribution is None else out.unsqueeze(2)  # (B, P, 1, H, W)
+    def pixel_params(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.trunk(x, labels=labels)).unsqueeze(2)  # (B, P, 1, H, W)
 
     def first_features(self, h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """The first convolution's output (B, channels, ...), plus the label's bias when conditional."""

@@ -10,25 +10,29 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models.base import AutoregressiveModel, draw_or_keep, require_positive
+from models.base import AutoregressiveModel, require_positive
 from models.nn.causal_embedding import CausalPixelEmbedding
+from models.nn.pixel_distributions import pixel_distribution_for
 from models.nn.sampling import first_position_to_fill, one_thread_on_cpu
 from models.progress import pixels
 
 
 class PixelRNN(AutoregressiveModel):
     """Step t reads an embedding of the `input_window` pixels before t (plus, optionally, a learned
-    embedding of position t), updates a `layers`-deep LSTM/GRU state, and outputs the logit of x_t."""
-
+    embedding of position t), updates a `layers`-deep LSTM/GRU state, and outputs the parameters of
+    x_t's conditional: its logit for binary pixels; for pixel_levels (256 with `data: grey`), those of
+    `output` (see models/pixelcnn.py), the embedding then reading the levels scaled to [-1, 1]."""
 
     def __init__(self, image_shape=(1, 28, 28), cell: Literal["lstm", "gru"] = "lstm", hidden: int = 256,
-                 layers: int = 2, embedding: int = 64, input_window: int = 1, position_embedding: bool = True):
-        super().__init__(image_shape)
+                 layers: int = 2, embedding: int = 64, input_window: int = 1, position_embedding: bool = True,
+                 pixel_levels: int = 2, output: Literal["logistic_mixture", "softmax"] = "logistic_mixture",
+                 components: int = 10):
+        super().__init__(image_shape, pixel_distribution_for(pixel_levels, output, components))
         require_positive(hidden=hidden, layers=layers, embedding=embedding)
         self.embed = CausalPixelEmbedding(input_window, embedding)
         self.position = nn.Parameter(torch.randn(self.num_pixels, embedding) * 0.02) if position_embedding else None
         self.rnn = (nn.LSTM if cell == "lstm" else nn.GRU)(embedding, hidden, layers, batch_first=True)
-        self.out = nn.Linear(hidden, 1)
+        self.out = nn.Linear(hidden, self.params_per_pixel)
 
     def inputs(self, flat_x: torch.Tensor) -> torch.Tensor:
         e = self.embed(flat_x)
@@ -40,9 +44,9 @@ class PixelRNN(AutoregressiveModel):
         with torch.autocast(inputs.device.type, enabled=False):
             return self.rnn(inputs.to(self.out.weight.dtype), state)
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        h, _ = self.run(self.inputs(x.flatten(1)))
-        return self.out(h).view_as(x)
+    def pixel_params(self, x: torch.Tensor) -> torch.Tensor:
+        h, _ = self.run(self.inputs(self.network_input(x).flatten(1)))
+        return self.out(h).transpose(1, 2).reshape(len(x), -1, *self.image_shape)
 
     @torch.no_grad()
     @one_thread_on_cpu
@@ -53,14 +57,13 @@ class PixelRNN(AutoregressiveModel):
         start = first_position_to_fill(observed)
         state = None
         if start > 0:
-            _, state = self.run(self.inputs(flat_x)[:, :start])
-        sequence = self.embed.padded_sequence(flat_x)
+            _, state = self.run(self.inputs(self.network_input(flat_x))[:, :start])
+        sequence = self.embed.padded_sequence(self.network_input(flat_x))
         for t in pixels(range(start, self.num_pixels)):
             e = self.embed.step(sequence, t)
             if self.position is not None:
                 e = e + self.position[t]
             h, state = self.run(e[:, None], state)
-            p = torch.sigmoid(self.out(h[:, 0]))[:, 0]
-            flat_x[:, t] = draw_or_keep(flat_obs[:, t], flat_x[:, t], p, flat_noise[:, t])
-            sequence[:, 0, self.embed.window + t] = flat_x[:, t]
+            flat_x[:, t] = self.draw(self.out(h[:, 0]), flat_obs[:, t], flat_x[:, t], flat_noise[:, t])
+            sequence[:, 0, self.embed.window + t] = self.network_input(flat_x[:, t])
         return x

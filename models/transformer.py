@@ -2,28 +2,24 @@
 
 Position t reads an embedding of the pixels before it (a learned start token at t = 0) plus a
 learned position embedding; pre-LayerNorm blocks of causal self-attention and an MLP follow, and
-a linear head gives the logit of x_t. Sampling keeps a key/value cache: one position per step.
+a linear head gives the parameters of x_t's conditional (its logit for binary pixels). Sampling
+keeps a key/value cache: one position per step.
 """
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import AutoregressiveModel, draw_or_keep, require_positive
-from models.nn.batch_chunks import in_chunks
+from models.base import AutoregressiveModel, require_positive
+from models.fast.batch_chunks import in_chunks
+from models.fast.padded_attention import padded_head_dim, padded_heads_attention
 from models.nn.causal_embedding import CausalPixelEmbedding
+from models.nn.pixel_distributions import pixel_distribution_for
 from models.nn.sampling import first_position_to_fill, one_thread_on_cpu
 from models.progress import pixels
-
-
-def padded_head_dim(head_dim: int, device: torch.device) -> int:
-    """The head size attention runs at: on a CPU, the next multiple of 16 (an AVX-512 vector of
-    floats) where that adds at most an eighth, e.g. 30 -> 32 (the flash kernel's forward and backward
-    at T = 784 took 1.25x as long at 30 as at 32); elsewhere, and where padding would add more (28 ->
-    32 gained nothing), the head size itself."""
-    padded = head_dim + -head_dim % 16
-    return padded if device.type == "cpu" and 8 * padded <= 9 * head_dim else head_dim
 
 
 class CausalSelfAttention(nn.Module):
@@ -39,8 +35,9 @@ class CausalSelfAttention(nn.Module):
         batch, length, dim = x.shape
         head_dim = dim // self.heads
         padded = padded_head_dim(head_dim, x.device)
-        if t is None and cache is None and padded != head_dim:
-            return self._padded_heads(x, head_dim, padded)
+        if t is None and cache is None and padded != head_dim:  # the same attention, faster on a CPU
+            return padded_heads_attention(x, self.qkv, self.proj, self.heads, padded,
+                                          self.dropout if self.training else 0.0)
         q, k, v = self.qkv(x).view(batch, length, 3, self.heads, head_dim).permute(2, 0, 3, 1, 4)
         if t is None:
             if cache is not None:
@@ -51,22 +48,6 @@ class CausalSelfAttention(nn.Module):
             cache[0][:, :, t:t + 1], cache[1][:, :, t:t + 1] = k, v
             y = F.scaled_dot_product_attention(q, cache[0][:, :, :t + 1], cache[1][:, :, :t + 1])
         return self.proj(y.transpose(1, 2).reshape(batch, length, dim))
-
-    def _padded_heads(self, x: torch.Tensor, head_dim: int, padded: int) -> torch.Tensor:
-        """The same attention with every head padded with zeros to `padded`: zero rows in the qkv
-        weight give zero query, key and value columns, which change no dot product, and zero
-        columns in the projection drop the padded output columns. Padding the small weights, not
-        the activations, costs no copy of q, k, v or the output."""
-        batch, length, dim = x.shape
-        pad = padded - head_dim
-        qkv_weight = F.pad(self.qkv.weight.view(3, self.heads, head_dim, dim), (0, 0, 0, pad))
-        qkv_bias = F.pad(self.qkv.bias.view(3, self.heads, head_dim), (0, pad))
-        qkv = F.linear(x, qkv_weight.reshape(-1, dim), qkv_bias.flatten())
-        q, k, v = qkv.view(batch, length, 3, self.heads, padded).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0,
-                                           scale=head_dim ** -0.5)
-        proj_weight = F.pad(self.proj.weight.view(dim, self.heads, head_dim), (0, pad)).flatten(1)
-        return F.linear(y.transpose(1, 2).reshape(batch, length, self.heads * padded), proj_weight, self.proj.bias)
 
 
 class Block(nn.Module):
@@ -83,10 +64,15 @@ class Block(nn.Module):
 
 
 class PixelTransformer(AutoregressiveModel):
+    """`layers` blocks of width `dim` with `heads` attention heads over the D raster positions.
+
+    pixel_levels (256 with `data: grey`): the head gives the parameters of `output` (see
+    models/pixelcnn.py) and the embedding reads the levels scaled to [-1, 1]."""
 
     def __init__(self, image_shape=(1, 28, 28), dim: int = 256, layers: int = 8, heads: int = 8,
-                 mlp_ratio: int = 4, input_window: int = 1, dropout: float = 0.0):
-        super().__init__(image_shape)
+                 mlp_ratio: int = 4, input_window: int = 1, dropout: float = 0.0, pixel_levels: int = 2,
+                 output: Literal["logistic_mixture", "softmax"] = "logistic_mixture", components: int = 10):
+        super().__init__(image_shape, pixel_distribution_for(pixel_levels, output, components))
         require_positive(dim=dim, layers=layers, heads=heads, mlp_ratio=mlp_ratio)
         if dim % heads:
             raise ValueError(f"dim ({dim}) must be a multiple of heads ({heads})")
@@ -96,7 +82,7 @@ class PixelTransformer(AutoregressiveModel):
         self.position = nn.Parameter(torch.zeros(self.num_pixels, dim))
         self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout) for _ in range(layers))
         self.ln_out = nn.LayerNorm(dim)
-        self.out = nn.Linear(dim, 1)
+        self.out = nn.Linear(dim, self.params_per_pixel)
         self.apply(self._init_weights)
         nn.init.normal_(self.position, std=0.02)
 
@@ -112,11 +98,15 @@ class PixelTransformer(AutoregressiveModel):
             h = block(h, None if caches is None else caches[i])
         return self.ln_out(h)
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    def pixel_params(self, x: torch.Tensor) -> torch.Tensor:
         # on a CPU, in pieces of the batch whose largest activation, the MLP's (D, mlp_ratio * dim),
-        # stays under the allocator's mmap threshold (models/nn/batch_chunks.py)
+        # stays under the allocator's mmap threshold (models/fast/batch_chunks.py)
         largest = self.num_pixels * self.blocks[0].mlp[0].out_features * 4
-        return in_chunks(lambda x: self.out(self.features(x.flatten(1))).view_as(x), x, largest)
+        return in_chunks(self._pixel_params, x, largest)
+
+    def _pixel_params(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.out(self.features(self.network_input(x).flatten(1)))  # (B, D, P)
+        return out.transpose(1, 2).reshape(len(x), -1, *self.image_shape)
 
     @torch.no_grad()
     @one_thread_on_cpu
@@ -127,15 +117,15 @@ class PixelTransformer(AutoregressiveModel):
         caches = [self._empty_cache(block, len(x), x) for block in self.blocks]
         start = first_position_to_fill(observed)
         if start > 0:
-            self.features(flat_x[:, :start], caches)
-        sequence = self.embed.padded_sequence(flat_x)
+            self.features(self.network_input(flat_x[:, :start]), caches)
+        sequence = self.embed.padded_sequence(self.network_input(flat_x))
         for t in pixels(range(start, self.num_pixels)):
             h = (self.embed.step(sequence, t) + self.position[t])[:, None]
             for block, cache in zip(self.blocks, caches):
                 h = block(h, cache, t)
-            p = torch.sigmoid(self.out(self.ln_out(h[:, 0])))[:, 0]
-            flat_x[:, t] = draw_or_keep(flat_obs[:, t], flat_x[:, t], p, flat_noise[:, t])
-            sequence[:, 0, self.embed.window + t] = flat_x[:, t]
+            params = self.out(self.ln_out(h[:, 0]))
+            flat_x[:, t] = self.draw(params, flat_obs[:, t], flat_x[:, t], flat_noise[:, t])
+            sequence[:, 0, self.embed.window + t] = self.network_input(flat_x[:, t])
         return x
 
     def _empty_cache(self, block: Block, batch: int, like: torch.Tensor) -> tuple:

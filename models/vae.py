@@ -20,25 +20,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Independent, Normal, kl_divergence
 
-from models.base import (
-    GenerativeModel,
-    LabelConditioning,
-    require_pixel_levels,
-    require_positive,
-    require_sizes,
-    uniform_noise,
-)
-from models.nn.pixel_distributions import DiscretizedLogisticMixture, scale_levels
+from models.base import GenerativeModel, LabelConditioning, require_positive, require_sizes, uniform_noise
+from models.nn.pixel_distributions import pixel_distribution_for
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
 # (samples x images) rows decoded at once when estimating the NLL, divided by the decoder's outputs
 # per pixel: bounds memory for any k.
 ROWS_PER_CHUNK = 2 ** 15
-# Grey-level means and draws go through every level's probability, (images, levels, components,
-# pixels) numbers: 0.8 GB of fp32 per intermediate for 1,000 MNIST images and one logistic. Chunks of
-# 2^26 numbers keep each at 256 MB.
-LEVEL_PROBABILITIES_PER_CHUNK = 2 ** 26
 
 
 def mlp(sizes: list[int], activation: str) -> nn.Sequential:
@@ -50,24 +39,24 @@ def mlp(sizes: list[int], activation: str) -> nn.Sequential:
 
 
 def mlp_pair(image_shape, hidden_sizes: list[int], latent_dim: int, activation: str, label_inputs: int = 0,
-             outputs_per_pixel: int = 1):
-    """Encoder image -> (mean, raw scale) of the code, and decoder code -> `outputs_per_pixel`
-    numbers per pixel, shape (batch, outputs_per_pixel * C, H, W), the decoder's hidden layers those
+             params_per_pixel: int = 1):
+    """Encoder image -> (mean, raw scale) of the code, and decoder code -> `params_per_pixel`
+    numbers per pixel, shape (batch, params_per_pixel * C, H, W), the decoder's hidden layers those
     of the encoder in reverse. Each takes `label_inputs` more inputs (a one-hot label) after its own
     when conditional."""
     require_sizes(hidden_sizes=hidden_sizes)
     c, h, w = image_shape
     sizes = [math.prod(image_shape), *hidden_sizes]
     encoder = nn.Sequential(nn.Flatten(), mlp([sizes[0] + label_inputs, *sizes[1:], 2 * latent_dim], activation))
-    decoder = nn.Sequential(mlp([latent_dim + label_inputs, *reversed(sizes[1:]), outputs_per_pixel * sizes[0]], activation),
-                            nn.Unflatten(1, (outputs_per_pixel * c, h, w)))
+    decoder = nn.Sequential(mlp([latent_dim + label_inputs, *reversed(sizes[1:]), params_per_pixel * sizes[0]], activation),
+                            nn.Unflatten(1, (params_per_pixel * c, h, w)))
     return encoder, decoder
 
 
-def conv_pair(image_shape, channels: int, latent_dim: int, activation: str, outputs_per_pixel: int = 1):
+def conv_pair(image_shape, channels: int, latent_dim: int, activation: str, params_per_pixel: int = 1):
     """Encoder: two stride-2 convolutions (H, W -> H/4, W/4), then a linear layer to (mean, raw
     scale). Decoder: the mirror image, a linear layer and two stride-2 transposed convolutions to
-    `outputs_per_pixel` numbers per pixel, shape (batch, outputs_per_pixel * C, H, W)."""
+    `params_per_pixel` numbers per pixel, shape (batch, params_per_pixel * C, H, W)."""
     c, h, w = image_shape
     if h % 4 or w % 4:
         raise ValueError(f"architecture 'conv' needs height and width divisible by 4, got {tuple(image_shape)}")
@@ -80,62 +69,12 @@ def conv_pair(image_shape, channels: int, latent_dim: int, activation: str, outp
     decoder = nn.Sequential(
         nn.Linear(latent_dim, features), act(), nn.Unflatten(1, (2 * channels, h // 4, w // 4)),
         nn.ConvTranspose2d(2 * channels, channels, 4, stride=2, padding=1), act(),
-        nn.ConvTranspose2d(channels, outputs_per_pixel * c, 4, stride=2, padding=1))
+        nn.ConvTranspose2d(channels, params_per_pixel * c, 4, stride=2, padding=1))
     return encoder, decoder
 
 
 def log_mean_exp(values: torch.Tensor, dim: int = 0) -> torch.Tensor:
     return torch.logsumexp(values, dim) - math.log(values.shape[dim])
-
-
-class BernoulliPixels:
-    """Binarized pixels: p(x_i = 1 | z) = sigmoid(l_i), one logit per pixel. `params` are laid out
-    as models/nn/pixel_distributions.py lays them out, (batch, 1, C, H, W)."""
-
-    params_per_pixel = 1
-
-    def log_likelihood(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """log p(x | z) for params (..., batch, 1, C, H, W) and images (batch, C, H, W): (..., batch).
-        sum_i x_i l_i - softplus(l_i) is -BCE with logits, in half the passes over the
-        (samples x images x pixels) logits that Bernoulli.log_prob makes (it dominates the NLL)."""
-        logits = params.flatten(-4)
-        return torch.einsum("...bd,bd->...b", logits, x.flatten(1).to(logits.dtype)) - F.softplus(logits).sum(-1)
-
-    def mean(self, params: torch.Tensor) -> torch.Tensor:
-        """p(x_i = 1 | z), (batch, C, H, W)."""
-        return torch.sigmoid(params.squeeze(-4))
-
-    def draw(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """1 where the uniform `noise` falls below p(x_i = 1 | z), as `draw_or_keep` draws."""
-        return (noise < self.mean(params)).float()
-
-
-class DiscretizedLogisticPixels:
-    """Grey levels 0 .. L-1: p(x_i | z) a discretized mixture of `components` logistics on [-1, 1]
-    (models/nn/pixel_distributions.py), 3 * components numbers per pixel."""
-
-    def __init__(self, levels: int, components: int):
-        self.distribution = DiscretizedLogisticMixture(levels, components)
-        self.params_per_pixel = self.distribution.params_per_pixel
-
-    def log_likelihood(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """log p(x | z) for params (..., batch, P, C, H, W) and images (batch, C, H, W): (..., batch)."""
-        images = x.expand(*params.shape[:-5], *x.shape).flatten(0, -4)
-        per_pixel = self.distribution.log_prob(params.flatten(0, -5), images)
-        return per_pixel.flatten(1).sum(1).view(params.shape[:-4])
-
-    def mean(self, params: torch.Tensor) -> torch.Tensor:
-        """E[x_i | z] / (L - 1) on [0, 1], (batch, C, H, W)."""
-        return torch.cat([self.distribution.mean(rows) for rows in self._chunks(params)])
-
-    def draw(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """Levels by inverting each pixel's cumulative distribution at its uniform `noise` (batch, C, H, W)."""
-        return torch.cat([self.distribution.draw(rows, pixel_noise)
-                          for rows, pixel_noise in zip(self._chunks(params), self._chunks(noise))])
-
-    def _chunks(self, tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        per_image = self.distribution.levels * self.distribution.components * math.prod(tensor.shape[-3:])
-        return tensor.split(max(1, LEVEL_PROBABILITIES_PER_CHUNK // per_image))
 
 
 class VAE(GenerativeModel, LabelConditioning):
@@ -170,10 +109,6 @@ class VAE(GenerativeModel, LabelConditioning):
         super().__init__(image_shape)
         require_positive(latent_dim=latent_dim, channels=channels, train_samples=train_samples,
                          eval_samples=eval_samples, val_samples=val_samples, decoder_components=decoder_components)
-        require_pixel_levels(pixel_levels)
-        if pixel_levels == 2 and decoder_components != 1:
-            raise ValueError(f"decoder_components applies to grey levels (pixel_levels > 2) only, got {decoder_components} "
-                             "with pixel_levels 2")
         if architecture not in ("mlp", "conv"):
             raise ValueError(f"architecture must be 'mlp' or 'conv', got {architecture!r}")
         if objective not in ("elbo", "iwae"):
@@ -181,9 +116,11 @@ class VAE(GenerativeModel, LabelConditioning):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
         self.latent_dim, self.objective, self.pixel_levels = latent_dim, objective, pixel_levels
-        self.decoder_pixels = (BernoulliPixels() if pixel_levels == 2
-                               else DiscretizedLogisticPixels(pixel_levels, decoder_components))
-        outputs = self.decoder_pixels.params_per_pixel
+        self.pixel_distribution = pixel_distribution_for(
+            pixel_levels, "logistic_mixture", decoder_components, default_components=1,
+            grey_only=f"decoder_components applies to grey levels (pixel_levels > 2) only, got {decoder_components} "
+                      "with pixel_levels 2")
+        outputs = self.pixel_distribution.params_per_pixel
         self.train_samples, self.eval_samples, self.val_samples = train_samples, eval_samples, val_samples
         if conditional and architecture != "mlp":
             raise ValueError("conditional: true needs architecture 'mlp'")
@@ -209,15 +146,10 @@ class VAE(GenerativeModel, LabelConditioning):
     def posterior(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Independent:
         # softplus, not exp, keeps the scale positive without overflowing early in training
         self.check_labels(labels)
-        inputs = self.encoder_input(x)
+        inputs = self.pixel_distribution.network_input(x)
         inputs = inputs if labels is None else self.with_label(inputs.flatten(1), labels)
         mean, raw_scale = self.encoder(inputs).float().chunk(2, dim=-1)
         return Independent(Normal(mean, F.softplus(raw_scale) + 1e-4, validate_args=False), 1, validate_args=False)
-
-    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Grey levels scaled to [-1, 1]; binary pixels as they are, {0, 1}, which is what the
-        binarized track's trained checkpoints saw."""
-        return x if self.pixel_levels == 2 else scale_levels(x, self.pixel_levels)
 
     def prior(self) -> Independent:
         zeros = torch.zeros(self.latent_dim, device=self.device)
@@ -226,21 +158,14 @@ class VAE(GenerativeModel, LabelConditioning):
     def decoder_params(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The parameters of p(x | z) for codes of shape (..., latent_dim) (and labels of shape
         (batch,) matching z's last batch dimension when conditional): shape (..., P, C, H, W) in fp32,
-        P = `decoder_pixels.params_per_pixel` (1, the logit, for binary pixels)."""
+        P = `pixel_distribution.params_per_pixel` (1, the logit, for binary pixels)."""
         z_in = self.with_label(z, labels)
         params = self.decoder(z_in.reshape(-1, z_in.shape[-1])).float()
-        return params.view(*z.shape[:-1], self.decoder_pixels.params_per_pixel, *self.image_shape)
-
-    def decoder_logits(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Binary pixels only: the logits of p(x_i = 1 | z), shape (..., C, H, W), fp32."""
-        if self.pixel_levels != 2:
-            raise ValueError(f"decoder_logits is for binary pixels; this VAE has {self.pixel_levels} levels: "
-                             "use decoder_params")
-        return self.decoder_params(z, labels).squeeze(-4)
+        return params.view(*z.shape[:-1], self.pixel_distribution.params_per_pixel, *self.image_shape)
 
     def log_likelihood(self, z: torch.Tensor, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """log p(x | z) for codes (..., batch, latent_dim) and images (batch, C, H, W): shape (..., batch)."""
-        return self.decoder_pixels.log_likelihood(self.decoder_params(z, labels), x)
+        return self.pixel_distribution.log_likelihood(self.decoder_params(z, labels), x)
 
     # --- bounds and estimates ----------------------------------------------------------------
     def log_weights(self, x: torch.Tensor, q: Independent, k: int, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -262,7 +187,7 @@ class VAE(GenerativeModel, LabelConditioning):
         if labels is None and self.conditional:
             return self.marginal_nll(x, lambda x, labels: self.importance_sampled_nll(x, k, labels))
         q = self.posterior(x, labels)
-        chunk = max(1, ROWS_PER_CHUNK // (len(x) * self.decoder_pixels.params_per_pixel))
+        chunk = max(1, ROWS_PER_CHUNK // (len(x) * self.pixel_distribution.params_per_pixel))
         partial = [torch.logsumexp(self.log_weights(x, q, min(chunk, k - start), labels), 0)
                    for start in range(0, k, chunk)]
         return math.log(k) - torch.logsumexp(torch.stack(partial), 0)
@@ -301,14 +226,14 @@ class VAE(GenerativeModel, LabelConditioning):
         """Images of levels 0 .. pixel_levels - 1: z ~ p(z), then every pixel ~ p(x_i | z) (one
         uniform number per pixel)."""
         params = self.prior_decoder_params(n, generator, labels)
-        return self.decoder_pixels.draw(params, uniform_noise((n, *self.image_shape), generator, self.device))
+        return self.pixel_distribution.draw(params, uniform_noise((n, *self.image_shape), generator, self.device))
 
     @torch.no_grad()
     def sample_means(self, n: int, generator: torch.Generator | None = None,
                      labels: torch.Tensor | None = None) -> torch.Tensor:
         """The decoder means E[x | z] / (pixel_levels - 1) on [0, 1] (the Bernoulli means for binary
         pixels) behind `sample`'s images when given an identically seeded generator."""
-        return self.decoder_pixels.mean(self.prior_decoder_params(n, generator, labels))
+        return self.pixel_distribution.mean(self.prior_decoder_params(n, generator, labels))
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -319,4 +244,4 @@ class VAE(GenerativeModel, LabelConditioning):
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The decoder means E[x | z] in pixel levels, shape (batch, C, H, W), as the images are
         (`HasLatentCode`): the Bernoulli means p(x_i = 1 | z) for binary pixels."""
-        return self.decoder_pixels.mean(self.decoder_params(z, labels)) * (self.pixel_levels - 1)
+        return self.pixel_distribution.mean(self.decoder_params(z, labels)) * (self.pixel_levels - 1)

@@ -13,7 +13,6 @@ from models.base import (
     HasNegativeELBO,
     HasSampleMeans,
     HasValidationNLL,
-    draw_or_keep,
 )
 from pipeline.io import REPO_ROOT
 from pipeline.report import ESTIMATORS as REPORT_LEGEND
@@ -46,10 +45,11 @@ def test_an_estimator_outside_the_set_is_refused_when_the_class_is_defined():
         type("Bound", (GenerativeModel,), {"estimator": "elbo"})
 
 
-def test_draw_or_keep_keeps_observed_pixels_and_draws_the_others():
+def test_a_samplers_draw_keeps_observed_pixels_and_draws_the_others():
     observed = torch.tensor([True, True, False, False])
     value = torch.tensor([1.0, 0.0, 1.0, 1.0])
-    drawn = draw_or_keep(observed, value, torch.tensor([0.0, 1.0, 0.3, 0.3]), torch.tensor([0.5, 0.5, 0.2, 0.4]))
+    logits = torch.tensor([-30.0, 30.0, 0.0, 0.0])[:, None]  # p(x = 1): about 0, about 1, 1/2, 1/2
+    drawn = build_model("fvsbn", SHAPE).draw(logits, observed, value, torch.tensor([0.5, 0.5, 0.2, 0.7]))
     assert drawn.tolist() == [1.0, 0.0, 1.0, 0.0]
 
 

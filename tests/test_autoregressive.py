@@ -23,7 +23,7 @@ def influence(model, shape, images: int = 3) -> torch.Tensor:
     total = torch.zeros(d, d)
     for _ in range(images):
         copies = torch.bernoulli(torch.full(shape, 0.5), generator=gen).expand(d, *shape).clone().requires_grad_()
-        model.logits(copies).view(d, d).diagonal().sum().backward()
+        model.pixel_params(copies).view(d, d).diagonal().sum().backward()
         total += copies.grad.view(d, d).abs()
     return total > 0
 

@@ -1,4 +1,4 @@
-"""MADE's layers computed block by block (models/nn/blocked_masked_linear.py) against the masked dense
+"""MADE's layers computed block by block (models/fast/blocked_masked_linear.py) against the masked dense
 product they replace: values and gradients for every mask MADE builds, the FLOPs they skip, the MADE
 properties (normalized, autoregressive), checkpoints in both directions, and a resumed training run."""
 from __future__ import annotations
@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from models.fast.blocked_masked_linear import BlockedMaskedLinear, BlockedMaskedMLP, made_layer_degrees, sort_hidden_units
 from models.made import MADE
-from models.nn.blocked_masked_linear import BlockedMaskedLinear, BlockedMaskedMLP, made_layer_degrees, sort_hidden_units
 from models.nn.masked_linear import MaskedLinear, MaskedMLP, made_degrees, made_masks
 from tests.helpers import all_binary_images, input_jacobian, randomize
 from tests.test_drills_resume import Killed, assert_same_weights, run_fit, without_time
@@ -110,7 +110,7 @@ def dense_made(shape=SHAPE, **kwargs) -> MADE:
     """A one-mask MADE with the dense masked layers it computed before the blocked ones, and the same
     weights: the reference the blocked MADE must equal."""
     model = MADE(shape, **kwargs)
-    weights, degrees, per_pixel = model.state_dict(), model.degrees[0], model.outputs_per_pixel
+    weights, degrees, per_pixel = model.state_dict(), model.degrees[0], model.params_per_pixel
     d = len(degrees[0])
     model.mlp = MaskedMLP([d, *map(len, degrees[1:]), d * per_pixel])
     model.mlp.set_masks(made_masks(degrees, per_pixel))
@@ -165,7 +165,7 @@ def test_a_blocked_made_is_normalized_and_autoregressive_in_any_order():
     with torch.no_grad():
         assert float(model.nll(all_binary_images().double()).neg().exp().sum()) == pytest.approx(1.0, abs=1e-9)
     x = all_binary_images()[12345].double()
-    jac = input_jacobian(model.logits, x)
+    jac = input_jacobian(model.pixel_params, x)
     assert torch.equal(jac != 0, jac.tril(-1) != 0) and (jac.tril(-1) != 0).float().mean() > 0.3  # raster order
 
     # an order-agnostic mask: the same through the blocked MLP alone (the inputs are permuted inside)

@@ -37,10 +37,10 @@ def test_logits_depend_on_the_label_and_only_on_earlier_pixels(name):
     x = torch.bernoulli(torch.full(TOY, 0.5), generator=torch.Generator().manual_seed(1))
     position = torch.empty(model.num_pixels, dtype=torch.long)
     position[model.ordering()] = torch.arange(model.num_pixels)
-    jacobian = input_jacobian(lambda batch: model.logits(batch, labels=torch.tensor([3])), x)
+    jacobian = input_jacobian(lambda batch: model.pixel_params(batch, labels=torch.tensor([3])), x)
     assert torch.all(jacobian[~(position[None, :] < position[:, None])] == 0)
     with torch.no_grad():
-        three, five = (model.logits(x[None], labels=torch.tensor([y])) for y in (3, 5))
+        three, five = (model.pixel_params(x[None], labels=torch.tensor([y])) for y in (3, 5))
     assert (three != five).flatten().all(), "some pixel's logit ignores the label"
 
 
@@ -62,9 +62,9 @@ def test_the_training_loss_given_labels_is_the_mean_conditional_nll(name):
 def test_labels_are_refused_by_unconditional_models_and_required_by_conditional_logits():
     x = torch.zeros(2, *TOY)
     with pytest.raises(ValueError, match="without conditional"):
-        build_model("made", TOY, hidden_sizes=[8]).logits(x, labels=torch.tensor([1, 2]))
+        build_model("made", TOY, hidden_sizes=[8]).pixel_params(x, labels=torch.tensor([1, 2]))
     with pytest.raises(ValueError, match="needs labels"):
-        build_model("pixelcnn", TOY, channels=4, residual_blocks=0, first_kernel=3, conditional=True).logits(x)
+        build_model("pixelcnn", TOY, channels=4, residual_blocks=0, first_kernel=3, conditional=True).pixel_params(x)
     with pytest.raises(ValueError, match="conditional"):
         VAE(TOY, architecture="conv", conditional=True)
     assert not isinstance(build_model("made", TOY, hidden_sizes=[8]), ClassConditional)

@@ -1,26 +1,29 @@
 """The CPU fast paths of the Gated PixelCNN and the transformer equal their plain definitions: a batch
-run in pieces (models/nn/batch_chunks.py), the gate's tanh through a sigmoid, and attention heads
+run in pieces (models/fast/batch_chunks.py), the gate's tanh through a sigmoid, and attention heads
 padded with zeros."""
 import pytest
 import torch
 import torch.nn.functional as F
 
+from models.fast import batch_chunks
+from models.fast.batch_chunks import in_chunks
+from models.fast.padded_attention import padded_head_dim
 from models.gated_pixelcnn import GatedPixelCNN, gate
-from models.nn import batch_chunks
-from models.nn.batch_chunks import images_per_chunk, in_chunks
-from models.transformer import PixelTransformer, padded_head_dim
+from models.transformer import PixelTransformer
 from tests.helpers import randomize
 
 SHAPE = (1, 5, 7)
 
 
-def test_pieces_stay_under_the_threshold_and_cover_the_batch():
-    per_image = batch_chunks.MMAP_THRESHOLD_BYTES // 10 + 1
-    assert images_per_chunk(per_image) == 9 and images_per_chunk(10 * batch_chunks.MMAP_THRESHOLD_BYTES) == 1
-    seen = []
+@pytest.mark.parametrize("bytes_per_image", [1, batch_chunks.MMAP_THRESHOLD_BYTES // 10 + 1,
+                                             10 * batch_chunks.MMAP_THRESHOLD_BYTES])
+def test_a_batch_in_pieces_gives_the_whole_batchs_result_with_every_piece_under_the_threshold(bytes_per_image):
+    pieces = []
     x = torch.arange(20.0)[:, None]
-    out = in_chunks(lambda piece: seen.append(len(piece)) or 2 * piece, x, per_image)
-    assert seen == [7, 7, 6] and torch.equal(out, 2 * x)  # as even as they come, in order
+    out = in_chunks(lambda piece: pieces.append(len(piece)) or 2 * piece, x, bytes_per_image)
+    assert torch.equal(out, 2 * x)  # every image, in order
+    assert all(n == 1 or n * bytes_per_image <= batch_chunks.MMAP_THRESHOLD_BYTES for n in pieces)
+    assert len(pieces) == 1 or 20 * bytes_per_image > batch_chunks.MMAP_THRESHOLD_BYTES  # whole when it fits
 
 
 @pytest.mark.parametrize("make", [
@@ -30,14 +33,14 @@ def test_pieces_stay_under_the_threshold_and_cover_the_batch():
 def test_a_batch_in_pieces_gives_the_whole_batch_values_and_gradients(make, monkeypatch):
     model = randomize(make(), std=0.3).double()
     x = (torch.rand(7, *SHAPE, generator=torch.Generator().manual_seed(0)) < 0.4).double()
-    whole = model.logits(x)
+    whole = model.pixel_params(x)
     whole_grads = torch.autograd.grad(whole.square().sum(), list(model.parameters()))
     seen = []
     network = "trunk" if isinstance(model, GatedPixelCNN) else "features"
     inner = getattr(model, network)
     monkeypatch.setattr(model, network, lambda h, *args: seen.append(len(h)) or inner(h, *args))
     monkeypatch.setattr(batch_chunks, "MMAP_THRESHOLD_BYTES", 1)  # one image per piece
-    pieces = model.logits(x)
+    pieces = model.pixel_params(x)
     assert seen == [1] * 7
     torch.testing.assert_close(pieces, whole)
     for a, b in zip(torch.autograd.grad(pieces.square().sum(), list(model.parameters())), whole_grads):
@@ -48,7 +51,7 @@ def test_padded_attention_heads_equal_the_plain_ones_values_and_gradients():
     assert padded_head_dim(30, torch.device("cpu")) == 32 and padded_head_dim(28, torch.device("cpu")) == 28
     model = randomize(PixelTransformer(SHAPE, dim=60, layers=2, heads=2), std=0.2).double()  # heads of 30 -> 32
     x = (torch.rand(3, *SHAPE, generator=torch.Generator().manual_seed(1)) < 0.4).double()
-    fast = model.logits(x)
+    fast = model.pixel_params(x)
 
     def plain(attn, h):  # the attention by its definition
         batch, length, dim = h.shape
@@ -57,15 +60,15 @@ def test_padded_attention_heads_equal_the_plain_ones_values_and_gradients():
         return attn.proj(y.transpose(1, 2).reshape(batch, length, dim))
     for block in model.blocks:
         block.attn.forward = lambda h, cache=None, t=None, attn=block.attn: plain(attn, h)
-    slow = model.logits(x)
+    slow = model.pixel_params(x)
     torch.testing.assert_close(fast, slow)
     params = list(model.parameters())
     for block in model.blocks:
         del block.attn.forward
-    fast_grads = torch.autograd.grad(model.logits(x).square().sum(), params)
+    fast_grads = torch.autograd.grad(model.pixel_params(x).square().sum(), params)
     for block in model.blocks:
         block.attn.forward = lambda h, cache=None, t=None, attn=block.attn: plain(attn, h)
-    for a, b in zip(fast_grads, torch.autograd.grad(model.logits(x).square().sum(), params)):
+    for a, b in zip(fast_grads, torch.autograd.grad(model.pixel_params(x).square().sum(), params)):
         torch.testing.assert_close(a, b)
 
 

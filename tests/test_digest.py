@@ -22,14 +22,15 @@ def test_the_registry_is_read_from_the_source_as_python_sees_it():
 
 def test_each_family_uses_its_module_and_the_shared_modules_it_imports():
     assert names("bernoulli") == {"base.py", "progress.py", "bernoulli.py"}
-    assert names("made") == {"base.py", "progress.py", "nn/masked_linear.py", "nn/blocked_masked_linear.py",
+    assert names("made") == {"base.py", "progress.py", "nn/masked_linear.py", "fast/blocked_masked_linear.py",
                              "nn/pixel_distributions.py", "made.py"}
     assert names("maf") == {"base.py", "progress.py", "nn/masked_linear.py", "nn/transforms.py", "nn/dequantized.py",
                             "maf.py"}
     assert names("glow") == {"base.py", "progress.py", "nn/transforms.py", "nn/dequantized.py", "glow.py"}
     assert names("pixelcnn") == {"base.py", "progress.py", "nn/conv_autoregressive.py", "nn/conv_steps.py",
                                  "nn/masked_conv.py", "nn/pixel_distributions.py", "nn/sampling.py", "pixelcnn.py"}
-    assert names("rnn") == {"base.py", "progress.py", "nn/causal_embedding.py", "nn/sampling.py", "rnn.py"}
+    assert names("rnn") == {"base.py", "progress.py", "nn/causal_embedding.py", "nn/pixel_distributions.py",
+                            "nn/sampling.py", "rnn.py"}
 
 
 def test_no_family_imports_another_familys_module():

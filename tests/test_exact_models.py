@@ -31,7 +31,7 @@ def test_logit_i_depends_only_on_earlier_pixels(name):
             model.use_mask(k)
         position = torch.empty(model.num_pixels, dtype=torch.long)
         position[model.ordering()] = torch.arange(model.num_pixels)
-        jacobian = input_jacobian(model.logits, x)
+        jacobian = input_jacobian(model.pixel_params, x)
         allowed = position[None, :] < position[:, None]  # [i, j]: j comes before i
         assert torch.all(jacobian[~allowed] == 0), f"mask {k}: a logit sees its own or a later pixel"
         assert torch.count_nonzero(jacobian[allowed]) > 0, f"mask {k}: no logit depends on anything"

@@ -1,6 +1,6 @@
-"""Autoregressive models over grey levels (PixelCNN and MADE with a discretized logistic mixture or a
-softmax per pixel): exact normalization over every 2x2 image of 4 levels, the dependency test, the
-fast samplers against the generic one, and checkpoints."""
+"""Autoregressive models over grey levels (PixelCNN, Gated PixelCNN, MADE, the RNN and the transformer
+with a discretized logistic mixture or a softmax per pixel): exact normalization over every 2x2 image
+of 4 levels, the dependency test, the fast samplers against the generic one, and checkpoints."""
 import pytest
 import torch
 
@@ -16,6 +16,10 @@ GREY = {  # name -> (family, kwargs) for images of a few levels
     "made_direct": ("made", {"hidden_sizes": [12], "direct_connections": True}),
     "made_masks": ("made", {"hidden_sizes": [12], "num_masks": 3, "eval_masks": 3, "order_agnostic": True,
                             "direct_connections": True}),
+    "gated_pixelcnn": ("gated_pixelcnn", {"channels": 6, "layers": 2, "first_kernel": 3, "kernel": 3,
+                                          "head_channels": 8}),
+    "rnn": ("rnn", {"hidden": 8, "embedding": 4, "input_window": 2}),
+    "transformer": ("transformer", {"dim": 8, "layers": 2, "heads": 2, "input_window": 2}),
 }
 
 
@@ -42,7 +46,7 @@ def influence(model, shape) -> torch.Tensor:
     for seed in range(3):
         image = torch.randint(0, LEVELS, shape, generator=torch.Generator().manual_seed(seed)).double()
         copies = image.expand(d, *shape).clone().requires_grad_()
-        params = model.logits(copies).reshape(d, model.outputs_per_pixel, d)  # copy k carries pixel k's parameters
+        params = model.pixel_params(copies).reshape(d, model.params_per_pixel, d)  # copy k carries pixel k's parameters
         params.diagonal(dim1=0, dim2=2).sum().backward()
         seen |= copies.grad.view(d, d) != 0
     return seen
@@ -63,7 +67,7 @@ def test_a_pixels_conditional_depends_only_on_the_pixels_before_it(name, output)
 
 
 @pytest.mark.parametrize("output", OUTPUTS)
-@pytest.mark.parametrize("name", ["pixelcnn", "made_direct"])
+@pytest.mark.parametrize("name", ["pixelcnn", "made_direct", "gated_pixelcnn", "rnn", "transformer"])
 def test_the_fast_sampler_equals_the_generic_one_given_the_same_noise(name, output):
     shape, batch = (1, 3, 4), 5
     model = grey_model(name, output, shape, levels=256)
@@ -96,7 +100,7 @@ def test_grey_settings_on_binary_pixels_and_too_few_levels_are_errors():
         build_model("made", (1, 4, 4), pixel_levels=256, output="gaussian")
 
 
-@pytest.mark.parametrize("name", ["pixelcnn", "made_masks"])
+@pytest.mark.parametrize("name", ["pixelcnn", "made_masks", "gated_pixelcnn", "rnn", "transformer"])
 def test_a_grey_checkpoint_round_trips_with_the_same_nll(name, tmp_path):
     family, kwargs = GREY[name]
     kwargs = {**kwargs, "pixel_levels": 256, "output": "logistic_mixture", "components": 3}
@@ -107,7 +111,7 @@ def test_a_grey_checkpoint_round_trips_with_the_same_nll(name, tmp_path):
     assert loaded.pixel_levels == 256 and torch.equal(loaded.nll(x), model.nll(x))
 
 
-@pytest.mark.parametrize("family", ["pixelcnn", "made"])
+@pytest.mark.parametrize("family", ["pixelcnn", "made", "gated_pixelcnn", "rnn", "transformer"])
 def test_grey_training_under_bf16_autocast_is_finite_and_close_to_fp32(family):
     model = randomize(build_model(family, (1, 4, 4), pixel_levels=256, **GREY[family][1]), std=0.1)
     x = torch.randint(0, 256, (4, 1, 4, 4), generator=torch.Generator().manual_seed(0)).float()

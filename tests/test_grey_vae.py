@@ -42,7 +42,7 @@ def log_joint_on_grid(model: VAE, x: torch.Tensor) -> torch.Tensor:
     """log p(x | z) + log N(z; 0, 1) in float64 for every image and every z on GRID, (images, points).
     Needs latent_dim = 1."""
     params = model.decoder_params(GRID[:, None].float()).double()  # (points, P, C, H, W)
-    table = model.decoder_pixels.distribution.level_log_probs(params)  # (points, L, C, H, W)
+    table = model.pixel_distribution.level_log_probs(params)  # (points, L, C, H, W)
     table = table.flatten(2).transpose(1, 2).flatten(1)  # (points, pixels * L): pixel-major, as one_hot below
     one_hot = F.one_hot(x.flatten(1).long(), LEVELS).flatten(1).double()  # (images, pixels * L)
     return one_hot @ table.T - 0.5 * GRID ** 2 - 0.5 * math.log(2 * math.pi)

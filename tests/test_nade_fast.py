@@ -1,9 +1,10 @@
-"""NADE's blockwise forward/backward (NADELogits) against its definition, a plain loop over pixels."""
+"""NADE's blockwise forward/backward (models/fast/nade_blockwise.py) against its definition, a plain
+loop over pixels."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from models import nade
+from models.fast import nade_blockwise
 from models.nade import NADE
 from tests.helpers import randomize
 
@@ -47,12 +48,12 @@ BLOCKINGS = {  # (SMALL_SLAB, CPU_BLOCK_NUMBERS) -> pixels per block, given batc
                                                   ((2, 3, 3), 20, 9)])
 def test_blockwise_equals_pixel_loop(monkeypatch, blocking, shape, hidden, batch):
     small_slab, block_numbers = BLOCKINGS[blocking](batch * hidden)
-    monkeypatch.setattr(nade, "SMALL_SLAB", small_slab)
-    monkeypatch.setattr(nade, "CPU_BLOCK_NUMBERS", block_numbers)
+    monkeypatch.setattr(nade_blockwise, "SMALL_SLAB", small_slab)
+    monkeypatch.setattr(nade_blockwise, "CPU_BLOCK_NUMBERS", block_numbers)
     model = randomize(NADE(shape, hidden=hidden).double(), std=0.7)
     x = torch.bernoulli(torch.full((batch, *shape), 0.4, dtype=torch.float64),
                         generator=torch.Generator().manual_seed(3))
-    fast = values_and_gradients(model, x, model.logits)
+    fast = values_and_gradients(model, x, lambda x: model.pixel_params(x)[:, 0])
     slow = values_and_gradients(model, x, lambda x: loop_logits(model, x))
     for name, f, s in zip(["logits", "nll", "x", "W", "c", "V", "b"], fast, slow):
         torch.testing.assert_close(f, s, rtol=0, atol=1e-5, msg=lambda m: f"{name}: {m}")
@@ -63,7 +64,7 @@ def test_saturated_hidden_units_match_the_loop():
     """Large weights push the hidden units to 0 and 1, where sigmoid(a) saturates and its gradient vanishes."""
     model = randomize(NADE((1, 5, 5), hidden=6).double(), std=8.0)
     x = torch.bernoulli(torch.full((4, 1, 5, 5), 0.5, dtype=torch.float64), generator=torch.Generator().manual_seed(4))
-    fast = values_and_gradients(model, x, model.logits)
+    fast = values_and_gradients(model, x, lambda x: model.pixel_params(x)[:, 0])
     slow = values_and_gradients(model, x, lambda x: loop_logits(model, x))
     for f, s in zip(fast, slow):
         torch.testing.assert_close(f, s, rtol=1e-9, atol=1e-5)
@@ -71,11 +72,11 @@ def test_saturated_hidden_units_match_the_loop():
 
 def test_block_sizes():
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
-    assert nade._block_size(784, 512, 500, cpu) == 1
-    assert nade._block_size(784, 50, 8, cpu) == min(784, nade.CPU_BLOCK_NUMBERS // 400)
-    assert nade._block_size(784, 1, 1, cpu) == 784
-    assert 1 <= nade._block_size(784, 512, 500, gpu) < 784
-    assert nade._block_size(784, 10 ** 5, 10 ** 3, gpu) == 1
+    assert nade_blockwise._block_size(784, 512, 500, cpu) == 1
+    assert nade_blockwise._block_size(784, 50, 8, cpu) == min(784, nade_blockwise.CPU_BLOCK_NUMBERS // 400)
+    assert nade_blockwise._block_size(784, 1, 1, cpu) == 784
+    assert 1 <= nade_blockwise._block_size(784, 512, 500, gpu) < 784
+    assert nade_blockwise._block_size(784, 10 ** 5, 10 ** 3, gpu) == 1
 
 
 def test_bf16_autocast_runs_in_float32_and_matches():

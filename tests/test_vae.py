@@ -32,7 +32,7 @@ def exact_nll(model: VAE, x: torch.Tensor, points: int = 20_001, bound: float = 
     """-log of the integral of p(x | z) N(z; 0, 1) over z in [-bound, bound] (trapezoid rule on a
     fine grid; the prior mass outside is below 1e-30). Needs latent_dim = 1."""
     z = torch.linspace(-bound, bound, points, dtype=torch.float64)
-    logits = model.decoder_logits(z[:, None].float()).flatten(1).double()  # (points, pixels)
+    logits = model.decoder_params(z[:, None].float()).flatten(1).double()  # (points, pixels)
     log_weight = -0.5 * z ** 2 - 0.5 * math.log(2 * math.pi) + math.log(z[1] - z[0])
     log_weight[[0, -1]] -= math.log(2)
     nll = []

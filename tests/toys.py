@@ -58,7 +58,7 @@ EXACT = {
     **CONDITIONAL,
 }
 
-# Autoregressive ones: `logits(x)` must not depend on x_i or later pixels in `ordering()`.
+# Autoregressive ones: `pixel_params(x)` must not depend on x_i or later pixels in `ordering()`.
 
 # Latent-variable models: `nll` is an importance-sampled estimate, so they are tested on their own.
 LATENT = {

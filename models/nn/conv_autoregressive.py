@@ -18,22 +18,22 @@ def channels_last(t: torch.Tensor) -> torch.Tensor:
 
 class ConvolutionalAutoregressive(AutoregressiveModel):
     """What PixelCNN and Gated PixelCNN share: a masked-convolution `trunk`, then a head of ReLU,
-    1x1 conv (head_channels), ReLU, 1x1 conv to the conditional's parameters at every pixel (one
-    Bernoulli logit; `outputs_per_pixel` for grey levels)."""
+    1x1 conv (head_channels), ReLU, 1x1 conv to the conditional's `params_per_pixel` parameters at
+    every pixel (one Bernoulli logit for binary pixels)."""
 
     def build_head(self, channels: int, head_channels: int) -> None:
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, head_channels, 1),
-                                  nn.ReLU(), nn.Conv2d(head_channels, self.outputs_per_pixel, 1))
+                                  nn.ReLU(), nn.Conv2d(head_channels, self.params_per_pixel, 1))
 
     def trunk(self, x: torch.Tensor, record: list | None = None) -> torch.Tensor:
         """Features before the head; `record` collects what the family's `fill` needs to resume from."""
         raise NotImplementedError
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.trunk(x))
+    def pixel_params(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x)).unsqueeze(2)  # (B, P, 1, H, W)
 
     def head_at(self, h: torch.Tensor) -> torch.Tensor:
-        """The head at one position: (B, channels) features -> (B,) logits, or (B, P) parameters."""
+        """The head at one position: (B, channels) features -> (B, P) parameters."""
         for layer in self.head:
             h = pointwise(layer, h) if isinstance(layer, nn.Conv2d) else layer(h)
-        return h[:, 0] if self.output_distribution is None else h
+        return h

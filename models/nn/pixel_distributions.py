@@ -1,6 +1,7 @@
-"""Distributions over one pixel's grey level, from a network's outputs: what an autoregressive model's
-conditional p(x_i | x_<i) or a VAE's decoder p(x_i | z) is when a pixel takes `levels` values.
+"""Distributions over one pixel's level, from a network's outputs: what an autoregressive model's
+conditional p(x_i | x_<i) or a VAE's decoder p(x_i | z) is, on binarized and on grey pixels alike.
 
+- `Bernoulli`: binary pixels, one logit per pixel, p(x_i = 1) = sigmoid(logit).
 - `Categorical`: a softmax over the levels (van den Oord et al. 2016, Pixel RNN, Section 5.3).
 - `DiscretizedLogisticMixture`: a mixture of K logistics, each level owning the bin of width 2 / (L - 1)
   around its value on [-1, 1], the edge levels the tails (Salimans et al. 2017, PixelCNN++, Section 2.1).
@@ -8,9 +9,12 @@ conditional p(x_i | x_<i) or a VAE's decoder p(x_i | z) is when a pixel takes `l
 
 Both take `params` of shape (B, P, *pixels) with P = `params_per_pixel` and score levels x of shape
 (B, *pixels). `draw` inverts the cumulative distribution with one uniform number per pixel, so a
-sampler keeps one noise value per pixel whatever the distribution.
+sampler keeps one noise value per pixel whatever the distribution. `pixel_distribution_for` is the
+one place that picks the distribution from a model's `pixel_levels`.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +22,10 @@ import torch.nn.functional as F
 from models.base import require_pixel_levels, require_positive
 
 MIN_LOG_SCALE = -7.0  # as PixelCNN++: a logistic narrower than e^-7 puts all its mass on one level anyway
+# Drawing or averaging goes through every level's probability: (images, levels, components, pixels)
+# numbers, 0.8 GB of fp32 per intermediate for 1,000 MNIST images and one logistic. Pieces of the
+# batch of 2^26 numbers keep each at 256 MB.
+LEVEL_PROBABILITIES_PER_CHUNK = 2 ** 26
 
 
 def scale_levels(x: torch.Tensor, levels: int) -> torch.Tensor:
@@ -26,13 +34,19 @@ def scale_levels(x: torch.Tensor, levels: int) -> torch.Tensor:
 
 
 class PixelDistribution:
+    """`params_per_pixel` numbers per pixel give a distribution over `levels` levels.
+    `level_probabilities_per_pixel`: the numbers one pixel's level probabilities take while drawing
+    or averaging, which sets how many images `draw` and `mean` take at once."""
+
     params_per_pixel: int
+    level_probabilities_per_pixel: int
 
     def __init__(self, levels: int):
         require_pixel_levels(levels)
         self.levels = levels
 
     def network_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What a network reads of the pixels: the levels scaled to [-1, 1]."""
         return scale_levels(x, self.levels)
 
     def level_log_probs(self, params: torch.Tensor) -> torch.Tensor:
@@ -43,15 +57,72 @@ class PixelDistribution:
         """log p(x) per pixel, (B, *pixels)."""
         raise NotImplementedError
 
+    def log_likelihood(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x) of whole images, for params (..., batch, P, *pixels) (several per image, e.g. one
+        per latent code) and images (batch, *pixels): shape (..., batch)."""
+        images = x.expand(*params.shape[:-x.dim() - 1], *x.shape).flatten(0, -x.dim())
+        per_pixel = self.log_prob(params.flatten(0, -x.dim() - 1), images)
+        return per_pixel.flatten(1).sum(1).view(params.shape[:-x.dim()])
+
     def draw(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """The level whose cumulative probability first exceeds `noise` (uniform in [0, 1)), as floats."""
-        cdf = self.level_log_probs(params).float().exp().cumsum(1)
-        return (cdf < noise.unsqueeze(1)).sum(1).clamp(max=self.levels - 1).to(noise.dtype)
+        return self._in_pieces(self._draw, params, noise)
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         """E[x] / (L - 1): the expected level on [0, 1], as the mean image of a Bernoulli pixel is."""
+        return self._in_pieces(self._mean, params)
+
+    def _draw(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        cdf = self.level_log_probs(params).float().exp().cumsum(1)
+        return (cdf < noise.unsqueeze(1)).sum(1).clamp(max=self.levels - 1).to(noise.dtype)
+
+    def _mean(self, params: torch.Tensor) -> torch.Tensor:
         levels = torch.arange(self.levels, device=params.device, dtype=params.dtype).view(1, -1, *[1] * (params.dim() - 2))
         return (self.level_log_probs(params).exp() * levels).sum(1) / (self.levels - 1)
+
+    def _in_pieces(self, fn, params: torch.Tensor, *others: torch.Tensor) -> torch.Tensor:
+        """fn(params, *others) over pieces of the batch small enough for the level probabilities
+        (LEVEL_PROBABILITIES_PER_CHUNK); per-image results do not depend on the piece."""
+        per_image = self.level_probabilities_per_pixel * math.prod(params.shape[2:])
+        size = max(1, LEVEL_PROBABILITIES_PER_CHUNK // per_image)
+        if len(params) <= size:
+            return fn(params, *others)
+        return torch.cat([fn(*pieces) for pieces in zip(*(t.split(size) for t in (params, *others)))])
+
+
+class Bernoulli(PixelDistribution):
+    """Binary pixels: one logit l per pixel, p(x = 1) = sigmoid(l)."""
+
+    params_per_pixel = 1
+    level_probabilities_per_pixel = 2
+
+    def __init__(self):
+        super().__init__(2)
+
+    def network_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Binary pixels as they are, {0, 1}: what the binarized track's trained checkpoints saw."""
+        return x
+
+    def level_log_probs(self, params: torch.Tensor) -> torch.Tensor:
+        logit = params[:, 0]
+        return torch.stack([F.logsigmoid(-logit), F.logsigmoid(logit)], 1)
+
+    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return -F.binary_cross_entropy_with_logits(params[:, 0], x, reduction="none")
+
+    def log_likelihood(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """As the base class's; sum_i x_i l_i - softplus(l_i) is the sum of the log_probs in half the
+        passes over the (codes x images x pixels) logits (it dominates a VAE's NLL)."""
+        logits = params.flatten(-x.dim())  # (..., batch, pixels): P = 1
+        return torch.einsum("...bd,bd->...b", logits, x.flatten(1).to(logits.dtype)) - F.softplus(logits).sum(-1)
+
+    def draw(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """1 where the uniform `noise` falls below p(x = 1)."""
+        return (noise < self.mean(params)).to(noise.dtype)
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        """p(x = 1), which is E[x] / (L - 1) for L = 2."""
+        return torch.sigmoid(params[:, 0])
 
 
 class Categorical(PixelDistribution):
@@ -59,7 +130,7 @@ class Categorical(PixelDistribution):
 
     def __init__(self, levels: int):
         super().__init__(levels)
-        self.params_per_pixel = levels
+        self.params_per_pixel = self.level_probabilities_per_pixel = levels
 
     def level_log_probs(self, params: torch.Tensor) -> torch.Tensor:
         return F.log_softmax(params, 1)
@@ -77,6 +148,7 @@ class DiscretizedLogisticMixture(PixelDistribution):
         require_positive(components=components)
         self.components = components
         self.params_per_pixel = 3 * components
+        self.level_probabilities_per_pixel = levels * components
 
     def split(self, params: torch.Tensor):
         """(mixture log-weights, means, log-scales), each (B, K, *pixels)."""
@@ -110,16 +182,20 @@ class DiscretizedLogisticMixture(PixelDistribution):
         return torch.where(x <= 0, first, torch.where(x >= self.levels - 1, last, middle))
 
 
-def autoregressive_conditional(pixel_levels: int, output: str, components: int) -> PixelDistribution | None:
-    """An autoregressive family's conditional for `pixel_levels` levels: None (Bernoulli) for 2, where
-    `output` and `components` must keep their defaults, else `pixel_distribution(output, ...)`."""
+GREY_SETTINGS_ON_BINARY = ("output and components choose the conditional over grey levels (data: grey); "
+                           "binary pixels are Bernoulli")
+
+
+def pixel_distribution_for(pixel_levels: int, output: str = "logistic_mixture", components: int = 10,
+                           default_components: int = 10, grey_only: str = GREY_SETTINGS_ON_BINARY) -> PixelDistribution:
+    """The distribution of a pixel of `pixel_levels` levels: `Bernoulli` for 2, where `output` and
+    `components` must keep their defaults (else the error `grey_only`), or `pixel_distribution(output, ...)`."""
     require_pixel_levels(pixel_levels)
-    if pixel_levels > 2:
+    if pixel_levels != 2:
         return pixel_distribution(output, pixel_levels, components)
-    if (output, components) != ("logistic_mixture", 10):
-        raise ValueError("output and components choose the conditional over grey levels (data: grey); "
-                         "binary pixels are Bernoulli")
-    return None
+    if (output, components) != ("logistic_mixture", default_components):
+        raise ValueError(grey_only)
+    return Bernoulli()
 
 
 def pixel_distribution(output: str, levels: int, components: int) -> PixelDistribution:

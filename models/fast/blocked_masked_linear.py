@@ -24,7 +24,7 @@ two either way (loading a dense checkpoint drops the weights this mask zeroes, w
 
 MADE (`models/made.py`) builds these layers for one mask once a layer is large (`blocked`); the
 layers keep `layers`, `layer(h)`, `masked_weight()`, `.bias` and MaskedLinear's state dict, so its
-logits(), fill() and checkpoints work unchanged.
+pixel_params(), fill() and checkpoints work unchanged.
 
 For grey levels with P outputs per pixel, `BlockedMaskedMLP(degrees, outputs_per_input=P)` gives the
 output layer the degrees of `made_masks(degrees, P)` (P blocks of D outputs, each with its pixel's
