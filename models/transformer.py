@@ -19,9 +19,9 @@ from models.progress import pixels
 
 def padded_head_dim(head_dim: int, device: torch.device) -> int:
     """The head size attention runs at: on a CPU, the next multiple of 16 (an AVX-512 vector of
-    floats) where that adds at most an eighth, e.g. 30 -> 32 (the flash kernel's forward and backward
-    at T = 784 took 1.25x as long at 30 as at 32); elsewhere, and where padding would add more (28 ->
-    32 gained nothing), the head size itself."""
+    floats) where that adds at most an eighth, e.g. 30 -> 32 (the flash kernel is faster at a whole
+    vector than at 30); elsewhere, and where padding would add more (28 -> 32 gained nothing), the
+    head size itself. Figures: docs/benchmarks.md."""
     padded = head_dim + -head_dim % 16
     return padded if device.type == "cpu" and 8 * padded <= 9 * head_dim else head_dim
 
