@@ -6,16 +6,19 @@ and each results file and JSON key named is in pipeline/results.py's contract. T
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import functools
 import importlib
 import importlib.util
+import io
 import re
+import runpy
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import pytest
@@ -25,7 +28,7 @@ from pipeline.results import CLASSIFIER_METRICS, REPORT, EvalTiming, Metrics, Mo
 from pipeline.train_config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+DOCS = [REPO / "README.md", REPO / "RESULTS.md", *sorted((REPO / "docs").glob("*.md"))]
 SHELL = {"bash", "sh", "shell", "console"}
 BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 JSON_FILES = {"metrics.json": Metrics, "train.json": TrainSummary, "eval.json": EvalTiming}
@@ -66,8 +69,17 @@ def module_help(module: str) -> str | None:
         return None
     if spec is None or (spec.submodule_search_locations and importlib.util.find_spec(f"{module}.__main__") is None):
         return None
-    result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
-    return result.stdout if result.returncode == 0 else None
+    out, argv = io.StringIO(), sys.argv
+    sys.argv = [module, "--help"]
+    try:  # as `python -m module --help` would, in this process: the imports are paid once
+        with contextlib.redirect_stdout(out), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # runpy: the module was imported before, by another
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as e:
+        return out.getvalue() if e.code in (0, None) else None
+    finally:
+        sys.argv = argv
+    return None  # it ran without parsing --help
 
 
 def python_module_problems(words: list[str]) -> list[str]:
