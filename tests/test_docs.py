@@ -262,3 +262,27 @@ def test_the_training_keys_table_lists_every_training_key():
     text = (REPO / "docs" / "configuration.md").read_text().split("## Training keys", 1)[1].split("\n## ", 1)[0]
     listed = re.findall(r"^\| `(\w+)` \|", text, re.M)
     assert sorted(listed) == sorted(f.name for f in dataclasses.fields(TrainConfig))
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
+def test_every_link_to_a_file_or_heading_of_the_repository_leads_somewhere(path):
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text()):
+        if re.match(r"\w+://", target):
+            continue
+        file, _, fragment = target.partition("#")
+        linked = (path.parent / file).resolve() if file else path
+        markdown = linked.read_text() if linked.suffix == ".md" and linked.exists() else ""
+        headings = {anchor(h) for h in re.findall(r"^#+ (.*)$", markdown, re.M)}
+        if not linked.exists() or (fragment and fragment not in headings):
+            broken.append(target)
+    assert broken == []
+
+
+def test_the_readme_reads_in_ten_minutes():
+    assert len((REPO / "README.md").read_text().splitlines()) <= 250
