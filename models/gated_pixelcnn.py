@@ -51,7 +51,7 @@ class GatedLayer(nn.Module):
         self.pad, self.first = kernel // 2, first
         self.vertical = nn.Conv2d(in_channels, 2 * channels, (self.pad + 1, kernel), padding=self.pad)
         # a symmetric masked kernel rather than a 1 x (p+1) one: the oneDNN convolution has a fast
-        # path for it (a 1-channel 1 x p kernel padded by p was 5-9x slower to train)
+        # path for it, and a 1-channel 1 x p kernel padded by p has none (docs/benchmarks.md)
         self.horizontal = nn.Conv2d(in_channels, 2 * channels, (1, kernel), padding=(0, self.pad))
         mask = torch.zeros(1, 1, 1, kernel)
         mask[..., :self.pad + (not first)] = 1
@@ -78,7 +78,7 @@ class GatedLayer(nn.Module):
         """The horizontal conv with the link's bias. After the first layer its live columns c-p..c
         are a 1 x (p+1) kernel over the input padded on the left: a third fewer multiply-adds than
         the masked 1 x k kernel (with k = 3). The first layer (one input channel, mask A) keeps the
-        masked kernel: there the narrow one was 5-9x slower to train in oneDNN."""
+        masked kernel: oneDNN has no fast path for the narrow one with one input channel."""
         bias = self.horizontal.bias + self.link.bias
         if self.first:
             return channels_last(F.conv2d(h, self.horizontal.weight * self.horizontal_mask, bias,
@@ -133,7 +133,8 @@ class GatedPixelCNN(ConvolutionalAutoregressive):
 
     def pixel_params(self, x: torch.Tensor) -> torch.Tensor:
         # on a CPU, in pieces of the batch whose largest activation, the vertical pre-activation
-        # (2C x (H + p) x W), stays under the allocator's mmap threshold: 1.2x per step at batch 128
+        # (2C x (H + p) x W), stays under the allocator's mmap threshold, whose page faults would
+        # cost a large share of a step
         # (models/fast/batch_chunks.py)
         height, width = x.shape[-2:]
         largest = 2 * self.layers[0].out.out_channels * (height + self.layers[0].pad) * width * 4

@@ -222,6 +222,14 @@ def nearest_published(table: pd.DataFrame) -> list[str]:
                 unmatched.data)]
 
 
+def evaluated_models(names: list[str]) -> tuple[list[str], list[str]]:
+    """(the models whose metrics.json exists, the others); none evaluated is a one-line error."""
+    evaluated = [name for name in names if ModelResults(name).metrics.exists()]
+    if not evaluated:
+        raise PipelineError("no model has been evaluated yet: run `dvc repro` (or python -m pipeline.evaluate <model>)")
+    return evaluated, [name for name in names if name not in evaluated]
+
+
 def notes(table: pd.DataFrame, ceiling: dict | None, search_summary: search.SearchSummary | None = None) -> list[str]:
     images = int(table.test_images.iloc[0]) if table.test_images.nunique() == 1 else "varying numbers of"
     bests = {data: best_exact(track) for data, track in table.groupby("data", sort=False)}
@@ -256,6 +264,8 @@ def notes(table: pd.DataFrame, ceiling: dict | None, search_summary: search.Sear
                         "about two standard errors of zero is not a real difference.")
     if ceiling is not None:
         found.append(quality_note(ceiling))
+    if missing := table.attrs.get("not_evaluated"):
+        found.insert(0, f"Not evaluated yet, so not in these tables: {', '.join(missing)}.")
     return found
 
 
@@ -348,7 +358,11 @@ def main(argv=None) -> None:
     profile = P.profile_of(params)
     for name in P.model_names(params):  # the report reads every model's section: check them all first
         P.model_spec(params, name)
-    table = collect(P.model_names(params), profile, params)
+    evaluated, missing = evaluated_models(P.model_names(params))
+    if missing:  # only outside DVC, whose report stage runs after every evaluate stage
+        print(f"report: not evaluated yet, left out: {', '.join(missing)} (python -m pipeline.evaluate <model>)")
+    table = collect(evaluated, profile, params)
+    table.attrs["not_evaluated"] = missing
     found = search_summary(params, profile)
     ceiling = read_ceiling()
     REPORT.folder.mkdir(exist_ok=True)

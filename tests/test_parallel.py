@@ -21,7 +21,7 @@ from pipeline.training_loop import _local_rows
 from tests.drills.workspace import edit_params, run, smoke_repo
 
 # A model without randomness in its loss, so one process and two differ only by rounding (see
-# README, "Working as a team"); epochs long enough (200 steps) to be killed in the middle of one. In
+# docs/operations.md); epochs long enough (200 steps) to be killed in the middle of one. In
 # fp32: under bf16 autocast (on a CPU with AMX) half batches round differently by far more.
 MADE = {"family": "made", "hidden_sizes": [16], "num_masks": 2, "order_agnostic": True, "eval_masks": 2,
         "train": {"epochs": 3, "max_train": 10_000, "max_val": 500, "bf16": False}}

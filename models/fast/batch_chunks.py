@@ -3,10 +3,9 @@ for the memory allocator to reuse.
 
 glibc hands out every block above 32 MB (its largest mmap threshold) as a fresh mapping, and gives it
 back to the kernel when freed, so each such tensor costs a page fault per 4 KB page and the kernel's
-zeroing of it, at every allocation: Gated PixelCNN training steps at batch 128 (activations of 48-96
-MB) spent a third of their time in the kernel (49 s of system time against 90 s of user time; in
-pieces of 32 images, 5 s). Blocks under the threshold come from the heap and are reused without
-faults. Per-image results do not depend on the batch, so the pieces give the same values (up to the
+zeroing of it, at every allocation: a large share of a Gated PixelCNN training step at batch 128
+went to the kernel (figures: docs/benchmarks.md). Blocks under the threshold come from the heap and
+are reused without faults. Per-image results do not depend on the batch, so the pieces give the same values (up to the
 order of floating-point sums); on a GPU the caching allocator has no such cost and the batch runs
 whole.
 """

@@ -1,6 +1,6 @@
 """The Gated PixelCNN's gate tanh(a) * sigmoid(b) (models/gated_pixelcnn.py) in the form a CPU
 computes faster: tanh(a) = 2 sigmoid(2a) - 1, because torch's CPU tanh costs several sigmoids per
-number (torch 2.15 on this project's AMD CPU). A GPU, or torch.compile, fuses either form.
+number (figures: docs/benchmarks.md). A GPU, or torch.compile, fuses either form.
 """
 from __future__ import annotations
 

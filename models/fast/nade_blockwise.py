@@ -29,9 +29,9 @@ def nade_logits(x: torch.Tensor, W: torch.Tensor, c: torch.Tensor, V: torch.Tens
 class NADELogits(torch.autograd.Function):
     """(x (B, D), W, c, V, b) -> NADE's logits (B, D), block by block over the pixels.
 
-    Pixel-major inside: a block's pre-activations are (K, B, H). h = sigmoid(a) directly: in torch
-    2.15 on an AMD Zen 4 CPU, tanh (the route through tanh(a / 2) = 2h - 1 of earlier versions) took
-    6x as long as sigmoid per number, 64% of a training step."""
+    Pixel-major inside: a block's pre-activations are (K, B, H). h = sigmoid(a) directly, not through
+    tanh(a / 2) = 2h - 1: a CPU's tanh costs several sigmoids per number, and it dominated the step
+    (figures: docs/benchmarks.md)."""
 
     @staticmethod
     def forward(ctx, x, W, c, V, b):

@@ -1,7 +1,7 @@
 """Causal self-attention with every head padded with zeros to a multiple of 16 numbers: the same
 values as `CausalSelfAttention` (models/transformer.py) computes, faster on a CPU, where the fused
-attention kernel runs whole AVX-512 vectors of floats only (a head of 30 took 1.25x as long as one
-of 32, forward and backward).
+attention kernel runs whole AVX-512 vectors of floats fastest (figures:
+docs/benchmarks.md).
 
 Zero rows in the qkv weight give zero query, key and value columns, which change no dot product,
 and zero columns in the projection drop the padded output columns. Padding the small weights, not

@@ -17,8 +17,7 @@ def first_position_to_fill(observed: torch.Tensor) -> int:
 def one_thread_on_cpu(fill):
     """Decorates a sampler `fill(self, x, ...)` to run with one intra-op thread when x is on the CPU.
     Its per-pixel steps are far too small to gain from a second thread, and on a busy machine waiting
-    for that thread at every op dominates (measured on a shared 2-core CPU: 100 PixelCNN samples in
-    30-90 s with 2 threads, 0.8 s with 1)."""
+    for that thread at every op dominates (figures: docs/benchmarks.md)."""
     @functools.wraps(fill)
     def wrapper(self, x: torch.Tensor, *args, **kwargs):
         if x.device.type != "cpu":
