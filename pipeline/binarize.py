@@ -9,16 +9,17 @@ import torch
 
 from pipeline import params as P
 from pipeline import stage
-from pipeline.data import BINARIZED_DIR, RAW_DIR, pack, read_raw, save_npy, write_manifest
+from pipeline.data import BINARIZED_DIR, RAW_DIR, TRAIN_GREY_LEVELS_FILE, pack, read_raw, save_npy, write_manifest
 from pipeline.io import atomic_dir
 
 
 def binarize_images(images: torch.Tensor, method: str, generator: torch.Generator) -> torch.Tensor:
-    """uint8 grey levels -> {0,1}: Bernoulli(intensity) draws ('stochastic') or intensity > 0.5."""
-    intensity = images.float() / 255
+    """uint8 grey levels -> {0,1}: a pixel is 1 with probability level / 255 ('stochastic') or if
+    level / 255 > 0.5."""
+    probability = images.float() / 255
     if method == "stochastic":
-        return (torch.rand(intensity.shape, generator=generator) < intensity).to(torch.uint8)
-    return (intensity > 0.5).to(torch.uint8)
+        return (torch.rand(probability.shape, generator=generator) < probability).to(torch.uint8)
+    return (probability > 0.5).to(torch.uint8)
 
 
 def binarize(config: P.DataConfig, raw_dir: Path = RAW_DIR, out_dir: Path = BINARIZED_DIR) -> dict:
@@ -37,7 +38,7 @@ def _write_splits(splits: dict, config: P.DataConfig, out_dir: Path) -> dict:
         save_npy(out_dir / f"{split}.npy", pack(bits))
         save_npy(out_dir / f"{split}_labels.npy", labels.numpy().astype(np.uint8))
         files[split] = {"images": len(bits), "mean_pixel": round(float(bits.float().mean()), 6)}
-    save_npy(out_dir / "train_intensity.npy", splits["train"][0].numpy())
+    save_npy(out_dir / TRAIN_GREY_LEVELS_FILE, splits["train"][0].numpy())
     return write_manifest(out_dir, {"binarization": config.binarization, "seed": config.seed}, files)
 
 

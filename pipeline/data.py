@@ -16,9 +16,9 @@ from pipeline.io import PipelineError, read_json, sha256_bytes, sha256_file, wri
 
 RAW_DIR = Path("data/raw")
 BINARIZED_DIR = Path("data/binarized")
-SPLITS = ("train", "val", "test")
 IMAGE_SHAPE = (1, 28, 28)
 TRAIN_SIZE = 50_000
+TRAIN_GREY_LEVELS_FILE = "train_intensity.npy"  # in data/binarized/ (a DVC output), for dynamic binarization
 
 
 @dataclass(frozen=True)
@@ -33,12 +33,6 @@ class Dataset:
 
 
 DATASETS = {"binarized": Dataset("binarized", 2, "binarize"), "grey": Dataset("grey", 256, "grey")}
-
-
-def dataset(name: str) -> Dataset:
-    if name not in DATASETS:
-        raise PipelineError(f"data: {name!r} is not one of {', '.join(DATASETS)}")
-    return DATASETS[name]
 
 
 def check_model_fits(model, data: Dataset, where: str) -> None:
@@ -105,9 +99,9 @@ def load_labels(split: str, limit: int | None = None, root: Path = BINARIZED_DIR
     return torch.from_numpy(np.load(Path(root) / f"{split}_labels.npy")[:limit].astype(np.int64))
 
 
-def load_train_intensity(limit: int | None = None, root: Path = BINARIZED_DIR) -> torch.Tensor:
+def load_train_grey_levels(limit: int | None = None, root: Path = BINARIZED_DIR) -> torch.Tensor:
     """Grey levels 0..255 of the training images, for dynamic binarization."""
-    return torch.from_numpy(np.load(Path(root) / "train_intensity.npy")[:limit]).view(-1, *IMAGE_SHAPE)
+    return torch.from_numpy(np.load(Path(root) / TRAIN_GREY_LEVELS_FILE)[:limit]).view(-1, *IMAGE_SHAPE)
 
 
 def data_checksum(root: Path = BINARIZED_DIR) -> str:

@@ -18,7 +18,7 @@ PAD_VALUE = 0.5
 
 
 def grid(images: torch.Tensor, nrow: int) -> np.ndarray:
-    """(N, C, H, W) intensities in [0, 1] -> one (rows, cols) or (rows, cols, C) uint8 array, `nrow`
+    """(N, C, H, W) brightness in [0, 1] -> one (rows, cols) or (rows, cols, C) uint8 array, `nrow`
     images per row, separated and framed by PADDING pixels of grey (a single image unframed, as
     torchvision draws it)."""
     n, channels, height, width = images.shape
@@ -34,7 +34,7 @@ def grid(images: torch.Tensor, nrow: int) -> np.ndarray:
 
 
 def grid_pixels(canvas: np.ndarray) -> np.ndarray:
-    """(C, H, W) intensities -> uint8 pixels as PIL takes them: (H, W) grey or (H, W, C)."""
+    """(C, H, W) brightness in [0, 1] -> uint8 pixels as PIL takes them: (H, W) grey or (H, W, C)."""
     pixels = (canvas * 255 + 0.5).astype(np.uint8)
     return pixels[0] if len(pixels) == 1 else pixels.transpose(1, 2, 0)
 
@@ -42,9 +42,9 @@ def grid_pixels(canvas: np.ndarray) -> np.ndarray:
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int, levels: int = 2) -> None:
     """Images of pixel levels 0 .. levels - 1 (or, with levels = 2, any values in [0, 1] such as
     Bernoulli means), shape (N, C, H, W), as one PNG grid with `nrow` images per row."""
-    intensity = images.detach().float().cpu() / (levels - 1)
+    brightness = images.detach().float().cpu() / (levels - 1)
     with atomic_path(path) as tmp:
-        Image.fromarray(grid(intensity, min(nrow, len(intensity)))).save(tmp, format="png")
+        Image.fromarray(grid(brightness, min(nrow, len(brightness)))).save(tmp, format="png")
 
 
 def top_half_mask(images: torch.Tensor) -> torch.Tensor:

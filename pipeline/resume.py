@@ -42,6 +42,11 @@ class LoopState:
         """Training images stepped on so far, over all epochs (the last record's count)."""
         return self.history[-1]["images"] if self.history else 0
 
+    @property
+    def seconds(self) -> float:
+        """Training time spent so far, over all runs (the last record's)."""
+        return self.history[-1]["seconds"] if self.history else 0.0
+
     def patience_spent(self, patience: int | None) -> bool:
         return patience is not None and self.bad_epochs >= patience
 

@@ -14,7 +14,7 @@ from models import build_model, save_checkpoint
 from models.base import ClassConditional
 from pipeline import devices, parallel, resume, stage
 from pipeline import params as P
-from pipeline.data import IMAGE_SHAPE, data_checksum, load_labels, load_split, load_train_intensity
+from pipeline.data import IMAGE_SHAPE, data_checksum, load_labels, load_split, load_train_grey_levels
 from pipeline.digest import family_digest, stage_digest
 from pipeline.io import PipelineError, params_hash, write_text
 from pipeline.results import ModelResults, TrainSummary
@@ -113,7 +113,7 @@ def _train(spec: P.ModelSpec, profile: str, device: torch.device, world: paralle
         print(f"train@{spec.name}: resuming after epoch {resumed_epoch} from {state_path}")
     train_labels, val_labels = labels_for(model, spec)
     train_data = TrainingData(load_split("train", cfg.max_train, spec.data.folder),
-                              load_train_intensity(cfg.max_train) if cfg.dynamic_binarization else None,
+                              load_train_grey_levels(cfg.max_train) if cfg.dynamic_binarization else None,
                               device, cfg.dynamic_binarization, train_labels)
     val = load_split("val", cfg.max_val, spec.data.folder)
     files.folder.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ class TrainConfig:
     patience: int | None = 10             # epochs without a better validation NLL before stopping
     max_train: int | None = None          # use only the first N training images (None: all)
     max_val: int | None = None            # use only the first N validation images (None: all)
-    dynamic_binarization: bool = False    # resample the training set from intensities every epoch
+    dynamic_binarization: bool = False    # resample the training set from its grey levels every epoch
     device: str = "auto"                  # auto | cpu | cuda | cuda:N | cuda:auto (a GPU no other process holds)
     processes: int = 1                    # data-parallel processes on this machine (torchrun); batch_size stays global
     seed: int = 0

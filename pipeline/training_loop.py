@@ -1,7 +1,9 @@
 """The training loop every family shares (the `train` stage, pipeline/train.py, runs it for one model):
-`fit` runs the epochs, `train_step` one optimizer step. Its settings are a `TrainConfig`
-(pipeline/train_config.py), its optimizer and schedule come from pipeline/optimizer.py, and what it
-saves after every epoch to resume from is a `LoopState` (pipeline/resume.py).
+`fit` reads top to bottom; `Rounds` says when it validates and stops, `BatchStream` which batches it
+steps on, `Trainer` trains one round (`train_step` is one optimizer step), `Progress` shows it. Its
+settings are a `TrainConfig` (pipeline/train_config.py), its optimizer and schedule come from
+pipeline/optimizer.py, and what it saves after every validation to resume from is a `LoopState`
+(pipeline/resume.py).
 Imports only torch and tqdm, so it also runs where DVC and MLflow are not installed (e.g. a bare GPU
 machine)."""
 from __future__ import annotations
@@ -59,14 +61,14 @@ class TrainingData:
     """The training images on the training device; with dynamic binarization, redrawn each epoch.
     `labels` (the digits, for class-conditional models) stay fixed."""
 
-    def __init__(self, binary: torch.Tensor, intensity: torch.Tensor | None, device, dynamic: bool,
+    def __init__(self, images: torch.Tensor, grey_levels: torch.Tensor | None, device, dynamic: bool,
                  labels: torch.Tensor | None = None):
-        if dynamic and intensity is None:
-            raise ValueError("dynamic binarization needs the training intensities")
+        if dynamic and grey_levels is None:
+            raise ValueError("dynamic binarization needs the training images' grey levels")
         self.dynamic = dynamic
         self.labels = None if labels is None else labels.to(device, torch.long)
-        self.images = binary.to(device, torch.float32)
-        self.probabilities = intensity.to(device, torch.float32) / 255 if dynamic else None
+        self.images = images.to(device, torch.float32)
+        self.probabilities = grey_levels.to(device, torch.float32) / 255 if dynamic else None
 
     def __len__(self):
         return len(self.images)
@@ -143,6 +145,27 @@ class BatchStream:
         return torch.Generator().set_state(state)
 
 
+@dataclass(frozen=True)
+class Rounds:
+    """When the loop validates and stops (pipeline/budget.py): after `ends[k]` training images,
+    `steps` optimizer steps in all."""
+    ends: list[int]
+    steps: int
+    flops_per_image: int  # the training FLOPs of one image (pipeline/flops.py)
+    whole_epochs: bool    # the model fits an epoch at once (`FitsWithoutGradients`)
+
+    @classmethod
+    def plan(cls, model: GenerativeModel, epoch_images: int, cfg: TrainConfig) -> Rounds:
+        per_image = training_flops_per_image(model)
+        whole_epochs = isinstance(model, FitsWithoutGradients) and model.fits_without_gradients
+        ends = round_ends(epoch_images, cfg.epochs, cfg.budget_images(per_image), cfg.budget_points, whole_epochs)
+        return cls(ends, steps_to(ends, epoch_images, cfg.batch_size), per_image, whole_epochs)
+
+    def left(self, state: LoopState, patience: int | None):
+        """(epoch, end) of the rounds still to run: none if the saved run had stopped early."""
+        return enumerate([] if state.patience_spent(patience) else self.ends[state.epoch:], start=state.epoch + 1)
+
+
 def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: TrainConfig, *,
         state_path: str | Path | None = None, on_epoch: Callable[[dict, bool], None] | None = None, quiet: bool = False,
         val_labels: torch.Tensor | None = None, world: World = SINGLE) -> FitResult:
@@ -161,84 +184,131 @@ def fit(model: GenerativeModel, train: TrainingData, val: torch.Tensor, cfg: Tra
     arguments: each takes its shard of every batch and of the validation set, and only rank 0
     writes the state (pass `on_epoch` there only).
     """
-    device = model.device
-    val = world.shard(val).to(device, torch.float32)
-    per_image = training_flops_per_image(model)
-    without_gradients = isinstance(model, FitsWithoutGradients) and model.fits_without_gradients
-    ends = round_ends(len(train), cfg.epochs, cfg.budget_images(per_image), cfg.budget_points, without_gradients)
+    labels, val_labels = _labels(model, train, val_labels, world)
+    val = world.shard(val).to(model.device, torch.float32)
+    rounds = Rounds.plan(model, len(train), cfg)
     optimizer = make_optimizer(model, cfg)
-    total_steps = steps_to(ends, len(train), cfg.batch_size)
-    schedule = make_schedule(optimizer, cfg, total_steps)
+    schedule = make_schedule(optimizer, cfg, rounds.steps)
     shuffle = torch.Generator().manual_seed(cfg.seed)
-    step_fn = data_parallel(model, device) if world.distributed else model.loss
-    loss_fn = compiled(step_fn, cfg, device, world.distributed)
-    use_bf16 = cfg.autocast_bf16(device)
-    check_every = 1 if device.type == "cpu" else 50  # reading a loss on a GPU waits for it: not every step
-    labels = train.labels if isinstance(model, ClassConditional) else None
-    if labels is not None and val_labels is None:
-        raise ValueError("a class-conditional model needs training and validation labels")
-    val_labels = None if labels is None else world.shard(val_labels).to(device)
-
-    state = LoopState()
-    if state_path is not None and Path(state_path).exists():
-        state = LoopState.load(state_path, model, optimizer, schedule, shuffle) or state
-    stream = BatchStream(train, shuffle, device, state.images_seen)
-    rounds = [] if state.patience_spent(cfg.patience) else ends[state.epoch:]  # resumed after an early stop
-
-    quiet = quiet or not world.is_main
-    bar = tqdm(total=total_steps, initial=total_steps - steps_to(ends, len(train), cfg.batch_size, stream.seen),
-               disable=quiet or not bars_enabled(), unit="step", dynamic_ncols=True, leave=False)
-    start = time.perf_counter() - (state.history[-1]["seconds"] if state.history else 0.0)
-    for epoch, end in enumerate(rounds, start=state.epoch + 1):
-        model.train()
+    trainer = Trainer(model, optimizer, schedule, cfg, world, labels)
+    state = _resumed(state_path, model, optimizer, schedule, shuffle)
+    stream = BatchStream(train, shuffle, model.device, state.images_seen)
+    progress = Progress(rounds, cfg.batch_size, len(train), stream.seen, quiet or not world.is_main)
+    start = time.perf_counter() - state.seconds
+    for epoch, end in rounds.left(state, cfg.patience):
         first = stream.seen
-        if without_gradients:  # whole epochs, one fit each
-            total = 0.0
-            while stream.seen < end:
-                images = stream.next_epoch()
-                total += _checked_sum([torch.tensor(model.fit_epoch(images))], epoch, 1, state) * len(images)
-                bar.update(math.ceil(len(images) / cfg.batch_size))
-        else:
-            total, pending, sizes = 0.0, [], batch_sizes(stream.seen, end, len(train), cfg.batch_size)
-            for step, size in enumerate(sizes):
-                images, rows = stream.next_rows(size)
-                rows, count, weight = _local_rows(rows, world)
-                loss = train_step(model, loss_fn, optimizer, images[rows], use_bf16, cfg.grad_clip,
-                                  None if labels is None else labels[rows], weight)
-                if world.distributed and first == 0 and step == 0:
-                    world.broadcast_state(model)  # data-dependent initialisations (ActNorm) saw different shards
-                schedule.step()
-                pending.append(loss * count)
-                if len(pending) == check_every or step == len(sizes) - 1:
-                    total += _checked_sum(pending, epoch, step + 1, state)
-                    pending = []
-                bar.update()
-            (total,) = world.sum(total, device=device)
-        val_nll = _validation_nll(model, val, cfg.eval_batch_size, world, val_labels)
-        if not math.isfinite(val_nll):
-            raise TrainingDiverged(f"validation NLL became {val_nll} after epoch {epoch}; "
-                                   "the last good checkpoint is kept (try a lower lr or grad_clip)",
-                                   state.best_epoch, state.best_weights)
-        record = {"epoch": epoch, "images": stream.seen, "flops": stream.seen * per_image,
-                  "train_loss": total / (stream.seen - first), "val_nll": val_nll,
+        loss_sum = trainer.train_round(stream, end, rounds.whole_epochs, epoch, state, progress)
+        val_nll = _validation_nll(model, val, cfg.eval_batch_size, world, val_labels, epoch, state)
+        record = {"epoch": epoch, "images": stream.seen, "flops": stream.seen * rounds.flops_per_image,
+                  "train_loss": loss_sum / (stream.seen - first), "val_nll": val_nll,
                   "lr": schedule.get_last_lr()[0], "seconds": time.perf_counter() - start}
         improved = state.finish_epoch(record, model)
         if state_path is not None and world.is_main:
             state.save(state_path, model, optimizer, schedule, stream.resume_rng())
-        bar.set_postfix(epoch=epoch, val_nll=f"{val_nll:.2f}")
+        progress.validated(record)
         if on_epoch is not None:
             on_epoch(record, improved)
-        if not quiet:
-            tqdm.write(f"epoch {epoch}/{len(ends)}  {record['flops']:.2e} FLOPs  train {record['train_loss']:.2f}  "
-                       f"val {val_nll:.2f} nats  ({record['seconds']:.0f}s)")
         if state.patience_spent(cfg.patience):
-            if not quiet:
-                tqdm.write(f"early stop: no better validation NLL for {cfg.patience} epochs")
+            progress.stopped_early(cfg.patience)
             break
-    bar.close()
+    progress.close()
     if state.best_weights is not None:
         model.load_state_dict(state.best_weights)
-    return FitResult(state.history, state.best_epoch, state.best_nll, per_image)
+    return FitResult(state.history, state.best_epoch, state.best_nll, rounds.flops_per_image)
+
+
+def _labels(model: GenerativeModel, train: TrainingData, val_labels: torch.Tensor | None,
+            world: World) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(training labels, this process's validation labels) of a class-conditional model; else (None, None)."""
+    labels = train.labels if isinstance(model, ClassConditional) else None
+    if labels is None:
+        return None, None
+    if val_labels is None:
+        raise ValueError("a class-conditional model needs training and validation labels")
+    return labels, world.shard(val_labels).to(model.device)
+
+
+def _resumed(state_path: str | Path | None, model, optimizer, schedule, shuffle: torch.Generator) -> LoopState:
+    """The state saved at `state_path`, restored into the model, optimizer, schedule and generators;
+    a fresh state if there is none (or it cannot be read)."""
+    if state_path is not None and Path(state_path).exists():
+        return LoopState.load(state_path, model, optimizer, schedule, shuffle) or LoopState()
+    return LoopState()
+
+
+class Trainer:
+    """Trains `model` one round at a time: optimizer steps on the stream's batches, or whole-epoch
+    fits for a model that fits without gradients."""
+
+    def __init__(self, model: GenerativeModel, optimizer: torch.optim.Optimizer, schedule, cfg: TrainConfig,
+                 world: World, labels: torch.Tensor | None):
+        device = model.device
+        self.model, self.optimizer, self.schedule, self.world, self.labels = model, optimizer, schedule, world, labels
+        self.batch_size, self.grad_clip, self.bf16 = cfg.batch_size, cfg.grad_clip, cfg.autocast_bf16(device)
+        self.loss_fn = compiled(data_parallel(model, device) if world.distributed else model.loss, cfg, device,
+                                world.distributed)
+        self.check_every = 1 if device.type == "cpu" else 50  # reading a loss on a GPU waits for it: not every step
+
+    def train_round(self, stream: BatchStream, end: int, whole_epochs: bool, epoch: int, state: LoopState,
+                    progress: Progress) -> float:
+        """Train from the stream's position to `end` images; the sum of the per-image losses."""
+        self.model.train()
+        if whole_epochs:
+            return self._fit_epochs(stream, end, epoch, state, progress)
+        return self._steps(stream, end, epoch, state, progress)
+
+    def _fit_epochs(self, stream: BatchStream, end: int, epoch: int, state: LoopState, progress: Progress) -> float:
+        total = 0.0
+        while stream.seen < end:
+            images = stream.next_epoch()
+            total += _checked_sum([torch.tensor(self.model.fit_epoch(images))], epoch, 1, state) * len(images)
+            progress.advance(math.ceil(len(images) / self.batch_size))
+        return total
+
+    def _steps(self, stream: BatchStream, end: int, epoch: int, state: LoopState, progress: Progress) -> float:
+        first = stream.seen
+        total, pending, sizes = 0.0, [], batch_sizes(stream.seen, end, len(stream.train), self.batch_size)
+        for step, size in enumerate(sizes):
+            images, rows = stream.next_rows(size)
+            rows, count, weight = _local_rows(rows, self.world)
+            loss = train_step(self.model, self.loss_fn, self.optimizer, images[rows], self.bf16, self.grad_clip,
+                              None if self.labels is None else self.labels[rows], weight)
+            if self.world.distributed and first == 0 and step == 0:
+                self.world.broadcast_state(self.model)  # data-dependent initialisations (ActNorm) saw different shards
+            self.schedule.step()
+            pending.append(loss * count)
+            if len(pending) == self.check_every or step == len(sizes) - 1:
+                total += _checked_sum(pending, epoch, step + 1, state)
+                pending = []
+            progress.advance()
+        (total,) = self.world.sum(total, device=self.model.device)
+        return total
+
+
+class Progress:
+    """The step bar (where someone watches) and, unless quiet, one line per validation."""
+
+    def __init__(self, rounds: Rounds, batch_size: int, epoch_images: int, images_seen: int, quiet: bool):
+        self.quiet, self.rounds = quiet, len(rounds.ends)
+        done = rounds.steps - steps_to(rounds.ends, epoch_images, batch_size, images_seen)
+        self.bar = tqdm(total=rounds.steps, initial=done, disable=quiet or not bars_enabled(), unit="step",
+                        dynamic_ncols=True, leave=False)
+
+    def advance(self, steps: int = 1) -> None:
+        self.bar.update(steps)
+
+    def validated(self, record: dict) -> None:
+        self.bar.set_postfix(epoch=record["epoch"], val_nll=f"{record['val_nll']:.2f}")
+        if not self.quiet:
+            tqdm.write(f"epoch {record['epoch']}/{self.rounds}  {record['flops']:.2e} FLOPs  "
+                       f"train {record['train_loss']:.2f}  val {record['val_nll']:.2f} nats  ({record['seconds']:.0f}s)")
+
+    def stopped_early(self, patience: int) -> None:
+        if not self.quiet:
+            tqdm.write(f"early stop: no better validation NLL for {patience} epochs")
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _local_rows(indices: torch.Tensor, world: World) -> tuple[torch.Tensor, int, float]:
@@ -255,13 +325,18 @@ def _local_rows(indices: torch.Tensor, world: World) -> tuple[torch.Tensor, int,
 
 
 def _validation_nll(model: GenerativeModel, val: torch.Tensor, batch_size: int, world: World,
-                    labels: torch.Tensor | None = None) -> float:
-    """The mean validation NLL over the whole split: each process's shard, added up over the world."""
-    if not world.distributed:
-        return mean_nll(model, val, batch_size, labels)
-    local = mean_nll(model, val, batch_size, labels) if len(val) else 0.0
-    total, count = world.sum(local * len(val), len(val), device=model.device)
-    return total / count
+                    labels: torch.Tensor | None, epoch: int, state: LoopState) -> float:
+    """The mean validation NLL over the whole split (each process's shard, added up over the world);
+    raises TrainingDiverged if it is not finite."""
+    if world.distributed:
+        local = mean_nll(model, val, batch_size, labels) if len(val) else 0.0
+        total, count = world.sum(local * len(val), len(val), device=model.device)
+        val_nll = total / count
+    else:
+        val_nll = mean_nll(model, val, batch_size, labels)
+    if not math.isfinite(val_nll):
+        raise _diverged(f"validation NLL became {val_nll} after epoch {epoch}", state)
+    return val_nll
 
 
 def _checked_sum(losses: list[torch.Tensor], epoch: int, last_step: int, state: LoopState) -> float:
@@ -270,7 +345,10 @@ def _checked_sum(losses: list[torch.Tensor], epoch: int, last_step: int, state: 
     bad = (~torch.isfinite(values)).nonzero()
     if len(bad):
         step = last_step - len(values) + 1 + int(bad[0])
-        raise TrainingDiverged(f"training loss became {float(values[bad[0]])} at epoch {epoch}, step {step}; "
-                               "the last good checkpoint is kept (try a lower lr or grad_clip)",
-                               state.best_epoch, state.best_weights)
+        raise _diverged(f"training loss became {float(values[bad[0]])} at epoch {epoch}, step {step}", state)
     return float(values.sum())
+
+
+def _diverged(what: str, state: LoopState) -> TrainingDiverged:
+    return TrainingDiverged(f"{what}; the last good checkpoint is kept (try a lower lr or grad_clip)",
+                            state.best_epoch, state.best_weights)

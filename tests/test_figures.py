@@ -16,7 +16,7 @@ def test_a_grid_is_torchvisions_grid_of_the_same_images(tmp_path, count, nrow):
     assert np.array_equal(np.asarray(Image.open(tmp_path / "grid.png")), expected.numpy())
 
 
-def test_grey_levels_are_drawn_as_intensities(tmp_path):
+def test_grey_levels_are_drawn_at_their_brightness(tmp_path):
     levels = torch.tensor([0.0, 85.0, 170.0, 255.0]).view(4, 1, 1, 1)
     save_grid(levels, tmp_path / "grid.png", nrow=4, levels=256)
     drawn = np.asarray(Image.open(tmp_path / "grid.png"))

@@ -83,7 +83,7 @@ def test_binarize_standard_split(binarized):
     assert {k: v["images"] for k, v in manifest["splits"].items()} == {"train": 50000, "val": 10000, "test": 10000}
     val = load_split("val", root=out)
     assert val.shape == (10000, 1, 28, 28) and set(val.unique().tolist()) == {0.0, 1.0}
-    # Bernoulli(intensity) keeps the mean grey level: MNIST's is 0.1307
+    # a pixel drawn 1 with probability level / 255 keeps the mean grey level: MNIST's is 0.1307
     assert abs(manifest["splits"]["train"]["mean_pixel"] - 0.1307) < 0.002
 
 

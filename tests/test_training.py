@@ -102,8 +102,8 @@ def test_nan_loss_stops_with_epoch_and_step():
 
 
 def test_dynamic_binarization_redraws_every_epoch():
-    intensity = torch.full((100, *SHAPE), 128, dtype=torch.uint8)
-    data = TrainingData(torch.zeros(100, *SHAPE), intensity, "cpu", dynamic=True)
+    grey_levels = torch.full((100, *SHAPE), 128, dtype=torch.uint8)
+    data = TrainingData(torch.zeros(100, *SHAPE), grey_levels, "cpu", dynamic=True)
     gen = torch.Generator().manual_seed(0)
     first, second = data.for_epoch(gen).clone(), data.for_epoch(gen).clone()
     assert not torch.equal(first, second)
