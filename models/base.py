@@ -168,6 +168,9 @@ class ClassConditional(Protocol):
     def set_label_prior(self, labels: torch.Tensor) -> None: ...
 
 
+DIGIT_CLASSES = 10  # the labels a class-conditional family conditions on: MNIST's digits
+
+
 class LabelConditioning:
     """What a family with a `conditional` option shares (mixed into a GenerativeModel): the label
     prior p(y) as a buffer, the marginal NLL over labels, and labels drawn from p(y). `num_classes`

@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models.base import AutoregressiveModel, LabelConditioning, labels_kwarg, require_sizes, uniform_noise
+from models.base import DIGIT_CLASSES, AutoregressiveModel, LabelConditioning, labels_kwarg, require_sizes, uniform_noise
 from models.fast.blocked_masked_linear import BlockedMaskedLinear, BlockedMaskedMLP
 from models.nn.masked_linear import MaskedLinear, MaskedMLP, made_degrees, made_masks
 from models.nn.pixel_distributions import pixel_distribution_for
@@ -63,9 +63,9 @@ class MADE(AutoregressiveModel, LabelConditioning):
             nn.init.zeros_(next(self.direct.parameters()))  # it starts as the plain MADE
         self.use_mask(0)
         if conditional:
-            self.init_labels(10)
-            self.label_hidden, self.label_logits = nn.Embedding(10, hidden_sizes[0]), nn.Embedding(
-                10, self.num_pixels * self.params_per_pixel)
+            self.init_labels(DIGIT_CLASSES)
+            self.label_hidden = nn.Embedding(self.num_classes, hidden_sizes[0])
+            self.label_logits = nn.Embedding(self.num_classes, self.num_pixels * self.params_per_pixel)
             nn.init.zeros_(self.label_hidden.weight)  # it starts as the unconditional model
             nn.init.zeros_(self.label_logits.weight)
 

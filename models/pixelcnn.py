@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import LabelConditioning, require_positive
+from models.base import DIGIT_CLASSES, LabelConditioning, require_positive
 from models.nn.conv_autoregressive import ConvolutionalAutoregressive, channels_last
 from models.nn.conv_steps import conv_at, flat_kernel, pointwise, write
 from models.nn.masked_conv import MaskedConv2d
@@ -20,7 +20,7 @@ from models.nn.sampling import first_position_to_fill, one_thread_on_cpu
 from models.progress import pixels
 
 
-class ResidualBlock(nn.Module):
+class MaskedResidualBlock(nn.Module):
     """x + 1x1(relu(masked kxk(relu(1x1(relu(x)))))), halving the channels around the masked conv."""
 
     def __init__(self, channels: int, kernel: int, dropout: float):
@@ -77,11 +77,11 @@ class PixelCNN(ConvolutionalAutoregressive, LabelConditioning):
         if residual_blocks < 0 or not 0 <= dropout < 1:
             raise ValueError("need residual_blocks >= 0 and 0 <= dropout < 1")
         self.input_conv = MaskedConv2d("A", 1, channels, first_kernel)
-        self.blocks = nn.ModuleList(ResidualBlock(channels, kernel, dropout) for _ in range(residual_blocks))
+        self.blocks = nn.ModuleList(MaskedResidualBlock(channels, kernel, dropout) for _ in range(residual_blocks))
         self.build_head(channels, head_channels)
         if conditional:
-            self.init_labels(10)
-            self.label_bias = nn.Embedding(10, channels)
+            self.init_labels(DIGIT_CLASSES)
+            self.label_bias = nn.Embedding(self.num_classes, channels)
             nn.init.zeros_(self.label_bias.weight)  # it starts as the unconditional model
 
     def pixel_params(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Independent, Normal, kl_divergence
 
-from models.base import GenerativeModel, LabelConditioning, require_positive, require_sizes, uniform_noise
+from models.base import DIGIT_CLASSES, GenerativeModel, LabelConditioning, require_positive, require_sizes, uniform_noise
 from models.nn.pixel_distributions import pixel_distribution_for
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
@@ -125,7 +125,7 @@ class VAE(GenerativeModel, LabelConditioning):
         if conditional and architecture != "mlp":
             raise ValueError("conditional: true needs architecture 'mlp'")
         if conditional:
-            self.init_labels(10)
+            self.init_labels(DIGIT_CLASSES)
         if architecture == "mlp":
             self.encoder, self.decoder = mlp_pair(self.image_shape, hidden_sizes, latent_dim, activation,
                                                   self.num_classes if conditional else 0, outputs)

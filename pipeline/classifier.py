@@ -1,4 +1,4 @@
-"""classifier: train the digit classifier behind the sample-quality scores (pipeline/quality.py) on
+"""classifier: train the digit classifier behind the sample-quality scores (pipeline/digit_classifier.py) on
 the training split's binarized images; record its test accuracy and the scores of real test images,
 the ceiling that every model's samples are compared with."""
 from __future__ import annotations
@@ -13,8 +13,7 @@ import torch
 from pipeline import params as P
 from pipeline import stage
 from pipeline.data import BINARIZED_DIR, IMAGE_SHAPE, load_labels, load_split
-from pipeline.io import PipelineError, atomic_path, read_json, write_json
-from pipeline.quality import (
+from pipeline.digit_classifier import (
     ClassifierConfig,
     DigitClassifier,
     accuracy,
@@ -24,6 +23,7 @@ from pipeline.quality import (
     quality_scores,
     train_classifier,
 )
+from pipeline.io import PipelineError, atomic_path, read_json, write_json
 from pipeline.results import CLASSIFIER_METRICS
 
 CLASSIFIER_DIR = Path("classifier")

@@ -4,7 +4,7 @@ have one (`negative_elbo`), and pictures: samples for every model, and for
 the models that have the capability, completions of test images from their top half (`complete`),
 Bernoulli means beside the samples (`sample_means`), reconstructions, latent interpolations and
 a 2-D latent scatter (`encode` / `decode`); and for every model the sample-quality scores of the
-digit classifier (Inception Score, Frechet distance to the test set; pipeline/quality.py)."""
+digit classifier (Inception Score, Frechet distance to the test set; pipeline/digit_classifier.py)."""
 from __future__ import annotations
 
 import math
@@ -25,15 +25,15 @@ from models.base import (
     labels_kwarg,
 )
 from models.progress import progress
-from pipeline import classifier as digit_classifier
+from pipeline import classifier as classifier_stage
 from pipeline import params as P
 from pipeline import stage
 from pipeline.binarize import binarize_images
 from pipeline.data import DATASETS, Dataset, check_model_fits, load_labels, load_split
 from pipeline.devices import device_for
+from pipeline.digit_classifier import quality_scores
 from pipeline.figures import save_grid, top_half_mask
 from pipeline.io import atomic_dir, atomic_path
-from pipeline.quality import quality_scores
 from pipeline.results import SAMPLES_FIGURE, EvalTiming, Metrics, ModelResults
 
 COMPLETIONS_PER_IMAGE = 5
@@ -185,7 +185,7 @@ def latent_scatter(codes: torch.Tensor, labels: torch.Tensor, path: Path) -> Non
     plt.close(fig)
 
 
-def quality_images(samples: torch.Tensor, levels: int, classifier: digit_classifier.TrainedClassifier,
+def quality_images(samples: torch.Tensor, levels: int, classifier: classifier_stage.TrainedClassifier,
                    seed: int) -> torch.Tensor:
     """The samples as the digit classifier knows digits: grey-level samples binarized the way the
     training data was (a seeded draw), so their scores compare with the binarized test set's."""
@@ -217,7 +217,7 @@ def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto",
     else:
         test_nll = per_image_nll(model, test, cfg.batch_size)
     elbo = elbo_metrics(model, test, cfg.batch_size)
-    classifier = digit_classifier.load()
+    classifier = classifier_stage.load()
     samples = draw_samples(model, cfg, classifier.config.quality_samples)
     scored = quality_images(samples[:classifier.config.quality_samples].cpu(), model.pixel_levels, classifier, cfg.seed)
     quality = quality_scores(classifier.model, scored, classifier.reference)

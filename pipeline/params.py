@@ -20,8 +20,8 @@ import yaml
 from models import FAMILIES, family_class
 from models.base import require_positive
 from pipeline.data import DATASETS, Dataset
+from pipeline.digit_classifier import ClassifierConfig
 from pipeline.io import PipelineError
-from pipeline.quality import ClassifierConfig
 from pipeline.train_config import TrainConfig
 
 PROFILES = ("smoke", "quick", "full")

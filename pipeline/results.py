@@ -197,7 +197,7 @@ class Metrics(_JsonRecord):
     test_nll_stderr: float
     test_bpd: float
     test_images: int
-    inception_score: float     # of the samples, by the digit classifier (pipeline/quality.py)
+    inception_score: float     # of the samples, by the digit classifier (pipeline/digit_classifier.py)
     frechet_distance: float
     train_flops: int           # from train.json: the compute the model was trained with
     flops_per_image: int

@@ -1,4 +1,4 @@
-"""The sample-quality scores (pipeline/quality.py): their formulas, and that on MNIST they rank real
+"""The sample-quality scores (pipeline/digit_classifier.py): their formulas, and that on MNIST they rank real
 digits above independent-pixel samples above uniform noise."""
 import numpy as np
 import pytest
@@ -6,8 +6,7 @@ import torch
 
 from pipeline.binarize import binarize
 from pipeline.data import load_labels, load_split
-from pipeline.params import DataConfig
-from pipeline.quality import (
+from pipeline.digit_classifier import (
     ClassifierConfig,
     accuracy,
     embed,
@@ -17,6 +16,7 @@ from pipeline.quality import (
     quality_scores,
     train_classifier,
 )
+from pipeline.params import DataConfig
 from pipeline.report import markdown
 
 

@@ -231,7 +231,9 @@ class MultiScale(Transform):
         return x, total
 
 
-class ResidualBlock(nn.Module):
+class CouplingResidualBlock(nn.Module):
+    """x + 1x1(relu(3x3(relu(x)))): a block of the coupling networks (`coupling_net`)."""
+
     def __init__(self, channels: int):
         super().__init__()
         self.body = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1),
@@ -248,4 +250,4 @@ def coupling_net(in_channels: int, hidden_channels: int, out_channels: int, num_
     nn.init.zeros_(out.weight)
     nn.init.zeros_(out.bias)
     return nn.Sequential(nn.Conv2d(in_channels, hidden_channels, 3, padding=1),
-                         *[ResidualBlock(hidden_channels) for _ in range(num_blocks)], nn.ReLU(), out)
+                         *[CouplingResidualBlock(hidden_channels) for _ in range(num_blocks)], nn.ReLU(), out)

@@ -1,4 +1,5 @@
-"""Sample quality by a digit classifier: an MNIST-specific Inception Score and Frechet distance.
+"""The digit classifier (its network and training) and the sample-quality scores it gives: an
+MNIST-specific Inception Score and Frechet distance.
 
 The Inception Score and the FID of the literature use an ImageNet network; on binarized MNIST the
 usual substitute, used here, is a small convolutional classifier trained on the training split's
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import require_positive
+from models.base import DIGIT_CLASSES, require_positive
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class ClassifierConfig:
 class DigitClassifier(nn.Module):
     """Two stride-2 5x5 convolutions (28 -> 14 -> 7), a `features`-unit layer, ten logits."""
 
-    def __init__(self, channels: int = 16, features: int = 64, num_classes: int = 10):
+    def __init__(self, channels: int = 16, features: int = 64, num_classes: int = DIGIT_CLASSES):
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(1, channels, 5, stride=2, padding=2), nn.ReLU(),
