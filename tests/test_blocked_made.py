@@ -49,7 +49,7 @@ def test_blocked_layers_equal_the_masked_dense_product_for_every_mask_of_an_ense
                 assert torch.equal(layer.mask(), mask.bool()), f"mask {k}, {blocks} blocks"
                 weight = torch.randn(mask.shape, generator=gen, dtype=torch.float64, requires_grad=True)
                 bias = torch.randn(mask.shape[0], generator=gen, dtype=torch.float64, requires_grad=True)
-                layer.load_dense(weight.detach(), bias.detach())
+                layer.load_state_dict({"weight": weight.detach(), "bias": bias.detach()})  # dense, as in a checkpoint
                 x = torch.randn(5, mask.shape[1], generator=gen, dtype=torch.float64, requires_grad=True)
                 dense, blocked = F.linear(x, weight * mask, bias), layer(x)
                 torch.testing.assert_close(blocked, dense, **TOLERANCE)

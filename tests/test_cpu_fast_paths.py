@@ -39,9 +39,9 @@ def test_a_batch_in_pieces_gives_the_whole_batch_values_and_gradients(make, monk
     network = "trunk" if isinstance(model, GatedPixelCNN) else "features"
     inner = getattr(model, network)
     monkeypatch.setattr(model, network, lambda h, *args: seen.append(len(h)) or inner(h, *args))
-    monkeypatch.setattr(batch_chunks, "MMAP_THRESHOLD_BYTES", 1)  # one image per piece
+    monkeypatch.setattr(batch_chunks, "MMAP_THRESHOLD_BYTES", 1)  # every image over the threshold
     pieces = model.pixel_params(x)
-    assert seen == [1] * 7
+    assert len(seen) > 1 and sum(seen) == len(x)  # it did run in pieces, each image once
     torch.testing.assert_close(pieces, whole)
     for a, b in zip(torch.autograd.grad(pieces.square().sum(), list(model.parameters())), whole_grads):
         torch.testing.assert_close(a, b)

@@ -70,13 +70,12 @@ def test_saturated_hidden_units_match_the_loop():
         torch.testing.assert_close(f, s, rtol=1e-9, atol=1e-5)
 
 
-def test_block_sizes():
-    cpu, gpu = torch.device("cpu"), torch.device("cuda")
-    assert nade_blockwise._block_size(784, 512, 500, cpu) == 1
-    assert nade_blockwise._block_size(784, 50, 8, cpu) == min(784, nade_blockwise.CPU_BLOCK_NUMBERS // 400)
-    assert nade_blockwise._block_size(784, 1, 1, cpu) == 784
-    assert 1 <= nade_blockwise._block_size(784, 512, 500, gpu) < 784
-    assert nade_blockwise._block_size(784, 10 ** 5, 10 ** 3, gpu) == 1
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("batch, hidden", [(512, 500), (50, 8), (1, 1), (10 ** 5, 10 ** 3)])
+def test_a_block_holds_at_least_one_pixel_and_no_more_numbers_than_its_device_budget(device, batch, hidden):
+    budget = nade_blockwise.CPU_BLOCK_NUMBERS if device == "cpu" else nade_blockwise.GPU_BLOCK_NUMBERS
+    pixels = nade_blockwise._block_size(784, batch, hidden, torch.device(device))
+    assert 1 <= pixels <= 784 and (pixels == 1 or pixels * batch * hidden <= budget)
 
 
 def test_bf16_autocast_runs_in_float32_and_matches():

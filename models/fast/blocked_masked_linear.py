@@ -74,9 +74,8 @@ def made_layer_degrees(degrees: Sequence[torch.Tensor], outputs_per_input: int =
 def sort_hidden_units(degrees: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """`made_degrees` degrees with every hidden layer's units sorted by degree, and for each hidden
     layer the permutation applied (sorted = degrees[l + 1][perm]). Relabelling hidden units changes no
-    function: a layer's rows (weight and bias) and the next layer's columns move with their unit (see
-    `BlockedMaskedMLP.permute_hidden`, and for a checkpoint of the old order, permute the same rows
-    and columns of its dense weights)."""
+    function: a layer's rows (weight and bias) and the next layer's columns move with their unit (a
+    checkpoint of the old order loads after the same permutation of its dense weights' rows and columns)."""
     perms = [degree_order(d) for d in degrees[1:]]
     return [degrees[0], *(d[p] for d, p in zip(degrees[1:], perms))], perms
 
@@ -316,12 +315,6 @@ class BlockedMaskedLinear(nn.Module):
         """The dense (out, in) weight W * M in the caller's unit order (differentiable), as
         `MaskedLinear.masked_weight`."""
         return self.plan.unsort(self._sorted_dense_of_blocks(self.weight_blocks))
-
-    @torch.no_grad()
-    def load_dense(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
-        """Take the blocks from a dense (out, in) weight in the caller's unit order (a MaskedLinear's);
-        the entries the mask zeroes are dropped. `masked_weight()` is the way back."""
-        self.load_state_dict({"weight": weight, **({} if bias is None else {"bias": bias})}, strict=bias is not None)
 
     def _sorted_dense_of_blocks(self, flat: torch.Tensor) -> torch.Tensor:
         """The dense masked weight over sorted units, from stored blocks."""
