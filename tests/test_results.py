@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import models
-from pipeline import classifier, evaluate, report, train
+from pipeline import classifier, evaluate, report, train, trained
 from pipeline.io import PipelineError
 from pipeline.results import EvalTiming, Metrics, ModelResults, TrainSummary
 from tests.drills.workspace import call_stage, synthetic_data, write_params
@@ -71,8 +70,8 @@ def test_the_report_table_takes_the_files_keys_under_their_own_names(stages_ran)
 
 
 def test_models_load_finds_checkpoints_where_the_contract_puts_them(stages_ran):
-    assert models.trained.trained_names(stages_ran) == sorted(MODELS)
-    assert models.trained.checkpoint_path("made") == "results/made/model.pt"
+    assert trained.trained_names(stages_ran) == sorted(MODELS)
+    assert trained.checkpoint_path("made") == "results/made/model.pt"
 
 
 def summary(name: str = "m") -> TrainSummary:
