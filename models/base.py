@@ -33,14 +33,14 @@ def require_sizes(**lists: list[int]) -> None:
             raise ValueError(f"{name} must be a non-empty list of positive sizes, got {list(sizes)}")
 
 
-def no_progress(steps: Iterable, total: int | None = None, unit: str = "px") -> Iterable:
-    """A model's default `progress`: its sampler's steps as they are, with no bar."""
-    return steps
-
-
 def require_pixel_levels(pixel_levels: int) -> None:
     if pixel_levels < 2:
         raise ValueError(f"pixel_levels must be >= 2, got {pixel_levels}")
+
+
+def no_progress(steps: Iterable, total: int | None = None, unit: str = "px") -> Iterable:
+    """A model's default `progress`: its sampler's steps as they are, with no bar."""
+    return steps
 
 
 class GenerativeModel(nn.Module):
