@@ -8,10 +8,8 @@ import importlib
 
 from models.base import AutoregressiveModel, GenerativeModel
 from models.checkpoint import load_checkpoint, save_checkpoint
-from models.trained import load
 
 # family name -> "module:Class". Modules are imported on demand so one stage loads one family.
-# A plain literal: pipeline/digest.py reads it without importing anything.
 FAMILIES = {
     "bernoulli": "models.bernoulli:IndependentBernoulli",
     "categorical": "models.categorical:IndependentCategorical",
@@ -43,4 +41,4 @@ def build_model(family: str, image_shape, **kwargs) -> GenerativeModel:
 
 
 __all__ = ["FAMILIES", "AutoregressiveModel", "GenerativeModel", "build_model",
-           "family_class", "load", "load_checkpoint", "save_checkpoint"]
+           "family_class", "load_checkpoint", "save_checkpoint"]

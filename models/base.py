@@ -7,12 +7,11 @@ the stages ask `isinstance(model, CanComplete)` and never which family they hold
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from typing import Literal, Protocol, get_args, runtime_checkable
 
 import torch
 from torch import nn
-
-from models.progress import pixels
 
 # What a model's `nll` computes: the exact NLL, an importance-sampled estimate (an upper bound in
 # expectation), or a bound on the discrete NLL from a density over dequantized pixels.
@@ -39,6 +38,11 @@ def require_pixel_levels(pixel_levels: int) -> None:
         raise ValueError(f"pixel_levels must be >= 2, got {pixel_levels}")
 
 
+def no_progress(steps: Iterable, total: int | None = None, unit: str = "px") -> Iterable:
+    """A model's default `progress`: its sampler's steps as they are, with no bar."""
+    return steps
+
+
 class GenerativeModel(nn.Module):
     """A density model over images of shape `image_shape` = (C, H, W) whose pixels take the integer
     values 0 .. pixel_levels - 1, held in a float tensor: 2 for binarized images, 256 for grey levels.
@@ -50,6 +54,9 @@ class GenerativeModel(nn.Module):
 
     estimator: Estimator = "exact"
     pixel_levels: int = 2
+    # What a sampler that draws step by step (pixel by pixel, or row by row) walks its steps
+    # through, as `progress(steps, total, unit)`: a stage sets a progress bar here.
+    progress: Callable[..., Iterable] = staticmethod(no_progress)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -315,7 +322,7 @@ class AutoregressiveModel(GenerativeModel):
         """Pixel i is drawn from p(x_i | x_<i) by noise_i; one full forward pass per pixel."""
         x = x.clone()
         flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
-        for i in pixels(self.ordering().tolist()):
+        for i in self.progress(self.ordering().tolist()):
             if flat_obs[:, i].all():
                 continue
             params = self.pixel_params(x, **labels_kwarg(labels)).reshape(len(x), self.params_per_pixel, -1)[:, :, i]

@@ -6,7 +6,6 @@ import torch
 from models.base import AutoregressiveModel
 from models.nn.masked_linear import MaskedLinear
 from models.nn.pixel_distributions import Bernoulli
-from models.progress import pixels
 
 
 class FVSBN(AutoregressiveModel):
@@ -29,7 +28,7 @@ class FVSBN(AutoregressiveModel):
         x = x.clone()
         flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
         weight = self.linear.masked_weight()
-        for i in pixels(range(self.num_pixels)):
+        for i in self.progress(range(self.num_pixels)):
             logit = flat_x @ weight[i] + self.linear.bias[i]
             flat_x[:, i] = self.draw(logit[:, None], flat_obs[:, i], flat_x[:, i], flat_noise[:, i])
         return x

@@ -20,7 +20,6 @@ from models.nn.conv_autoregressive import ConvolutionalAutoregressive, channels_
 from models.nn.conv_steps import conv_at, pointwise, write
 from models.nn.pixel_distributions import pixel_distribution_for
 from models.nn.sampling import first_position_to_fill, one_thread_on_cpu
-from models.progress import progress
 
 
 def gate(pre: torch.Tensor, dim: int = 1) -> torch.Tensor:
@@ -166,7 +165,7 @@ class GatedPixelCNN(ConvolutionalAutoregressive):
         kernels = [layer.horizontal_kernel() for layer in self.layers]
         links = [layer.link(shift_down(v_pre)[..., start_row:start_row + 1, :])
                  for layer, (_, _, v_pre) in zip(self.layers, recorded)]
-        for r in progress(range(start_row, height), "sampling", unit="row"):  # a bar per pixel costs more than a pixel
+        for r in self.progress(range(start_row, height), unit="row"):  # a bar per pixel costs more than a pixel
             for c in range(start % width if r == start_row else 0, width):
                 h = None
                 for i, layer in enumerate(self.layers):

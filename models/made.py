@@ -11,7 +11,6 @@ from models.base import DIGIT_CLASSES, AutoregressiveModel, LabelConditioning, l
 from models.fast.blocked_masked_linear import BlockedMaskedLinear, BlockedMaskedMLP
 from models.nn.masked_linear import MaskedLinear, MaskedMLP, made_degrees, made_masks
 from models.nn.pixel_distributions import pixel_distribution_for
-from models.progress import pixels
 
 BLOCKED_FROM_WEIGHTS = 2**20
 
@@ -171,7 +170,7 @@ class MADE(AutoregressiveModel, LabelConditioning):
         pre = first(flat_in) if labels is None else first(flat_in) + self.label_hidden(labels)
         label_logits = None if labels is None else self.label_logits(labels)
         d = self.num_pixels
-        for i in pixels(self.ordering().tolist()):
+        for i in self.progress(self.ordering().tolist()):
             h = torch.relu(pre)
             for layer in self.mlp.layers[1:-1]:
                 h = torch.relu(layer(h))

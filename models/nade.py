@@ -7,7 +7,6 @@ from torch import nn
 from models.base import AutoregressiveModel, require_positive
 from models.fast.nade_blockwise import nade_logits
 from models.nn.pixel_distributions import Bernoulli
-from models.progress import pixels
 
 
 class NADE(AutoregressiveModel):
@@ -46,7 +45,7 @@ class NADE(AutoregressiveModel):
         x = x.clone()
         flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
         a = self.c.expand(len(x), -1).clone()
-        for i in pixels(range(self.num_pixels)):
+        for i in self.progress(range(self.num_pixels)):
             logit = self.b[i] + torch.sigmoid(a) @ self.V[i]
             flat_x[:, i] = self.draw(logit[:, None], flat_obs[:, i], flat_x[:, i], flat_noise[:, i])
             a += flat_x[:, i:i + 1] * self.W[i]

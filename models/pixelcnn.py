@@ -17,7 +17,6 @@ from models.nn.conv_steps import conv_at, flat_kernel, pointwise, write
 from models.nn.masked_conv import MaskedConv2d
 from models.nn.pixel_distributions import pixel_distribution_for
 from models.nn.sampling import first_position_to_fill, one_thread_on_cpu
-from models.progress import pixels
 
 
 class MaskedResidualBlock(nn.Module):
@@ -122,7 +121,7 @@ class PixelCNN(ConvolutionalAutoregressive, LabelConditioning):
         recorded = []
         self.trunk(x, recorded, labels)
         buffers = [F.pad(h, (pad, pad, pad, 0)) for h, pad in zip(recorded, pads)]
-        for r, c in pixels(((i // width, i % width) for i in range(start, height * width)), height * width - start):
+        for r, c in self.progress(((i // width, i % width) for i in range(start, height * width)), height * width - start):
             h = self.first_features(conv_at(buffers[0], kernels[0], self.input_conv.bias, r, c, pads[0] + 1,
                                             2 * pads[0] + 1), labels)
             for block, buffer, kernel in zip(self.blocks, buffers[1:], kernels[1:]):

@@ -14,7 +14,6 @@ from models.base import AutoregressiveModel, require_positive
 from models.nn.causal_embedding import CausalPixelEmbedding
 from models.nn.pixel_distributions import pixel_distribution_for
 from models.nn.sampling import first_position_to_fill, one_thread_on_cpu
-from models.progress import pixels
 
 
 class PixelRNN(AutoregressiveModel):
@@ -59,7 +58,7 @@ class PixelRNN(AutoregressiveModel):
         if start > 0:
             _, state = self.run(self.inputs(self.network_input(flat_x))[:, :start])
         sequence = self.embed.padded_sequence(self.network_input(flat_x))
-        for t in pixels(range(start, self.num_pixels)):
+        for t in self.progress(range(start, self.num_pixels)):
             e = self.embed.step(sequence, t)
             if self.position is not None:
                 e = e + self.position[t]

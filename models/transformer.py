@@ -19,7 +19,6 @@ from models.fast.padded_attention import padded_head_dim, padded_heads_attention
 from models.nn.causal_embedding import CausalPixelEmbedding
 from models.nn.pixel_distributions import pixel_distribution_for
 from models.nn.sampling import first_position_to_fill, one_thread_on_cpu
-from models.progress import pixels
 
 
 class CausalSelfAttention(nn.Module):
@@ -119,7 +118,7 @@ class PixelTransformer(AutoregressiveModel):
         if start > 0:
             self.features(self.network_input(flat_x[:, :start]), caches)
         sequence = self.embed.padded_sequence(self.network_input(flat_x))
-        for t in pixels(range(start, self.num_pixels)):
+        for t in self.progress(range(start, self.num_pixels)):
             h = (self.embed.step(sequence, t) + self.position[t])[:, None]
             for block, cache in zip(self.blocks, caches):
                 h = block(h, cache, t)

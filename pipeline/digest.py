@@ -10,8 +10,10 @@ stage depends on generated files instead, in the format of `sha256sum`:
   entry in the registry `models.FAMILIES`.
 `train@<model>` and `evaluate@<model>` depend on their stage file and their family's file, every
 other stage on its stage file. The imports are read from the source (also those inside functions),
-so the lists are never out of date. The registry itself is left out of the package's line, so
-adding a family re-runs no other family's stages.
+and a module counts the packages that Python runs before it (their `__init__.py`), so the lists are
+never out of date. The statements of models/__init__.py that define the registry are left out of
+its line (each family's entry is in its family's file), so adding a family re-runs no other
+family's stages.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import ast
 import hashlib
 from pathlib import Path
 
+import models
 from pipeline import stage
 from pipeline.io import REPO_ROOT, atomic_dir
 
@@ -28,16 +31,15 @@ REGISTRY_FILE = Path("models/__init__.py")
 DIGEST_DIR = Path("digests")
 
 
-def _registry_node(tree: ast.Module) -> ast.Assign:
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "FAMILIES" for t in node.targets):
-            return node
-    raise RuntimeError(f"{REGISTRY_FILE} defines no FAMILIES registry")
-
-
-def family_registry() -> dict[str, str]:
-    """models.FAMILIES (family -> "module:Class"), read from the source without importing torch."""
-    return ast.literal_eval(_registry_node(ast.parse((REPO_ROOT / REGISTRY_FILE).read_text())).value)
+def defines_registry(node: ast.stmt) -> bool:
+    """Whether a statement assigns FAMILIES or one of its entries."""
+    targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+    for target in targets:
+        while isinstance(target, ast.Subscript):
+            target = target.value
+        if isinstance(target, ast.Name) and target.id == "FAMILIES":
+            return True
+    return False
 
 
 def module_path(module: str) -> Path | None:
@@ -61,6 +63,12 @@ def imported_modules(path: Path) -> set[str]:
     return found
 
 
+def packages_of(module: str) -> list[str]:
+    """The packages Python imports before `module`: `models` and `models.nn` for `models.nn.sampling`."""
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
 def code_files(module: str) -> list[Path]:
     """The file of `module` and of every project module it imports, directly or through others."""
     seen, todo = set(), [module]
@@ -69,17 +77,23 @@ def code_files(module: str) -> list[Path]:
         if module not in seen:
             seen.add(module)
             todo.extend(imported_modules(module_path(module)))
+            todo.extend(package for package in packages_of(module) if module_path(package))
     return sorted(module_path(m) for m in seen)
+
+
+def without_registry(source: str) -> str | None:
+    """`source` less its statements that define the registry; None where it has none."""
+    left_out = {line for node in ast.parse(source).body if defines_registry(node)
+                for line in range(node.lineno - 1, node.end_lineno)}
+    lines = source.splitlines(keepends=True)
+    return "".join(line for i, line in enumerate(lines) if i not in left_out) if left_out else None
 
 
 def checksum_line(path: Path) -> str:
     name = path.relative_to(REPO_ROOT).as_posix()
-    if Path(name) != REGISTRY_FILE:
-        return f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {name}"
-    lines = path.read_text().splitlines(keepends=True)
-    node = _registry_node(ast.parse("".join(lines)))
-    rest = "".join(lines[:node.lineno - 1] + lines[node.end_lineno:])
-    return f"{hashlib.sha256(rest.encode()).hexdigest()}  {name} (less FAMILIES: each family's entry is in its own file)"
+    if Path(name) == REGISTRY_FILE and (rest := without_registry(path.read_text())) is not None:
+        return f"{hashlib.sha256(rest.encode()).hexdigest()}  {name} (less FAMILIES: each family's entry is in its own file)"
+    return f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {name}"
 
 
 def code_digest(module: str) -> str:
@@ -93,14 +107,14 @@ def stage_digest(name: str) -> str:
 
 def family_digest(family: str, registry: dict[str, str] | None = None) -> str:
     """`sha256sum`-style lines for the family's files, then its entry in `registry` (by default
-    models.FAMILIES as written in the source)."""
-    entry = (registry or family_registry())[family]
+    models.FAMILIES)."""
+    entry = (registry or models.FAMILIES)[family]
     return code_digest(entry.split(":")[0]) + f"# {family} = {entry}\n"
 
 
 def main(argv=None) -> None:
     stage.parse_args(__doc__.splitlines()[0], argv)
-    families = family_registry()
+    families = models.FAMILIES
     with atomic_dir(DIGEST_DIR) as tmp:
         for name in STAGES:
             (tmp / f"stage-{name}.sha256").write_text(stage_digest(name))

@@ -24,7 +24,6 @@ from models.base import (
     HasSampleMeans,
     labels_kwarg,
 )
-from models.progress import progress
 from pipeline import classifier as classifier_stage
 from pipeline import params as P
 from pipeline import stage
@@ -34,6 +33,7 @@ from pipeline.devices import device_for
 from pipeline.digit_classifier import quality_scores
 from pipeline.figures import save_grid, top_half_mask
 from pipeline.io import atomic_dir, atomic_path
+from pipeline.progress import progress, sampling_bar
 from pipeline.results import SAMPLES_FIGURE, EvalTiming, Metrics, ModelResults
 
 COMPLETIONS_PER_IMAGE = 5
@@ -206,6 +206,7 @@ def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto",
     # TF32 (on by default for cuDNN convolutions) keeps 10 mantissa bits: the test NLL is computed in true fp32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     model, _ = load_checkpoint(files.checkpoint, device)
+    model.progress = sampling_bar
     check_model_fits(model, data, str(files.checkpoint))
     test = load_split("test", cfg.max_test, data.folder)
     started = time.perf_counter()

@@ -1,10 +1,10 @@
 """The contract for results/<model>/: the name of every file a model's stages write there, and the
 keys of its two JSON files, train.json (`TrainSummary`) and metrics.json (`Metrics`), defined here
-once and used by train, evaluate, report, track, score and `models.load`; and where the report and
+once and used by train, evaluate, report, track, score and `pipeline.trained`; and where the report and
 the classifier's metrics are.
 
-Standard library only (with pipeline.io, which is too): `models.load` imports it on machines
-without DVC or MLflow.
+Standard library only (with pipeline.io, which is too): `pipeline.trained` imports it on
+machines without DVC or MLflow.
 """
 from __future__ import annotations
 

@@ -31,12 +31,12 @@ import numpy as np
 import torch
 
 from models import load_checkpoint
-from models.progress import set_quiet
 from pipeline import params as P
 from pipeline import stage
 from pipeline.binarize import binarize_images
 from pipeline.data import IMAGE_SHAPE
 from pipeline.io import PipelineError
+from pipeline.progress import set_quiet
 from pipeline.results import ModelResults
 
 SIDE = IMAGE_SHAPE[-1]

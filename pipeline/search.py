@@ -32,6 +32,7 @@ import yaml
 
 from pipeline import params as P
 from pipeline.io import PipelineError, write_text
+from pipeline.progress import in_ci
 
 GRID = Path("search/grid.yaml")
 TABLE = Path("search/results.csv")
@@ -314,7 +315,7 @@ def main(argv=None) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="points trained at once (the cores are shared)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[], help="train the winners with these seeds")
     parser.add_argument("--winners", action="store_true", help="print each model's best settings and stop")
-    parser.add_argument("--quiet", action="store_true", default=bool(os.environ.get("CI")))
+    parser.add_argument("--quiet", action="store_true", default=in_ci())
     args = parser.parse_args(argv)
     params = P.load()
     if args.winners:

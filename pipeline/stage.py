@@ -3,19 +3,18 @@ from __future__ import annotations
 
 import argparse
 import errno
-import os
 import sys
 from collections.abc import Callable
 
-from models.progress import set_quiet
 from pipeline.io import PipelineError
+from pipeline.progress import in_ci, set_quiet
 
 
 def parse_args(description: str, argv=None, with_model: bool = False) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     if with_model:
         parser.add_argument("model", help="a model name from params.yaml's `models` section")
-    parser.add_argument("--quiet", action="store_true", default=bool(os.environ.get("CI")),
+    parser.add_argument("--quiet", action="store_true", default=in_ci(),
                         help="no progress bars, short logs (the default when CI is set)")
     args = parser.parse_args(argv)
     set_quiet(args.quiet)

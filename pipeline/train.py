@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
 import subprocess
@@ -9,13 +10,11 @@ from pathlib import Path
 
 import torch
 
-import models
 from models import build_model, save_checkpoint
 from models.base import ClassConditional
 from pipeline import devices, parallel, resume, stage
 from pipeline import params as P
 from pipeline.data import IMAGE_SHAPE, data_checksum, load_labels, load_split, load_train_grey_levels
-from pipeline.digest import family_digest, stage_digest
 from pipeline.io import PipelineError, params_hash, write_text
 from pipeline.results import ModelResults, TrainSummary
 from pipeline.training_loop import TrainingData, TrainingDiverged, fit
@@ -32,10 +31,14 @@ def logged_params(spec: P.ModelSpec, profile: str) -> dict:
 
 
 def code_digest(family: str) -> str:
-    """A digest of the code a resume state depends on, the same files as the stage's DVC dependencies
-    (the train stage's code and the family's): resuming across an edit could load weights into
-    another architecture or mix two versions."""
-    return params_hash({"family": family_digest(family, models.FAMILIES), "stage": stage_digest("train")})
+    """A digest of the code a resume state depends on: the checksums of the stage's code and the
+    family's, the files that the digest stage writes and dvc.yaml makes this stage depend on.
+    Resuming across an edit could load weights into another architecture or mix two versions."""
+    files = [Path("digests/stage-train.sha256"), Path(f"digests/family-{family}.sha256")]
+    if missing := [str(path) for path in files if not path.is_file()]:
+        raise PipelineError(f"{' and '.join(missing)} missing: `python -m pipeline.digest` writes the code "
+                            "checksums that key the resume state (`dvc repro` runs it first)")
+    return hashlib.sha256(b"".join(path.read_bytes() for path in files)).hexdigest()
 
 
 def resume_state_path(spec: P.ModelSpec, checksum: str) -> Path:

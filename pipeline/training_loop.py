@@ -18,11 +18,11 @@ import torch
 from tqdm.auto import tqdm
 
 from models.base import ClassConditional, FitsWithoutGradients, GenerativeModel, HasValidationNLL, labels_kwarg
-from models.progress import bars_enabled
 from pipeline.budget import batch_sizes, round_ends, steps_to
 from pipeline.flops import training_flops_per_image
 from pipeline.optimizer import make_optimizer, make_schedule
 from pipeline.parallel import SINGLE, World, data_parallel
+from pipeline.progress import bars_enabled
 from pipeline.resume import LoopState
 from pipeline.train_config import TrainConfig
 

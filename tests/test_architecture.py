@@ -1,5 +1,7 @@
 """The model interface as declared in models/base.py, and the docs that describe it."""
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -60,6 +62,27 @@ def test_every_file_the_code_and_docs_point_to_exists():
     missing = {(source.name, ref) for source in sources for ref in pattern.findall(source.read_text())
                if not (REPO_ROOT / ref).exists()}
     assert not missing
+
+
+def modules_loaded_by(imports: list[str]) -> set[str]:
+    """The top-level packages in sys.modules of a fresh interpreter after importing `imports`."""
+    code = (f"import importlib, sys\nfor name in {imports!r}: importlib.import_module(name)\n"
+            "print(' '.join(sorted({name.split('.')[0] for name in sys.modules})))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    return set(result.stdout.split())
+
+
+def test_the_models_package_and_each_of_its_modules_import_nothing_from_the_pipeline():
+    modules = sorted(".".join(path.relative_to(REPO_ROOT).with_suffix("").parts).removesuffix(".__init__")
+                     for path in (REPO_ROOT / "models").rglob("*.py"))
+    assert "models" in modules and "models.nn.masked_linear" in modules
+    assert not modules_loaded_by(modules) & {"pipeline", "dvc", "mlflow"}
+    for path in (REPO_ROOT / "models").rglob("*.py"):  # torch loads tqdm itself: the models must not use it
+        assert "tqdm" not in path.read_text(), path
+
+
+def test_loading_trained_models_needs_neither_dvc_nor_mlflow():
+    assert not modules_loaded_by(["pipeline.trained"]) & {"dvc", "mlflow"}
 
 
 def small_kwargs(family: str) -> dict:

@@ -1,6 +1,8 @@
 """The generated code digests that tell DVC which stages an edit makes stale."""
 import shutil
 
+import pytest
+
 import models
 from pipeline import digest
 from pipeline.io import REPO_ROOT
@@ -16,21 +18,50 @@ def stage_files(stage: str) -> set[str]:
     return {path.relative_to(digest.REPO_ROOT).as_posix() for path in digest.code_files(f"pipeline.{stage}")}
 
 
-def test_the_registry_is_read_from_the_source_as_python_sees_it():
-    assert digest.family_registry() == models.FAMILIES
+# What Python runs before any family's module: the package models/ (its __init__.py imports these two).
+PACKAGE = {"__init__.py", "base.py", "checkpoint.py"}
+
+
+def copy_of_the_code(tmp_path, monkeypatch):
+    """pipeline/ and models/ copied to `tmp_path`, which the digest reads from then on."""
+    for package in ("pipeline", "models"):
+        shutil.copytree(digest.REPO_ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(digest, "REPO_ROOT", tmp_path)
+    return tmp_path
 
 
 def test_each_family_uses_its_module_and_the_shared_modules_it_imports():
-    assert names("bernoulli") == {"base.py", "progress.py", "bernoulli.py"}
-    assert names("made") == {"base.py", "progress.py", "nn/masked_linear.py", "fast/blocked_masked_linear.py",
-                             "nn/pixel_distributions.py", "made.py"}
-    assert names("maf") == {"base.py", "progress.py", "nn/masked_linear.py", "nn/transforms.py", "nn/dequantized.py",
-                            "maf.py"}
-    assert names("glow") == {"base.py", "progress.py", "nn/transforms.py", "nn/dequantized.py", "glow.py"}
-    assert names("pixelcnn") == {"base.py", "progress.py", "nn/conv_autoregressive.py", "nn/conv_steps.py",
-                                 "nn/masked_conv.py", "nn/pixel_distributions.py", "nn/sampling.py", "pixelcnn.py"}
-    assert names("rnn") == {"base.py", "progress.py", "nn/causal_embedding.py", "nn/pixel_distributions.py",
-                            "nn/sampling.py", "rnn.py"}
+    assert names("bernoulli") == PACKAGE | {"bernoulli.py"}
+    assert names("made") == PACKAGE | {"nn/__init__.py", "nn/masked_linear.py", "fast/__init__.py",
+                                       "fast/blocked_masked_linear.py", "nn/pixel_distributions.py", "made.py"}
+    assert names("maf") == PACKAGE | {"nn/__init__.py", "nn/masked_linear.py", "nn/transforms.py", "nn/dequantized.py",
+                                      "maf.py"}
+    assert names("glow") == PACKAGE | {"nn/__init__.py", "nn/transforms.py", "nn/dequantized.py", "glow.py"}
+    assert names("pixelcnn") == PACKAGE | {"nn/__init__.py", "nn/conv_autoregressive.py", "nn/conv_steps.py",
+                                           "nn/masked_conv.py", "nn/pixel_distributions.py", "nn/sampling.py",
+                                           "pixelcnn.py"}
+    assert names("rnn") == PACKAGE | {"nn/__init__.py", "nn/causal_embedding.py", "nn/pixel_distributions.py",
+                                      "nn/sampling.py", "rnn.py"}
+
+
+def test_code_in_a_packages_init_counts_for_the_modules_under_it(tmp_path, monkeypatch):
+    root = copy_of_the_code(tmp_path, monkeypatch)
+    before = {family: digest.family_digest(family) for family in ("made", "glow", "bernoulli")}
+    blocks = root / "models" / "fast" / "__init__.py"
+    blocks.write_text(blocks.read_text() + "THRESHOLD = 1 << 17\n")
+    after = {family: digest.family_digest(family) for family in before}
+    assert after["made"] != before["made"]  # its fast path is in models/fast/
+    assert after["glow"] == before["glow"] and after["bernoulli"] == before["bernoulli"]
+
+
+@pytest.mark.parametrize("registry", [
+    'FAMILIES = {\n    "a": "models.a:A",\n}\n',
+    'FAMILIES: dict[str, str] = dict(a="models.a:A")\n',
+    'FAMILIES = {name: f"models.{name}:{name.title()}" for name in ("a",)}\nFAMILIES["b"] = "models.b:B"\n',
+])
+def test_the_registry_may_be_written_any_way_and_is_left_out_of_the_packages_line(registry):
+    assert digest.without_registry(f"import x\n\n{registry}\n\ndef f():\n    pass\n") == "import x\n\n\n\ndef f():\n    pass\n"
+    assert digest.without_registry("import x\n") is None  # no registry: the file as it is
 
 
 def test_no_family_imports_another_familys_module():
@@ -46,22 +77,21 @@ def test_each_stage_covers_its_module_and_what_it_imports_directly_or_not():
         assert {"pipeline/data.py", "pipeline/params.py", "models/__init__.py"} <= stage_files(stage), stage
     assert "pipeline/parallel.py" in stage_files("train")
     assert [stage for stage in digest.STAGES if "pipeline/references.py" in stage_files(stage)] == ["report"]
+    assert not [stage for stage in digest.STAGES if "pipeline/digest.py" in stage_files(stage)]  # the tool is no stage's code
     family_modules = {entry.split(":")[0].replace(".", "/") + ".py" for entry in models.FAMILIES.values()}
     assert not any(stage_files(stage) & family_modules for stage in digest.STAGES)  # those are in family files
 
 
 def test_a_stage_digest_changes_with_its_code_but_not_with_the_registry(tmp_path, monkeypatch):
-    for package in ("pipeline", "models"):
-        shutil.copytree(digest.REPO_ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(digest, "REPO_ROOT", tmp_path)
-    before = digest.stage_digest("train")
+    copy_of_the_code(tmp_path, monkeypatch)
+    before = digest.stage_digest("train"), digest.family_digest("made")
     registry = tmp_path / "models" / "__init__.py"
     registry.write_text(registry.read_text().replace('FAMILIES = {', 'FAMILIES = {\n    "new": "models.new:New",'))
-    assert digest.stage_digest("train") == before
-    assert "models/__init__.py (less FAMILIES" in before
+    assert (digest.stage_digest("train"), digest.family_digest("made")) == before
+    assert "models/__init__.py (less FAMILIES" in before[0]
     data = tmp_path / "pipeline" / "data.py"
     data.write_text(data.read_text() + "# an edit\n")
-    assert digest.stage_digest("train") != before
+    assert digest.stage_digest("train") != before[0]
 
 
 def test_the_family_digest_changes_with_the_code_and_the_registry_entry():

@@ -17,7 +17,7 @@ from pipeline.train_config import TrainConfig
 from pipeline.training_loop import TrainingData, TrainingDiverged, fit
 from tests import toys
 from tests.drills import faults
-from tests.drills.workspace import call_stage, synthetic_data, write_params
+from tests.drills.workspace import call_stage, code_digests, synthetic_data, write_params
 
 SHAPE = (1, 4, 4)
 CFG = TrainConfig(epochs=3, batch_size=16, lr=3e-3, patience=None, seed=0, device="cpu", eval_batch_size=64)
@@ -146,6 +146,7 @@ def test_train_stage_divergence_is_one_line_and_keeps_model_pt_and_resume_state(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     synthetic_data(tmp_path)
+    code_digests(tmp_path)  # with the family registered above
     write_params(tmp_path, {"bad": {"family": "nan_at", "nan_epoch": 2, "nan_step": 3, "steps_per_epoch": 4}},
                  train={"epochs": 3, "batch_size": 100, "max_train": 400})
     error = call_stage(train_stage, "bad", "--quiet")
@@ -159,6 +160,21 @@ def test_train_stage_divergence_is_one_line_and_keeps_model_pt_and_resume_state(
     assert len(states) == 1 and resume_point(states[0]) == 1
 
 
+def test_the_resume_state_is_keyed_by_the_code_digests_and_their_absence_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    synthetic_data(tmp_path)
+    write_params(tmp_path, {"made": {"family": "made", "hidden_sizes": [8]}})
+    error = call_stage(train_stage, "made", "--quiet")
+    assert error.startswith("error: digests/stage-train.sha256 and digests/family-made.sha256 missing: "
+                            "`python -m pipeline.digest` writes") and "\n" not in error
+    code_digests(tmp_path)
+    key = train_stage.code_digest("made")
+    assert train_stage.code_digest("nade") != key
+    family = tmp_path / "digests" / "family-made.sha256"
+    family.write_text(family.read_text() + "# an edit\n")
+    assert train_stage.code_digest("made") != key
+
+
 def test_deterministic_kernels_change_nothing_on_cpu(tmp_path, monkeypatch):
     """train.deterministic only constrains CUDA kernels: on CPU the numbers stay the same."""
     results = {}
@@ -168,6 +184,7 @@ def test_deterministic_kernels_change_nothing_on_cpu(tmp_path, monkeypatch):
             root.mkdir()
             monkeypatch.chdir(root)
             synthetic_data(root)
+            code_digests(root)
             write_params(root, {"made": {"family": "made", "hidden_sizes": [8], "num_masks": 2}},
                          train={"epochs": 2, "deterministic": deterministic})
             assert call_stage(train_stage, "made", "--quiet") is None

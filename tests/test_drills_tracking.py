@@ -15,6 +15,7 @@ from pipeline import classifier, evaluate, track, train
 from tests.drills import faults
 from tests.drills.workspace import (
     call_stage,
+    code_digests,
     edit_params,
     file_tree,
     metric_steps,
@@ -36,6 +37,7 @@ def repo(tmp_path, monkeypatch):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
     synthetic_data(tmp_path)
+    code_digests(tmp_path)
     write_params(tmp_path, {"bernoulli": {"family": "bernoulli", "train": {"lr": 0.05}}},
                  train={"epochs": 2, "max_train": 400}, evaluate={"samples": 4, "completions": 2})
     assert call_stage(classifier) is None  # evaluate scores samples with it

@@ -5,8 +5,8 @@ from contextlib import redirect_stderr
 import pytest
 import torch
 
-from models import progress
 from models.made import MADE
+from pipeline import progress
 from pipeline.train_config import TrainConfig
 from pipeline.training_loop import TrainingData, fit
 
@@ -48,10 +48,25 @@ def test_training_into_a_log_file_writes_one_line_per_epoch_and_no_carriage_retu
     assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]
 
 
+def with_bar(model):
+    model.progress = progress.sampling_bar  # as the evaluate stage does
+    return model
+
+
 def test_sampling_in_a_terminal_shows_a_bar_with_the_time_left(terminal):
     with redirect_stderr(terminal):
-        MADE(SHAPE, hidden_sizes=[8]).sample(2)
+        with_bar(MADE(SHAPE, hidden_sizes=[8])).sample(2)
     assert "sampling" in terminal.text and "<" in terminal.text and "px" in terminal.text
+
+
+def test_a_model_draws_no_bar_of_its_own_and_the_same_samples_with_one(terminal):
+    torch.manual_seed(0)
+    model = MADE(SHAPE, hidden_sizes=[8])
+    with redirect_stderr(terminal):
+        plain = model.sample(4, torch.Generator().manual_seed(1))
+    assert terminal.text == ""
+    with redirect_stderr(terminal):
+        assert torch.equal(with_bar(model).sample(4, torch.Generator().manual_seed(1)), plain)
 
 
 @pytest.mark.parametrize("how", ["ci", "quiet"])
@@ -61,7 +76,7 @@ def test_no_bars_in_ci_or_when_quiet(terminal, monkeypatch, how):
     else:
         progress.set_quiet(True)
     with redirect_stderr(terminal):
-        MADE(SHAPE, hidden_sizes=[8]).sample(2)
+        with_bar(MADE(SHAPE, hidden_sizes=[8])).sample(2)
         tiny_fit(epochs=1, quiet=how == "quiet")
     assert terminal.text == ""
 
@@ -74,3 +89,13 @@ def test_the_quiet_flag_of_a_stage_silences_bars(monkeypatch):
     assert progress._quiet
     stage.parse_args("x", [])
     assert not progress._quiet
+
+
+@pytest.mark.parametrize("value, ci", [("", False), ("0", False), ("false", False), ("No", False),
+                                       ("true", True), ("1", True), ("yes", True)])
+def test_one_ci_predicate_and_the_stages_quiet_default_follows_it(monkeypatch, value, ci):
+    from pipeline import stage
+    monkeypatch.setenv("CI", value)
+    monkeypatch.setattr(progress, "_quiet", False)
+    assert progress.in_ci() is ci
+    assert stage.parse_args("x", []).quiet is ci

@@ -9,11 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import models
-from pipeline import classifier, evaluate, report, train
+from pipeline import classifier, evaluate, report, train, trained
 from pipeline.io import PipelineError
 from pipeline.results import EvalTiming, Metrics, ModelResults, TrainSummary
-from tests.drills.workspace import call_stage, synthetic_data, write_params
+from tests.drills.workspace import call_stage, code_digests, synthetic_data, write_params
 
 REQUIRED_METRICS = {f.name for f in fields(Metrics) if f.default is not None}
 ELBO_METRICS = {"test_neg_elbo", "test_neg_elbo_stderr"}
@@ -38,6 +37,7 @@ def stages_ran(tmp_path_factory):
         mp.chdir(root)
         mp.setenv("DVC_ROOT", str(root))
         synthetic_data(root)
+        code_digests(root)
         write_params(root, {name: section for name, (section, _) in MODELS.items()},
                      train={"epochs": 1, "max_train": 400})
         assert call_stage(classifier) is None
@@ -70,9 +70,9 @@ def test_the_report_table_takes_the_files_keys_under_their_own_names(stages_ran)
         assert shown.train_minutes == pytest.approx(summary["train_seconds"] / 60)
 
 
-def test_models_load_finds_checkpoints_where_the_contract_puts_them(stages_ran):
-    assert models.trained.trained_names(stages_ran) == sorted(MODELS)
-    assert models.trained.checkpoint_path("made") == "results/made/model.pt"
+def test_load_finds_checkpoints_where_the_contract_puts_them(stages_ran):
+    assert trained.trained_names(stages_ran) == sorted(MODELS)
+    assert trained.checkpoint_path("made") == "results/made/model.pt"
 
 
 def summary(name: str = "m") -> TrainSummary:

@@ -6,14 +6,13 @@
 - a DVC remote (a local folder): `dvc push`, then a fresh clone pulls every trained model and the
   report, and `dvc repro` finds nothing to do.
 
-The server tests are skipped where no PostgreSQL server can be started, except in CI (CI=true),
+The server tests are skipped where no PostgreSQL server can be started, except in CI (`in_ci`),
 where that fails: .ci/run installs Debian's postgresql, and `make` the `server` extra (psycopg).
 Without a server, the pipeline is tracked to the local store and the DVC remote is still tested."""
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 import time
 from collections import Counter
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.progress import in_ci
 from tests.drills.workspace import (
     GIT,
     copy_data,
@@ -49,7 +49,7 @@ def postgres_problem() -> str | None:
     problem = why_no_postgres()
     if problem is None and importlib.util.find_spec("psycopg") is None:
         problem = "the PostgreSQL driver is not installed: pip install '.[server]'"
-    if problem is not None and os.environ.get("CI", "").lower() == "true":
+    if problem is not None and in_ci():
         pytest.fail(f"CI must test the shared tracking server, but {problem}")
     return problem
 

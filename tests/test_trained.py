@@ -1,11 +1,11 @@
-"""models.load (models/trained.py) on names it cannot load: a model params.yaml does not define is
+"""`load` (pipeline/trained.py) on names it cannot load: a model params.yaml does not define is
 reported as unknown, with the names it does define; a defined one not yet trained says how to train it."""
 from __future__ import annotations
 
 import pytest
 import yaml
 
-import models
+from pipeline.trained import load
 from tests.drills.workspace import BIN, GIT, REPO, run, subprocess_env
 
 
@@ -25,7 +25,7 @@ def untrained_repo(tmp_path):
 
 def test_an_unknown_name_lists_the_models_of_params_yaml(untrained_repo):
     with pytest.raises(LookupError) as error:
-        models.load("nosuch", repo=untrained_repo)
+        load("nosuch", repo=untrained_repo)
     message = str(error.value)
     assert "unknown model 'nosuch'" in message and "nade, made" in message
     assert "dvc repro" not in message and "\n" not in message
@@ -33,7 +33,7 @@ def test_an_unknown_name_lists_the_models_of_params_yaml(untrained_repo):
 
 def test_a_known_name_not_yet_trained_says_how_to_train_it(untrained_repo):
     with pytest.raises(FileNotFoundError, match=r"results/made/model.pt is missing: run `dvc repro train@made`"):
-        models.load("made", repo=untrained_repo)
+        load("made", repo=untrained_repo)
 
 
 def test_an_unknown_name_at_a_revision_lists_the_models_of_that_revision(untrained_repo):
@@ -44,6 +44,6 @@ def test_an_unknown_name_at_a_revision_lists_the_models_of_that_revision(untrain
     run([*GIT, "commit", "-qm", "two models"], untrained_repo, env)
     write_models(untrained_repo, ["bernoulli"])  # the working copy differs from the revision
     with pytest.raises(LookupError, match=r"unknown model 'bernoulli': params.yaml at 'HEAD' defines nade, made$"):
-        models.load("bernoulli", rev="HEAD", repo=untrained_repo)
+        load("bernoulli", rev="HEAD", repo=untrained_repo)
     with pytest.raises(FileNotFoundError, match="no-such-rev"):
-        models.load("nade", rev="no-such-rev", repo=untrained_repo)
+        load("nade", rev="no-such-rev", repo=untrained_repo)

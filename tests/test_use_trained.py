@@ -17,8 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
-import models
 from pipeline.data import load_split
+from pipeline.progress import in_ci
+from pipeline.trained import load
 from tests.drills.workspace import BIN, GIT, run
 
 pytestmark = pytest.mark.e2e
@@ -43,7 +44,7 @@ def metrics_of(repo: Path, name: str) -> dict:
 def test_a_loaded_model_gives_the_evaluate_stages_nlls(smoke_pipeline, name):
     repo = smoke_pipeline[0]
     evaluated = np.load(repo / "results" / name / "test_nll.npy")
-    model = models.load(name, repo=repo)
+    model = load(name, repo=repo)
     test_set = load_split("test", root=repo / "data" / metrics_of(repo, name)["data"])
     with torch.no_grad():
         nll = model.nll(test_set[:len(evaluated)]).double().numpy()
@@ -57,13 +58,13 @@ def test_a_model_of_another_revision_is_read_through_dvc(smoke_pipeline):
     run([*GIT, "add", "dvc.lock"], repo, env)
     run([*GIT, "commit", "-qm", "trained", "--allow-empty"], repo, env)
     rev = run(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()
-    here, there = models.load("nade", repo=repo), models.load("nade", rev=rev, repo=repo)
+    here, there = load("nade", repo=repo), load("nade", rev=rev, repo=repo)
     for key, value in here.state_dict().items():
         assert torch.equal(value, there.state_dict()[key]), key
     with pytest.raises(LookupError, match="unknown model 'nope'"):
-        models.load("nope", repo=repo)
+        load("nope", repo=repo)
     with pytest.raises(FileNotFoundError, match="no-such-rev"):
-        models.load("nade", rev="no-such-rev", repo=repo)
+        load("nade", rev="no-such-rev", repo=repo)
 
 
 def write_png(path: Path, bits: torch.Tensor) -> Path:
@@ -195,10 +196,6 @@ def numbers(text: str) -> list[float]:
         except ValueError:
             pass
     return values
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def browser_or_skip() -> tuple[str, str]:

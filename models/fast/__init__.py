@@ -8,7 +8,4 @@ definition says, faster or in less memory, and its test checks that it does
 - batch_chunks.py: a large CPU batch in pieces under the allocator's mmap threshold (Gated PixelCNN, transformer)
 - padded_attention.py: the transformer's attention with heads padded to whole CPU vectors
 - cpu_gate.py: the Gated PixelCNN's gate in the form a CPU computes faster
-
-This file holds no code: pipeline/digest.py reads a family's imports module by module and does not
-list package __init__ files.
 """

@@ -12,7 +12,4 @@ families' fast paths are in models/fast/.
 - pixel_distributions.py: a pixel's distribution (Bernoulli, discretized logistic mixture, softmax)
 - transforms.py: the flow algebra (`Transform` returning `(y, log_det)`, `Compose`, couplings, ...)
 - dequantized.py: dequantizers and `DequantizedFlow`, the base of RealNVP, Glow and MAF
-
-This file holds no code: pipeline/digest.py reads a family's imports module by module and does not
-list package __init__ files.
 """

@@ -2,6 +2,7 @@
 in-process (fast: no interpreter start-up) or as real processes (exit codes, kills, DVC)."""
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -74,6 +75,19 @@ def synthetic_data(root: Path, sizes=(("train", 400), ("val", 100), ("test", 100
     return out
 
 
+def code_digests(root: Path) -> None:
+    """digests/ in `root`, as the digest stage writes it: the train stage keys its resume state by
+    those files, so a drill that runs it outside DVC writes them first."""
+    from pipeline import digest
+    here = Path.cwd()
+    os.chdir(root)
+    try:
+        with contextlib.redirect_stdout(None):
+            digest.main([])
+    finally:
+        os.chdir(here)
+
+
 def real_data(tmp_path_factory) -> Path:
     """data/raw, data/binarized and data/grey from the local mirror, made once per session by the
     stages' own functions; copy it into a repository with `copy_data`."""
@@ -112,6 +126,7 @@ def smoke_repo(dest: Path, models: dict[str, dict], tmp_path_factory, **env_extr
     root = copy_repo(dest)
     write_params(root, models)
     copy_data(real_data(tmp_path_factory), root)
+    code_digests(root)
     return root, subprocess_env(root, **env_extra)
 
 

@@ -1,8 +1,9 @@
 """Progress bars for the long loops: pixel-by-pixel sampling, evaluation batch by batch, training.
 
-A bar (with its ETA) is drawn only where someone watches it: stderr is a terminal, CI is not set
-and nobody asked for quiet (`--quiet`). A log file would otherwise collect thousands of
-carriage-return updates.
+A bar (with its ETA) is drawn only where someone watches it: stderr is a terminal, not in CI and
+nobody asked for quiet (`--quiet`). A log file would otherwise collect thousands of
+carriage-return updates. The models draw no bar themselves: a stage hands a model
+`sampling_bar` as its `progress` (models/base.py).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ def set_quiet(quiet: bool) -> None:
 
 
 def in_ci() -> bool:
+    """Whether this runs in CI: CI set to anything but empty, 0, false or no."""
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
@@ -34,6 +36,6 @@ def progress(iterable, desc: str, total: int | None = None, unit: str = "it"):
                 disable=not bars_enabled())
 
 
-def pixels(positions, total: int | None = None):
-    """The pixel loop of a sampler."""
-    return progress(positions, "sampling", total=total, unit="px")
+def sampling_bar(steps, total: int | None = None, unit: str = "px"):
+    """A model's `progress`: the steps of its sampler (pixels, or rows), with a bar."""
+    return progress(steps, "sampling", total=total, unit=unit)

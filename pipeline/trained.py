@@ -1,8 +1,9 @@
 """Use what was trained: `load("made")` is the model that the pipeline trained in this repository,
-`load("made", rev="v1")` the one of another git revision or DVC experiment.
+`load("made", rev="v1")` the one of another git revision or DVC experiment
+(`from pipeline.trained import load`).
 
-Another revision is read through DVC (`dvc.api.open`), which is imported only then: the models stay
-usable where DVC is not installed.
+Another revision is read through DVC (`dvc.api.open`), which is imported only then: trained models
+load where DVC and MLflow are not installed.
 """
 from __future__ import annotations
 
