@@ -3,16 +3,15 @@ keys of its two JSON files, train.json (`TrainSummary`) and metrics.json (`Metri
 once and used by train, evaluate, report, track, score and `models.load`; and where the report and
 the classifier's metrics are.
 
-Standard library only (with pipeline.io, which is too): `models.load` imports it on machines
-without DVC or MLflow.
+No DVC, no MLflow: `models.load` imports it on machines without them. It imports pipeline.io
+inside the functions that use it: models/trained.py imports this module while `models` loads, and
+pipeline.io imports `models.files`.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-
-from pipeline.io import PipelineError, read_json, write_json
 
 RESULTS_DIR = Path("results")
 SAMPLES_FIGURE = "samples.png"  # the one figure every model has, in figures/
@@ -65,6 +64,7 @@ REPORT = ReportFiles()
 
 def read_ceiling() -> dict | None:
     """The classifier stage's metrics: its test accuracy and the real test images' scores."""
+    from pipeline.io import read_json
     return read_json(CLASSIFIER_METRICS) if CLASSIFIER_METRICS.exists() else None
 
 
@@ -121,6 +121,7 @@ class ModelResults:
 
     def require(self, stage: str, *paths: Path) -> None:
         """A one-line error naming the first of `paths` that is missing and the stage that writes it."""
+        from pipeline.io import PipelineError
         for path in paths:
             if not path.exists():
                 raise PipelineError(f"{path} is missing: run `dvc repro {stage}@{self.name}` first")
@@ -147,12 +148,14 @@ class _JsonRecord:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None or k not in optional}
 
     def write(self, path: Path) -> None:
+        from pipeline.io import write_json
         write_json(path, self.to_json())
 
     @classmethod
     def read(cls, path: Path, stage: str):
         """The record in `path`; a key missing or unknown is a one-line error naming the file, the key
         and the stage to re-run (`stage`)."""
+        from pipeline.io import PipelineError, read_json
         data = read_json(path)
         fields = {f.name: f for f in dataclasses.fields(cls)}
         for key in fields:
