@@ -239,8 +239,10 @@ def mean_nll_over_batches(estimate, images: torch.Tensor, batch_size: int, label
 def mean_and_stderr(values) -> tuple[float, float]:
     """The mean of `values` (a torch tensor or a numpy array, each in its own library's arithmetic) and
     its standard error, the sample standard deviation over sqrt(n) (0 for one value)."""
-    stderr = float(values.std(correction=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
-    return float(values.mean()), stderr
+    if len(values) < 2:
+        return float(values.mean()), 0.0
+    std = values.std() if torch.is_tensor(values) else values.std(ddof=1)  # both the sample standard deviation
+    return float(values.mean()), float(std / math.sqrt(len(values)))
 
 
 def bits_per_dim(nll_nats, num_dims: int):
