@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from models.base import ClassConditional
+from models.base import ClassConditional, uniform_noise
 from pipeline.optimizer import make_optimizer
 from pipeline.training_loop import compiled, train_step
 
@@ -33,7 +33,7 @@ def seconds_per_step(step, n: int, device: torch.device) -> float:
 
 def random_images(n: int, device, generator: torch.Generator) -> torch.Tensor:
     # about as many ink pixels as binarized MNIST (13%)
-    return (torch.rand((n, *IMAGE_SHAPE), generator=generator) < 0.13).float().to(device)
+    return (uniform_noise((n, *IMAGE_SHAPE), generator, device) < 0.13).float()
 
 
 def random_labels(model, n: int, device, generator: torch.Generator) -> torch.Tensor | None:

@@ -231,10 +231,34 @@ class LabelConditioning:
         return labels.to(self.device, torch.long)
 
 
+# --- summaries of per-image NLLs -------------------------------------------------------------------
+
 @torch.no_grad()
-def mean_nll_in_chunks(model: GenerativeModel, images: torch.Tensor, chunk: int = 10_000) -> float:
-    """The mean NLL of many images, a chunk at a time (for `fit_epoch`'s training loss)."""
-    return float(sum(model.nll(images[i:i + chunk]).double().sum() for i in range(0, len(images), chunk)) / len(images))
+def mean_nll_over_batches(estimate, images: torch.Tensor, batch_size: int, labels: torch.Tensor | None = None,
+             float64: bool = False) -> float:
+    """The mean of `estimate(batch)` (one NLL per image; given `labels`, with each batch's labels) over
+    `images`, `batch_size` at a time: each batch summed in its own precision (float64 with
+    `float64`), the batch sums added up in float64."""
+    total = 0.0
+    for i in range(0, len(images), batch_size):
+        nll = estimate(images[i:i + batch_size], **labels_kwarg(None if labels is None else labels[i:i + batch_size]))
+        total += float((nll.double() if float64 else nll).sum())
+    return total / len(images)
+
+
+def mean_and_stderr(values) -> tuple[float, float]:
+    """The mean of `values` (a torch tensor or a numpy array, each in its own library's arithmetic) and
+    its standard error, the sample standard deviation over sqrt(n) (0 for one value)."""
+    if len(values) < 2:
+        return float(values.mean()), 0.0
+    std = values.std() if torch.is_tensor(values) else values.std(ddof=1)  # both the sample standard deviation
+    return float(values.mean()), float(std / math.sqrt(len(values)))
+
+
+def bits_per_dim(nll_nats, num_dims: int):
+    """An NLL in nats per image (a number, a tensor or a column) in bits per dimension, for images of
+    `num_dims` pixels (a model's `num_pixels`, or its data's)."""
+    return nll_nats / (num_dims * math.log(2))
 
 
 def labels_kwarg(labels: torch.Tensor | None) -> dict:
@@ -244,11 +268,28 @@ def labels_kwarg(labels: torch.Tensor | None) -> dict:
 
 # --- sampling helpers ------------------------------------------------------------------------------
 
-def uniform_noise(shape, generator: torch.Generator | None, device) -> torch.Tensor:
-    """Uniform [0, 1) numbers drawn from `generator` (or the global RNG) on `device`."""
+def device_noise(draw, shape, generator: torch.Generator | None, device) -> torch.Tensor:
+    """`draw(shape)` (torch.rand, torch.randn) from `generator` on its own device, so that a seed
+    gives the same numbers whatever `device` they go to; from the global RNG on `device` without one."""
     if generator is None:
-        return torch.rand(shape, device=device)
-    return torch.rand(shape, generator=generator, device=generator.device).to(device)
+        return draw(shape, device=device)
+    return draw(shape, generator=generator, device=generator.device).to(device)
+
+
+def uniform_noise(shape, generator: torch.Generator | None, device) -> torch.Tensor:
+    """Uniform [0, 1) numbers (`device_noise`)."""
+    return device_noise(torch.rand, shape, generator, device)
+
+
+def normal_noise(shape, generator: torch.Generator | None, device) -> torch.Tensor:
+    """Standard normal numbers (`device_noise`)."""
+    return device_noise(torch.randn, shape, generator, device)
+
+
+def flat_views(*images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Each of `images` (B, C, H, W) as a (B, pixels) view of the same memory: writing a pixel of a
+    view writes the image."""
+    return tuple(x.view(len(x), -1) for x in images)
 
 
 class AutoregressiveModel(GenerativeModel):
@@ -321,7 +362,7 @@ class AutoregressiveModel(GenerativeModel):
              labels: torch.Tensor | None = None) -> torch.Tensor:
         """Pixel i is drawn from p(x_i | x_<i) by noise_i; one full forward pass per pixel."""
         x = x.clone()
-        flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
+        flat_x, flat_obs, flat_noise = flat_views(x, observed, noise)
         for i in self.progress(self.ordering().tolist()):
             if flat_obs[:, i].all():
                 continue

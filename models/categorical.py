@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import GenerativeModel, mean_nll_in_chunks, require_pixel_levels, uniform_noise
+from models.base import GenerativeModel, mean_nll_over_batches, require_pixel_levels, uniform_noise
 
 # Training images counted at once by `fit_epoch`: their levels as int64 indices take 8 bytes a pixel.
 IMAGES_PER_COUNT = 10_000
@@ -68,7 +68,7 @@ class IndependentCategorical(GenerativeModel):
         counts = self.level_counts(images)
         frequencies = (counts + self.smoothing) / (len(images) + self.pixel_levels * self.smoothing)
         self.logits.copy_(frequencies.log().view_as(self.logits))
-        return mean_nll_in_chunks(self, images)
+        return mean_nll_over_batches(self.nll, images, 10_000, float64=True)
 
     def level_counts(self, images: torch.Tensor) -> torch.Tensor:
         """How many of `images` have each level at each pixel, shape (L, pixels), float64."""

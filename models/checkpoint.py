@@ -2,21 +2,19 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 
 from models.base import GenerativeModel
+from models.files import atomic_path
 
 
 def save_checkpoint(path: str | os.PathLike, model: GenerativeModel, family: str, kwargs: dict, **meta) -> None:
-    """Write the family, its constructor arguments and the weights, atomically (temp file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    """Write the family, its constructor arguments and the weights, atomically and durably."""
     state = {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in model.state_dict().items()}
-    torch.save({"family": family, "kwargs": kwargs, "image_shape": model.image_shape,
-                "state_dict": state, "meta": meta}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"family": family, "kwargs": kwargs, "image_shape": model.image_shape,
+                    "state_dict": state, "meta": meta}, tmp)
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[GenerativeModel, dict]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from models.base import AutoregressiveModel
+from models.base import AutoregressiveModel, flat_views
 from models.nn.masked_linear import MaskedLinear
 from models.nn.pixel_distributions import Bernoulli
 
@@ -26,7 +26,7 @@ class FVSBN(AutoregressiveModel):
     def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """One row of W per pixel: O(D) per pixel instead of a full pass."""
         x = x.clone()
-        flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
+        flat_x, flat_obs, flat_noise = flat_views(x, observed, noise)
         weight = self.linear.masked_weight()
         for i in self.progress(range(self.num_pixels)):
             logit = flat_x @ weight[i] + self.linear.bias[i]

@@ -7,7 +7,15 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models.base import DIGIT_CLASSES, AutoregressiveModel, LabelConditioning, labels_kwarg, require_sizes, uniform_noise
+from models.base import (
+    DIGIT_CLASSES,
+    AutoregressiveModel,
+    LabelConditioning,
+    flat_views,
+    labels_kwarg,
+    require_sizes,
+    uniform_noise,
+)
 from models.fast.blocked_masked_linear import BlockedMaskedLinear, BlockedMaskedMLP
 from models.nn.masked_linear import MaskedLinear, MaskedMLP, made_degrees, made_masks
 from models.nn.pixel_distributions import pixel_distribution_for
@@ -161,7 +169,7 @@ class MADE(AutoregressiveModel, LabelConditioning):
         """Keeps the first layer's pre-activation and adds one input column per generated pixel,
         and computes only pixel i's outputs: far cheaper than a full pass per pixel."""
         x = x.clone()
-        flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
+        flat_x, flat_obs, flat_noise = flat_views(x, observed, noise)
         flat_in = self.network_input(flat_x).clone()  # what the network reads, kept up to date
         first, last = self.mlp.layers[0], self.mlp.layers[-1]
         first_weight, last_weight = first.masked_weight(), last.masked_weight()

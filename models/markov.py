@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models.base import AutoregressiveModel, mean_nll_in_chunks
+from models.base import AutoregressiveModel, flat_views, mean_nll_over_batches
 from models.nn.pixel_distributions import Bernoulli
 
 
@@ -70,12 +70,12 @@ class MarkovChain(AutoregressiveModel):
                                         self.smoothing).view(1))
         self.after_1.copy_(smoothed_logit(ones_after_1, after_1_total, self.smoothing))
         self.after_0.copy_(smoothed_logit(ones_after_0, len(flat) - after_1_total, self.smoothing))
-        return mean_nll_in_chunks(self, images)
+        return mean_nll_over_batches(self.nll, images, 10_000, float64=True)
 
     def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Each pixel needs only the one before it: O(1) per pixel instead of a full pass."""
         x = x.clone()
-        flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
+        flat_x, flat_obs, flat_noise = flat_views(x, observed, noise)
         for i in range(self.num_pixels):
             if i == 0:
                 logit = self.first.expand(len(x))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.base import AutoregressiveModel, require_positive
+from models.base import AutoregressiveModel, flat_views, require_positive
 from models.fast.nade_blockwise import nade_logits
 from models.nn.pixel_distributions import Bernoulli
 
@@ -43,7 +43,7 @@ class NADE(AutoregressiveModel):
     def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """O(D * H) per image: the hidden pre-activation grows by one row of W per pixel."""
         x = x.clone()
-        flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
+        flat_x, flat_obs, flat_noise = flat_views(x, observed, noise)
         a = self.c.expand(len(x), -1).clone()
         for i in self.progress(range(self.num_pixels)):
             logit = self.b[i] + torch.sigmoid(a) @ self.V[i]

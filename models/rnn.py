@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models.base import AutoregressiveModel, require_positive
+from models.base import AutoregressiveModel, flat_views, require_positive
 from models.nn.causal_embedding import CausalPixelEmbedding
 from models.nn.pixel_distributions import pixel_distribution_for
 from models.nn.sampling import first_position_to_fill, one_thread_on_cpu
@@ -52,7 +52,7 @@ class PixelRNN(AutoregressiveModel):
     def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """One recurrent step per pixel, carrying the hidden state; the observed prefix is one call."""
         x = x.clone()
-        flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
+        flat_x, flat_obs, flat_noise = flat_views(x, observed, noise)
         start = first_position_to_fill(observed)
         state = None
         if start > 0:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import AutoregressiveModel, require_positive
+from models.base import AutoregressiveModel, flat_views, require_positive
 from models.fast.batch_chunks import in_chunks
 from models.fast.padded_attention import padded_head_dim, padded_heads_attention
 from models.nn.causal_embedding import CausalPixelEmbedding
@@ -112,7 +112,7 @@ class PixelTransformer(AutoregressiveModel):
     def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """One position per step, attending to cached keys and values; the observed prefix is one pass."""
         x = x.clone()
-        flat_x, flat_obs, flat_noise = x.view(len(x), -1), observed.view(len(x), -1), noise.view(len(x), -1)
+        flat_x, flat_obs, flat_noise = flat_views(x, observed, noise)
         caches = [self._empty_cache(block, len(x), x) for block in self.blocks]
         start = first_position_to_fill(observed)
         if start > 0:

@@ -20,7 +20,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Independent, Normal, kl_divergence
 
-from models.base import DIGIT_CLASSES, GenerativeModel, LabelConditioning, require_positive, require_sizes, uniform_noise
+from models.base import (
+    DIGIT_CLASSES,
+    GenerativeModel,
+    LabelConditioning,
+    normal_noise,
+    require_positive,
+    require_sizes,
+    uniform_noise,
+)
 from models.nn.pixel_distributions import pixel_distribution_for
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
@@ -211,9 +219,7 @@ class VAE(GenerativeModel, LabelConditioning):
 
     # --- pictures ------------------------------------------------------------------------------
     def prior_draws(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
-        if generator is None:
-            return torch.randn(n, self.latent_dim, device=self.device)
-        return torch.randn(n, self.latent_dim, generator=generator, device=generator.device).to(self.device)
+        return normal_noise((n, self.latent_dim), generator, self.device)
 
     def prior_decoder_params(self, n: int, generator: torch.Generator | None,
                              labels: torch.Tensor | None) -> torch.Tensor:

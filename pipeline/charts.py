@@ -13,13 +13,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from models.base import bits_per_dim
+from pipeline.data import IMAGE_SHAPE
 from pipeline.io import atomic_path
 from pipeline.results import ModelResults
 
 ESTIMATOR_LINES = {"exact": "-", "importance_sampled": "--", "dequantized": ":"}
 FAMILY_MARKERS = ("o", "s", "^", "D")
 TRACK_TITLES = {"binarized": "binarized MNIST", "grey": "grey-level MNIST"}
-NATS_PER_BIT_PER_IMAGE = 28 * 28 * math.log(2)
 
 
 def tracks(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -29,7 +30,7 @@ def tracks(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 def in_track_unit(nll, data: str):
     """Nats per image on the binarized track, bits per dimension on the grey one."""
-    return nll / NATS_PER_BIT_PER_IMAGE if data == "grey" else nll
+    return bits_per_dim(nll, math.prod(IMAGE_SHAPE)) if data == "grey" else nll
 
 
 def unit_label(data: str) -> str:

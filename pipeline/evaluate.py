@@ -22,7 +22,9 @@ from models.base import (
     HasLatentCode,
     HasNegativeELBO,
     HasSampleMeans,
+    bits_per_dim,
     labels_kwarg,
+    mean_and_stderr,
 )
 from pipeline import classifier as classifier_stage
 from pipeline import params as P
@@ -57,15 +59,10 @@ def save_per_image(path: Path, nll: torch.Tensor) -> None:
         np.save(f, nll.numpy())
 
 
-def mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
-    stderr = float(values.std() / math.sqrt(len(values))) if len(values) > 1 else 0.0
-    return float(values.mean()), stderr
-
-
 def nll_metrics(model, nll: torch.Tensor) -> dict:
     mean, stderr = mean_and_stderr(nll)
     return {"test_nll": mean, "test_nll_stderr": stderr,
-            "test_bpd": mean / (model.num_pixels * math.log(2)),
+            "test_bpd": bits_per_dim(mean, model.num_pixels),
             "estimator": model.estimator, "test_images": len(nll)}
 
 

@@ -17,14 +17,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from models import family_class
+from pipeline.data import IMAGE_SHAPE
 
 Binarization = Literal["fixed", "resampled", "none"]  # none: grey levels
 STANDARD_TRAIN_IMAGES = 50_000  # the 50,000 / 10,000 / 10,000 split that the fixed-binarization papers use
-PIXELS = 28 * 28
-
-
-def bits_per_dim(nll: float) -> float:
-    return nll / (PIXELS * math.log(2))
+PIXELS = math.prod(IMAGE_SHAPE)  # every published number is on MNIST's images
 
 
 def nats_per_image(bpd: float) -> float:

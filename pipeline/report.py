@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from models.base import bits_per_dim, mean_and_stderr
 from pipeline import charts, references, search, stage, webpage
 from pipeline import params as P
 from pipeline.data import TRAIN_SIZE
@@ -42,8 +43,7 @@ def paired_difference(nll: np.ndarray, baseline: np.ndarray) -> tuple[float, flo
     so the image-to-image spread they share cancels."""
     if nll.shape != baseline.shape:
         raise PipelineError(f"paired comparison needs the same test images: {len(nll)} vs {len(baseline)}")
-    diff = nll - baseline
-    return float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else 0.0
+    return mean_and_stderr(nll - baseline)
 
 
 def estimator_k(estimator: str, settings: dict) -> int | None:
@@ -172,7 +172,7 @@ def converged_cell(row, grey: bool) -> str:
     """The verified full-profile number (RESULTS.md) and the published one of the paper's setup."""
     parts = []
     if not pd.isna(getattr(row, "verified_nll", None)):
-        verified = (f"{references.bits_per_dim(row.verified_nll):.3f} bits/dim" if grey
+        verified = (f"{bits_per_dim(row.verified_nll, references.PIXELS):.3f} bits/dim" if grey
                     else f"{row.verified_nll:.2f} ± {row.verified_stderr:.2f}")
         parts.append(f"verified {verified} ({row.verified_configuration})")
     if not pd.isna(getattr(row, "paper_nll", None)):
@@ -183,7 +183,7 @@ def converged_cell(row, grey: bool) -> str:
 def published_cell(nll: float, source: str, grey: bool) -> str:
     if pd.isna(nll):
         return ""
-    return f"{references.bits_per_dim(nll):.2f} bits/dim ({source})" if grey else f"{nll:.2f} ({source})"
+    return f"{bits_per_dim(nll, references.PIXELS):.2f} bits/dim ({source})" if grey else f"{nll:.2f} ({source})"
 
 
 def training_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -241,8 +241,8 @@ def notes(table: pd.DataFrame, ceiling: dict | None, search_summary: search.Sear
         "deviation of the winner's validation NLL over training seeds: a difference between two models smaller "
         "than about twice it may be training noise, whatever the paired standard error says."]
     found = [*budget,
-        f"NLL in nats per image (mean ± standard error) and bits per dimension (the NLL / (784 ln 2)) on {images} "
-        "test images. Each track has its own tables: binarized MNIST (this pipeline's binarization) and the 256 "
+        f"NLL in nats per image (mean ± standard error) and bits per dimension (the NLL / ({references.PIXELS} ln 2)) "
+        f"on {images} test images. Each track has its own tables: binarized MNIST (this pipeline's binarization) and the 256 "
         "grey levels, whose numbers are discrete NLLs (or bounds on them) of 8-bit images, as the flow papers "
         "report them. Numbers of different estimators are not comparable as equals: an exact NLL and an upper "
         "bound are in separate tables.",

@@ -3,8 +3,7 @@ keys of its two JSON files, train.json (`TrainSummary`) and metrics.json (`Metri
 once and used by train, evaluate, report, track, score and `pipeline.trained`; and where the report and
 the classifier's metrics are.
 
-Standard library only (with pipeline.io, which is too): `pipeline.trained` imports it on
-machines without DVC or MLflow.
+No DVC, no MLflow: `pipeline.trained` imports it on machines without them.
 """
 from __future__ import annotations
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import torch
 
 from models.base import GenerativeModel
+from models.files import atomic_path
 
 
 @dataclass
@@ -53,18 +53,12 @@ class LoopState:
     def save(self, path: str | Path, model, optimizer, schedule, shuffle: torch.Generator) -> None:
         """Write the state with everything else a resume needs, atomically and durably: a kill or a
         power cut leaves the previous epoch's state or this one, never a torn file."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
         own = {f.name: getattr(self, f.name) for f in fields(self)}
-        with open(tmp, "wb") as f:
+        with atomic_path(path) as tmp:
             torch.save({**own, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "schedule": schedule.state_dict(), "shuffle_rng": shuffle.get_state(),
                         "torch_rng": torch.get_rng_state(),
-                        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+                        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, tmp)
 
     @classmethod
     def load(cls, path: str | Path, model, optimizer, schedule, shuffle: torch.Generator) -> LoopState | None:

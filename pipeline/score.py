@@ -23,7 +23,6 @@ status is 1.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 from models import load_checkpoint
+from models.base import bits_per_dim
 from pipeline import params as P
 from pipeline import stage
 from pipeline.binarize import binarize_images
@@ -167,7 +167,7 @@ def score(images: dict[str, np.ndarray], names: list[str], seed: int, config: P.
                 nll = model.nll(model_input(grey, model.pixel_levels, config)).double()
             for i, value in enumerate(nll.tolist()):
                 rows.append({"image": label if len(nll) == 1 else f"{label}[{i}]", "model": name,
-                             "nll": value, "bpd": value / (model.num_pixels * math.log(2)),
+                             "nll": value, "bpd": bits_per_dim(value, model.num_pixels),
                              "percentile": percentile(value, test_nll), "estimator": model.estimator,
                              "note": beyond_the_test_set(value, test_nll)})
     return rows

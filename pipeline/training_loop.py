@@ -17,7 +17,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from models.base import ClassConditional, FitsWithoutGradients, GenerativeModel, HasValidationNLL, labels_kwarg
+from models.base import (
+    ClassConditional,
+    FitsWithoutGradients,
+    GenerativeModel,
+    HasValidationNLL,
+    mean_nll_over_batches,
+)
 from pipeline.budget import batch_sizes, round_ends, steps_to
 from pipeline.flops import training_flops_per_image
 from pipeline.optimizer import make_optimizer, make_schedule
@@ -36,17 +42,13 @@ class TrainingDiverged(RuntimeError):
         self.best_epoch, self.best_weights = best_epoch, best_weights
 
 
-@torch.no_grad()
 def mean_nll(model: GenerativeModel, data: torch.Tensor, batch_size: int, labels: torch.Tensor | None = None) -> float:
     """Mean per-image NLL in nats, in fp32 and eval mode (given `labels`, the class-conditional
     -log p(x | y)). Models whose `nll` is costly (importance sampling with many samples) may offer
     a cheaper `validation_nll` for model selection."""
     model.eval()
     estimate = model.validation_nll if isinstance(model, HasValidationNLL) else model.nll
-    total = sum(float(estimate(data[i:i + batch_size], **labels_kwarg(None if labels is None else
-                                                                      labels[i:i + batch_size])).sum())
-                for i in range(0, len(data), batch_size))
-    return total / len(data)
+    return mean_nll_over_batches(estimate, data, batch_size, labels)
 
 
 def compiled(loss_fn: Callable, cfg: TrainConfig, device: torch.device, distributed: bool = False) -> Callable:

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models.base import bits_per_dim
 from pipeline import references
 from pipeline.io import PipelineError
 from pipeline.references import Setup, compare
@@ -140,7 +141,7 @@ def test_a_grey_level_run_is_compared_only_with_grey_level_numbers():
             "pixel_levels": 256}
     grey = references.compare(references.Setup.of("maf", maf5, "none", 50_000, "grey"))
     assert grey.matched is not None and "MAF (5): 1.89 bits/dim" in grey.matched.source
-    assert references.bits_per_dim(grey.matched.nll) == pytest.approx(1.89)
+    assert bits_per_dim(grey.matched.nll, references.PIXELS) == pytest.approx(1.89)
     variational = references.compare(references.Setup.of("maf", {**maf5, "dequantization": "variational"}, "none",
                                                          50_000, "grey"))
     assert variational.matched is None and variational.differences == ["dequantization uniform (this run: variational)"]

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import GenerativeModel, require_pixel_levels, require_positive, uniform_noise
+from models.base import GenerativeModel, normal_noise, require_pixel_levels, require_positive, uniform_noise
 from models.nn.transforms import (
     AffineCoupling,
     Transform,
@@ -91,13 +91,6 @@ def pixel_preprocessing(preprocessing: Preprocessing, pixel_levels: int, logit_a
     if preprocessing == "scale":
         return ScaleTransform(pixel_levels)
     raise ValueError(f"preprocessing must be 'logit' or 'scale', got {preprocessing!r}")
-
-
-def normal_noise(shape, generator: torch.Generator | None, device) -> torch.Tensor:
-    """Standard normal numbers drawn from `generator` (or the global RNG) on `device`."""
-    if generator is None:
-        return torch.randn(shape, device=device)
-    return torch.randn(shape, generator=generator, device=generator.device).to(device)
 
 
 class UniformDequantizer(nn.Module):
