@@ -18,8 +18,8 @@ def stage_files(stage: str) -> set[str]:
     return {path.relative_to(digest.REPO_ROOT).as_posix() for path in digest.code_files(f"pipeline.{stage}")}
 
 
-# What Python runs before any family's module: the package models/ (its __init__.py imports these two).
-PACKAGE = {"__init__.py", "base.py", "checkpoint.py"}
+# What Python runs before any family's module: the package models/ (its __init__.py and what it imports).
+PACKAGE = {"__init__.py", "base.py", "checkpoint.py", "files.py"}
 
 
 def copy_of_the_code(tmp_path, monkeypatch):
