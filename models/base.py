@@ -235,7 +235,7 @@ class LabelConditioning:
 
 @torch.no_grad()
 def mean_nll_over_batches(estimate, images: torch.Tensor, batch_size: int, labels: torch.Tensor | None = None,
-             float64: bool = False) -> float:
+                          float64: bool = False) -> float:
     """The mean of `estimate(batch)` (one NLL per image; given `labels`, with each batch's labels) over
     `images`, `batch_size` at a time: each batch summed in its own precision (float64 with
     `float64`), the batch sums added up in float64."""
