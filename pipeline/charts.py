@@ -49,6 +49,17 @@ def family_colours(families) -> dict[str, tuple]:
     return {family: palette(i % 20) for i, family in enumerate(names)}
 
 
+def label_compute_axes(ax, ylabel: str, title: str) -> None:
+    """Log-log axes of NLL against training FLOPs, with the legend outside the plot."""
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training compute (FLOPs, forward and backward)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+
+
 def nll_against_compute(table: pd.DataFrame, path: Path) -> None:
     """Every model's validation NLL against its cumulative training FLOPs (log scales): one line per
     model, coloured by family (a marker of its own within the family), its style by estimator (solid
@@ -64,13 +75,8 @@ def nll_against_compute(table: pd.DataFrame, path: Path) -> None:
             marker = FAMILY_MARKERS[in_family[family] % len(FAMILY_MARKERS)]
             ax.plot(curves.flops, in_track_unit(curves.val_nll, data), ESTIMATOR_LINES.get(estimator, "-"),
                     marker=marker, markersize=4, color=colours[family], label=f"{model} ({estimator})")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("training compute (FLOPs, forward and backward)")
-        ax.set_ylabel(f"validation NLL ({unit_label(data)})")
-        ax.set_title(f"Validation NLL against training compute: {TRACK_TITLES[data]}")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+        label_compute_axes(ax, f"validation NLL ({unit_label(data)})",
+                           f"Validation NLL against training compute: {TRACK_TITLES[data]}")
     fig.tight_layout()
     save(fig, path, 110)
 
@@ -143,12 +149,7 @@ def compute_frontier(frontiers: dict[str, dict[str, list[float]]], flops: list[f
             ax.axvline(f, color="grey", alpha=0.3)
             ax.annotate(f"{model} leads", (f, 1), xycoords=("data", "axes fraction"), rotation=90, va="top",
                         ha="right", fontsize=8, color="dimgrey")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("training compute (FLOPs, forward and backward)")
-        ax.set_ylabel(f"best validation NLL ({unit_label(data)})")
-        ax.set_title(f"Compute frontier of each model's searched configurations: {TRACK_TITLES[data]}")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+        label_compute_axes(ax, f"best validation NLL ({unit_label(data)})",
+                           f"Compute frontier of each model's searched configurations: {TRACK_TITLES[data]}")
     fig.tight_layout()
     save(fig, path, 110)
