@@ -4,8 +4,9 @@ of 4 levels, the dependency test, the fast samplers against the generic one, and
 import pytest
 import torch
 
-from models import build_model, load_checkpoint, save_checkpoint
+from models import FAMILIES, build_model, load_checkpoint, save_checkpoint
 from models.base import AutoregressiveModel
+from pipeline.params import models_grey_levels
 from tests.helpers import all_level_images, randomize
 
 LEVELS = 4
@@ -21,6 +22,18 @@ GREY = {  # name -> (family, kwargs) for images of a few levels
     "rnn": ("rnn", {"hidden": 8, "embedding": 4, "input_window": 2}),
     "transformer": ("transformer", {"dim": 8, "layers": 2, "heads": 2, "input_window": 2}),
 }
+
+BINARY_ONLY = {  # family -> why it takes no pixel_levels (the other families are tested on grey levels)
+    "bernoulli": "independent Bernoulli pixels; `categorical` is its grey-level counterpart",
+    "fvsbn": "a logistic regression per pixel is the model",
+    "nade": "defined for binary pixels; its real-valued relative, RNADE, is another model",
+    "markov": "a pair of Bernoulli parameters per position; 256 x 256 transitions per position is another model",
+    "mixture": "a mixture of independent-Bernoulli components; a mixture of categoricals is another model",
+}
+
+
+def test_every_family_takes_grey_levels_or_gives_the_reason_it_does_not():
+    assert {family for family in FAMILIES if not models_grey_levels(family)} == set(BINARY_ONLY)
 
 
 def grey_model(name: str, output: str, shape, levels: int = LEVELS, seed: int = 0):
