@@ -1,6 +1,7 @@
 """Atomic and durable writes: a reader, or the machine after a power cut, finds the old file (or
 folder) or the new one, never a torn one. Standard library only; the checkpoints here and every
-pipeline stage (through pipeline/io.py) write with it."""
+pipeline stage (through pipeline/io.py) write with it. Also the error for a checkpoint that today's
+code cannot load, here so that every stage can report it without importing the models."""
 from __future__ import annotations
 
 import os
@@ -59,3 +60,7 @@ def atomic_dir(path: str | os.PathLike):
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint that today's code of its family cannot rebuild; the message is one line."""

@@ -6,6 +6,7 @@ import errno
 import sys
 from collections.abc import Callable
 
+from models.files import CheckpointMismatch
 from pipeline.io import PipelineError
 from pipeline.progress import in_ci, set_quiet
 
@@ -34,11 +35,12 @@ def describe_os_error(e: OSError) -> str:
 
 
 def run(main: Callable[[], None]) -> None:
-    """Run a stage; a PipelineError, or an OSError from the machine (a full disk, a missing
-    permission), becomes 'error: ...' on one line and exit status 1."""
+    """Run a stage; a PipelineError, a checkpoint its family's code no longer fits, or an OSError
+    from the machine (a full disk, a missing permission), becomes 'error: ...' on one line and exit
+    status 1."""
     try:
         main()
-    except PipelineError as e:
+    except (PipelineError, CheckpointMismatch) as e:
         sys.exit(f"error: {one_line(e)}")
     except OSError as e:
         sys.exit(f"error: {one_line(describe_os_error(e))}")

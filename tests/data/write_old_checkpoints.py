@@ -1,0 +1,37 @@
+"""Writes tests/data/checkpoints-0fed4af.pt: tiny checkpoints of the format before issue 35's pixel
+distributions, with their NLLs, for tests/test_checkpoints.py. Run from a checkout of 0fed4af:
+`python <this file> OUT`."""
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from models import build_model, save_checkpoint
+
+CASES = {  # name -> (family, image shape, constructor arguments)
+    "made": ("made", (1, 3, 3), {"hidden_sizes": [12]}),
+    "made_grey": ("made", (1, 2, 2), {"hidden_sizes": [12], "pixel_levels": 4, "components": 2}),
+    "pixelcnn_grey_softmax": ("pixelcnn", (1, 3, 3), {"channels": 8, "residual_blocks": 1, "first_kernel": 3, "kernel": 3,
+                                                      "head_channels": 8, "pixel_levels": 4, "output": "softmax"}),
+    "vae": ("vae", (1, 3, 3), {"latent_dim": 2, "hidden_sizes": [8], "eval_samples": 4}),
+    "vae_grey": ("vae", (1, 2, 2), {"latent_dim": 2, "hidden_sizes": [8], "eval_samples": 4, "pixel_levels": 4,
+                                    "decoder_components": 2}),
+}
+
+written = {}
+for name, (family, shape, kwargs) in CASES.items():
+    model = build_model(family, shape, **kwargs)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    levels = kwargs.get("pixel_levels", 2)
+    images = torch.randint(0, levels, (6, *shape), generator=gen).float()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        nll = model.eval().nll(images)
+    path = Path(tempfile.mkdtemp()) / f"{name}.pt"
+    save_checkpoint(path, model, family, kwargs)
+    written[name] = {"checkpoint": torch.load(path, weights_only=True), "images": images, "nll": nll}
+torch.save(written, sys.argv[1])
