@@ -28,10 +28,11 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     except (KeyError, TypeError, ValueError) as e:
         reason = e.args[0] if e.args else e
         raise CheckpointMismatch(f"{path}: today's {family} cannot be built from it ({reason}): retrain the model") from None
-    problem = weights_problem(model.state_dict(), ckpt["state_dict"])
-    if problem:
-        raise CheckpointMismatch(f"{path}: its weights do not fit today's {family} ({problem}): retrain the model")
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])  # a family may upgrade an earlier format as it loads
+    except RuntimeError as e:
+        problem = weights_problem(model.state_dict(), ckpt["state_dict"]) or str(e).splitlines()[0]
+        raise CheckpointMismatch(f"{path}: its weights do not fit today's {family} ({problem}): retrain the model") from None
     return model.to(device).eval(), ckpt
 
 
