@@ -1,6 +1,7 @@
-"""Writes tests/data/checkpoints-0fed4af.pt: tiny checkpoints of the format before issue 35's pixel
-distributions, with their NLLs, for tests/test_checkpoints.py. Run from a checkout of 0fed4af:
-`python <this file> OUT`."""
+"""Writes tests/data/checkpoints-0fed4af.json: tiny checkpoints in the format from before issue 35's
+pixel distributions, with the NLLs they gave, as text, for tests/test_checkpoints.py. Run from a
+checkout of 0fed4af: `PYTHONPATH=. python <this file> OUT`."""
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -19,6 +20,15 @@ CASES = {  # name -> (family, image shape, constructor arguments)
                                     "decoder_components": 2}),
 }
 
+
+def as_text(value):
+    """A tensor as its dtype, shape and values (exact: float32 values are exact as JSON doubles)."""
+    if torch.is_tensor(value):
+        return {"dtype": str(value.dtype).removeprefix("torch."), "shape": list(value.shape),
+                "values": value.flatten().tolist()}
+    return value
+
+
 written = {}
 for name, (family, shape, kwargs) in CASES.items():
     model = build_model(family, shape, **kwargs)
@@ -26,12 +36,13 @@ for name, (family, shape, kwargs) in CASES.items():
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
-    levels = kwargs.get("pixel_levels", 2)
-    images = torch.randint(0, levels, (6, *shape), generator=gen).float()
+    images = torch.randint(0, kwargs.get("pixel_levels", 2), (6, *shape), generator=gen).float()
     torch.manual_seed(0)
     with torch.no_grad():
         nll = model.eval().nll(images)
     path = Path(tempfile.mkdtemp()) / f"{name}.pt"
     save_checkpoint(path, model, family, kwargs)
-    written[name] = {"checkpoint": torch.load(path, weights_only=True), "images": images, "nll": nll}
-torch.save(written, sys.argv[1])
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["state_dict"] = {key: as_text(value) for key, value in ckpt["state_dict"].items()}
+    written[name] = {"checkpoint": ckpt, "images": as_text(images), "nll": as_text(nll)}
+Path(sys.argv[1]).write_text(json.dumps(written) + "\n")
