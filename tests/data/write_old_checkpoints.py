@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from models import build_model, save_checkpoint
+from tests.helpers import randomize
 
 CASES = {  # name -> (family, image shape, constructor arguments)
     "made": ("made", (1, 3, 3), {"hidden_sizes": [12]}),
@@ -31,11 +32,8 @@ def as_text(value):
 
 written = {}
 for name, (family, shape, kwargs) in CASES.items():
-    model = build_model(family, shape, **kwargs)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    model = randomize(build_model(family, shape, **kwargs))
+    gen = torch.Generator().manual_seed(1)
     images = torch.randint(0, kwargs.get("pixel_levels", 2), (6, *shape), generator=gen).float()
     torch.manual_seed(0)
     with torch.no_grad():
