@@ -67,6 +67,14 @@ class ModelSpec:
     train: TrainConfig
     data: Dataset
 
+    @property
+    def binarization(self) -> str:
+        """The training regime that a published number must share: one fixed draw, or a new draw each
+        epoch; "none" for grey levels."""
+        if self.data.pixel_levels > 2:
+            return "none"
+        return "resampled" if self.train.dynamic_binarization else "fixed"
+
 
 def load(path: str | Path | None = None) -> dict:
     path = Path(path or "params.yaml")

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 
 from models.base import bits_per_dim, mean_and_stderr
-from pipeline import charts, references, search, stage, webpage
+from pipeline import charts, references, stage, webpage
 from pipeline import params as P
+from pipeline import search_table as search
 from pipeline.data import TRAIN_SIZE
 from pipeline.io import PipelineError, write_text
 from pipeline.results import REPORT, Metrics, ModelResults, ReportFiles, TrainSummary, read_ceiling
@@ -75,8 +76,7 @@ def row(metrics: Metrics, train: TrainSummary) -> dict:
 def converged(spec: P.ModelSpec, verified: list[references.Verified]) -> dict:
     """The numbers a quick run is not: the published one matched to the model's full-profile setup (the
     paper's), and this pipeline's verified full-profile runs of it (RESULTS.md), best first."""
-    from pipeline.train import binarization
-    setup = references.Setup.of(spec.family, spec.kwargs, binarization(spec), spec.train.max_train or TRAIN_SIZE,
+    setup = references.Setup.of(spec.family, spec.kwargs, spec.binarization, spec.train.max_train or TRAIN_SIZE,
                                 spec.data.name)
     paper = references.compare(setup).matched
     best = min(verified, key=lambda v: v.nll) if verified else None
@@ -345,10 +345,10 @@ def html_page(table: pd.DataFrame, profile: str, ceiling: dict | None, found: se
 def search_summary(params: dict, profile: str) -> search.SearchSummary | None:
     """The search's findings for a run at the quick budget it searched (None for other runs)."""
     train = P.model_spec(params, P.model_names(params)[0]).train
-    if profile != search.PROFILE or train.budget_flops is None or not search.TABLE.exists():
+    if profile != "quick" or train.budget_flops is None or not search.TABLE.exists():
         return None
     conditional = {name for name in P.model_names(params) if P.model_spec(params, name).kwargs.get("conditional")}
-    rows = search.current(search.read_table(), train.budget_flops, search.read_grid())
+    rows = search.current(search.read_table(), train.budget_flops)
     return search.summarize(rows, train.budget_flops, train.budget_points, conditional)
 
 

@@ -1,29 +1,35 @@
-"""search: each model's best configuration at the quick profile's training budget.
+"""search: each model's best configuration at the quick profile's training budget, by an Optuna study.
 
-Every point of a model's grid in search/grid.yaml (its size knobs, batch size and learning rate) trains
-at the quick budget (`train.quick.budget_flops`) on the quick profile's data and is judged on its
-validation NLL alone: the test set is never read. Each finished point becomes a row of
-search/results.csv, so an interrupted search resumes where it stopped, and a point already in the
-table is not trained again. The quick settings in params.yaml are the winners (`--winners` prints
-them); `--seeds 1 2` trains each winner again with other seeds, for the spread of training noise.
+One study per model and budget. Each trial draws a configuration from the model's space in
+search/space.yaml (a learning rate on a log scale, a batch size, sizes as choices), trains it through
+`fit_model`, the function the train stage calls, at the quick budget (`train.quick.budget_flops`),
+and is judged on its validation NLL alone: the test set is never read. A trial reports its validation
+NLL at every point the run validates (1/64, 1/32, ..., 1 of the budget) and successive halving stops
+one that is clearly behind the others at 1/8 or 1/2 of the budget, so that a wide space costs about
+what a small grid did. Every finished or pruned trial lands in search/results.csv (`pipeline/search_table.py`),
+which the report and the compute frontier read; the quick settings in params.yaml are the winners
+(`--winners` prints them, with where they lie in their ranges).
 
-    python -m pipeline.search --jobs 2                  # the whole grid (skips points already done)
+The studies live in a local SQLite file (search/studies.db) unless `--storage` names another database:
+several machines given one PostgreSQL URL work on the same studies at once (docs/operations.md).
+An interrupted search resumes: a study runs only the trials it still lacks.
+
+    python -m pipeline.search --jobs 2                  # every model's study (the trials still to run)
     python -m pipeline.search --models pixelcnn rnn     # some models only
     python -m pipeline.search --seeds 1 2 --jobs 2      # the winners with two more seeds
-    python -m pipeline.search --winners                 # the best point of each model, as params.yaml keys
+    python -m pipeline.search --winners                 # the best trial of each model, as params.yaml keys
+    python -m pipeline.search --storage postgresql+psycopg://user@host/db --models nade   # a shared study
 """
 from __future__ import annotations
 
 import argparse
 import copy
-import csv
-import io
-import itertools
 import json
 import math
 import os
 import sys
 import time
+import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,226 +37,121 @@ from pathlib import Path
 import yaml
 
 from pipeline import params as P
-from pipeline.io import PipelineError, write_text
+from pipeline import search_table as T
+from pipeline.io import PipelineError
 from pipeline.progress import in_ci
 
-GRID = Path("search/grid.yaml")
-TABLE = Path("search/results.csv")
+SPACE = Path("search/space.yaml")
+STORAGE = "sqlite:///search/studies.db"
 PROFILE = "quick"
-COLUMNS = ["model", "data", "family", "settings", "seed", "parameters", "flops_per_image", "budget_flops",
-           "train_images", "val_nll", "best_flops", "curve", "seconds", "estimator"]
+PRUNE_FIRST_AT = 8    # of 64ths of the budget: trials are first compared at 1/8 of it...
+PRUNE_FACTOR = 3      # ...and at 3x that (1/2); each time the best third goes on
+RANDOM_TRIALS = 5     # trials drawn at random before TPE models the others
+EDGE = 0.05           # a value within this share of its (log) range of an end sits on that edge
 
 
 @dataclass(frozen=True)
-class Point:
-    model: str
-    settings: dict   # params keys over the model's quick settings: `channels`, `train.lr`, ...
-    seed: int = 0
+class Axis:
+    """One dimension of a model's space: `choices` (values, or mappings of keys that change
+    together), or a range from `low` to `high` (`log`: on a log scale; integers when both ends are)."""
+    name: str
+    choices: tuple = ()
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
 
     @property
-    def key(self) -> tuple:
-        return self.model, settings_key(self.settings), self.seed
+    def integer(self) -> bool:
+        return isinstance(self.low, int) and isinstance(self.high, int)
+
+    def suggest(self, trial) -> dict:
+        """The trial's value of this axis, as params keys and values."""
+        if self.choices:
+            value = json.loads(trial.suggest_categorical(self.name, [json.dumps(c) for c in self.choices]))
+            return value if isinstance(value, dict) else {self.name: value}
+        if self.integer:
+            return {self.name: trial.suggest_int(self.name, self.low, self.high, log=self.log)}
+        # three significant digits: what a person would write in params.yaml, and no worse a point
+        return {self.name: float(f"{trial.suggest_float(self.name, self.low, self.high, log=self.log):.3g}")}
+
+    def position(self, settings: dict) -> float | None:
+        """Where `settings` lie along this axis, 0 (low, the first choice) to 1 (high, the last)."""
+        if self.choices:
+            index = next((i for i, c in enumerate(self.choices)
+                          if (c.items() <= settings.items() if isinstance(c, dict) else settings.get(self.name) == c)),
+                         None)
+            return None if index is None or len(self.choices) < 2 else index / (len(self.choices) - 1)
+        value = settings.get(self.name)
+        if value is None:
+            return None
+        scale = math.log if self.log else float
+        return (scale(value) - scale(self.low)) / (scale(self.high) - scale(self.low))
 
 
-def settings_key(settings: dict) -> str:
-    return json.dumps(settings, sort_keys=True)
+@dataclass(frozen=True)
+class Space:
+    model: str
+    trials: int
+    axes: tuple[Axis, ...]
+
+    def suggest(self, trial) -> dict:
+        return {k: v for axis in self.axes for k, v in axis.suggest(trial).items()}
+
+    def edges(self, settings: dict) -> list[str]:
+        """The axes of a range (or of more than two choices) on whose end `settings` sit."""
+        found = []
+        for axis in self.axes:
+            position = axis.position(settings)
+            if position is None or (axis.choices and len(axis.choices) < 3):
+                continue
+            if position <= EDGE or position >= 1 - EDGE:
+                found.append(f"{axis.name} at its {'low' if position <= EDGE else 'high'} end")
+        return found
 
 
-def grid_points(model: str, axes: dict) -> list[Point]:
-    """The product of a model's axes. An axis is a list of values for one key, or a list of mappings
-    of several keys that change together (a size: channels with its head)."""
-    names, choices = list(axes), []
-    for name in names:
-        values = axes[name]
-        if not isinstance(values, list) or not values:
-            raise PipelineError(f"{GRID}: {model}.{name}: expected a non-empty list of values")
-        choices.append([v if isinstance(v, dict) else {name: v} for v in values])
-    return [Point(model, {k: v for part in combo for k, v in part.items()}) for combo in itertools.product(*choices)]
+def parse_axis(model: str, name: str, value) -> Axis:
+    where = f"{SPACE}: {model}.{name}"
+    if isinstance(value, list) and value:
+        return Axis(name, choices=tuple(value))
+    if isinstance(value, dict) and {"low", "high"} <= set(value) <= {"low", "high", "log"}:
+        low, high = value["low"], value["high"]
+        if not (isinstance(low, (int, float)) and isinstance(high, (int, float)) and low < high):
+            raise PipelineError(f"{where}: low and high must be numbers with low < high, got {low} and {high}")
+        if value.get("log") and low <= 0:
+            raise PipelineError(f"{where}: a log range needs low > 0, got {low}")
+        return Axis(name, low=low, high=high, log=bool(value.get("log")))
+    raise PipelineError(f"{where}: expected a non-empty list of choices or {{low, high, log}}, got {value!r}")
 
 
-def read_grid(path: Path = GRID) -> dict[str, list[Point]]:
-    grid = yaml.load(path.read_text(), Loader=P.ParamsLoader) or {}
-    return {model: grid_points(model, axes) for model, axes in grid.items()}
+def read_space(path: Path = SPACE) -> dict[str, Space]:
+    spaces = yaml.load(path.read_text(), Loader=P.ParamsLoader) or {}
+    default_trials = spaces.pop("trials", 16)
+    out = {}
+    for model, axes in spaces.items():
+        axes = dict(axes or {})
+        trials = axes.pop("trials", default_trials)
+        out[model] = Space(model, int(trials), tuple(parse_axis(model, n, v) for n, v in axes.items()))
+    return out
 
 
-def with_settings(params: dict, point: Point) -> dict:
-    """params.yaml under the quick profile, with `point`'s settings over the model's quick overlay."""
+def with_settings(params: dict, model: str, settings: dict, seed: int = 0) -> dict:
+    """params.yaml under the quick profile, with `settings` over the model's quick overlay."""
     params = copy.deepcopy(params)
     params["profile"] = PROFILE
-    section = params["models"].setdefault(point.model, {})
-    overlay = section.setdefault(PROFILE, {}) or {}
+    section = params["models"].setdefault(model, {})
+    overlay = section.get(PROFILE) or {}
     section[PROFILE] = overlay
-    for key, value in point.settings.items():
+    for key, value in settings.items():
         if key.startswith("train."):
             overlay.setdefault("train", {})[key.removeprefix("train.")] = value
         else:
             overlay[key] = value
-    overlay.setdefault("train", {})["seed"] = point.seed
+    overlay.setdefault("train", {})["seed"] = seed
     return params
 
 
-def spec_of(params: dict, point: Point) -> P.ModelSpec:
-    return P.model_spec(with_settings(params, point), point.model)
-
-
-def train_point(params: dict, point: Point, threads: int) -> dict:
-    """Train one point (in a worker process) and return its row of the table."""
-    import torch
-
-    from models import build_model
-    from pipeline.data import IMAGE_SHAPE, load_split
-    from pipeline.train import labels_for
-    from pipeline.training_loop import TrainingData, TrainingDiverged, fit
-
-    torch.set_num_threads(threads)
-    spec = spec_of(params, point)
-    torch.manual_seed(spec.train.seed)
-    model = build_model(spec.family, IMAGE_SHAPE, **spec.kwargs)
-    train_labels, val_labels = labels_for(model, spec)
-    train = TrainingData(load_split("train", spec.train.max_train, spec.data.folder), None, torch.device("cpu"),
-                         False, train_labels)
-    val = load_split("val", spec.train.max_val, spec.data.folder)
-    start = time.perf_counter()
-    try:
-        result = fit(model, train, val, spec.train, quiet=True, val_labels=val_labels)
-        history, best, per_image = result.history, result.best_val_nll, result.flops_per_image
-    except TrainingDiverged:
-        history, best, per_image = [], math.inf, 0
-    best_record = min(history, key=lambda r: r["val_nll"]) if history else {"flops": 0}
-    return {"model": point.model, "data": spec.data.name, "family": spec.family,
-            "settings": settings_key(point.settings), "seed": point.seed,
-            "parameters": sum(p.numel() for p in model.parameters()), "flops_per_image": per_image,
-            "budget_flops": spec.train.budget_flops, "train_images": history[-1]["images"] if history else 0,
-            "val_nll": round(best, 4), "best_flops": best_record["flops"],
-            "curve": json.dumps([[r["flops"], round(r["val_nll"], 4)] for r in history]),
-            "seconds": round(time.perf_counter() - start, 1), "estimator": model.estimator}
-
-
-def read_table(path: Path = TABLE) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for row in rows:
-        row["seed"], row["parameters"], row["flops_per_image"] = int(row["seed"]), int(row["parameters"]), \
-            int(row["flops_per_image"])
-        row["budget_flops"], row["val_nll"] = float(row["budget_flops"]), float(row["val_nll"])
-        row["curve"] = json.loads(row["curve"])
-    return rows
-
-
-def write_table(rows: list[dict], path: Path = TABLE) -> None:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in sorted(rows, key=lambda r: (r["model"], r["settings"], r["seed"])):
-        writer.writerow({**row, "curve": row["curve"] if isinstance(row["curve"], str) else json.dumps(row["curve"])})
-    write_text(path, out.getvalue())
-
-
-def at_budget(rows: list[dict], budget: float) -> list[dict]:
-    """The rows trained at `budget` (a table can hold points of an earlier budget)."""
-    return [r for r in rows if math.isclose(r["budget_flops"], budget, rel_tol=1e-9)]
-
-
-def current(rows: list[dict], budget: float, grid: dict[str, list[Point]]) -> list[dict]:
-    """The rows of the current search: at `budget`, of a point of `grid` (any seed). The table keeps
-    the points of earlier budgets and grids, which no longer compete."""
-    points = {(model, settings_key(p.settings)) for model, ps in grid.items() for p in ps}
-    return [r for r in at_budget(rows, budget) if (r["model"], r["settings"]) in points]
-
-
-def winners(rows: list[dict]) -> dict[str, dict]:
-    """Each model's seed-0 row with the lowest validation NLL."""
-    best: dict[str, dict] = {}
-    for row in rows:
-        if row["seed"] == 0 and (row["model"] not in best or row["val_nll"] < best[row["model"]]["val_nll"]):
-            best[row["model"]] = row
-    return best
-
-
-def seed_spread(rows: list[dict], winner: dict) -> list[float]:
-    """The validation NLLs of the winner's settings over every seed trained."""
-    return [r["val_nll"] for r in rows if r["model"] == winner["model"] and r["settings"] == winner["settings"]]
-
-
-def frontier(rows: list[dict], flops: list[float]) -> dict[str, list[float]]:
-    """For each model, the best validation NLL any of its points reached with at most each FLOPs value
-    of `flops` (NaN before its first validation). A point validates at the budget's log-spaced
-    fractions on its way to the budget, with its learning rate not yet decayed there."""
-    out = {}
-    for model in sorted({r["model"] for r in rows}):
-        records = [(f, v) for r in rows if r["model"] == model and r["seed"] == 0 for f, v in r["curve"]]
-        # a point validates at the first whole batch past each fraction: within one image's FLOPs of it
-        out[model] = [min((v for f, v in records if f <= budget * 1.01), default=math.nan) for budget in flops]
-    return out
-
-
-def frontier_flops(budget: float, points: int) -> list[float]:
-    """The FLOPs values at which every point validated: the budget's log-spaced fractions."""
-    return [budget / 2 ** k for k in reversed(range(points))]
-
-
-def leads(front: dict[str, list[float]], flops: list[float]) -> list[tuple[float, str]]:
-    """(FLOPs, model) where a model of `front` takes the lead: the lowest frontier value there."""
-    changes: list[tuple[float, str]] = []
-    for i, f in enumerate(flops):
-        reached = {m: values[i] for m, values in front.items() if not math.isnan(values[i])}
-        leader = min(reached, key=reached.get) if reached else None
-        if leader is not None and (not changes or changes[-1][1] != leader):
-            changes.append((f, leader))
-    return changes
-
-
-BASELINE_FAMILIES = {"binarized": "bernoulli", "grey": "categorical"}  # each track's independent pixels
-
-
-@dataclass(frozen=True)
-class ModelSearch:
-    """What the search found for one model at the budget."""
-    points: int               # configurations tried (seed 0)
-    best_val_nll: float       # the winner's
-    seed_nlls: list[float]    # the winner's validation NLL with each seed trained
-    beats_baseline: bool      # whether its best point beat its track's independent baseline
-    is_baseline: bool = False  # it is that baseline
-
-    @property
-    def seed_sd(self) -> float:
-        values = self.seed_nlls
-        if len(values) < 2:
-            return math.nan
-        mean = sum(values) / len(values)
-        return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
-@dataclass(frozen=True)
-class SearchSummary:
-    budget: float
-    flops: list[float]                               # the frontier's FLOPs values
-    frontiers: dict[str, dict[str, list[float]]]     # track -> model -> best validation NLL at each
-    leaders: dict[str, list[tuple[float, str]]]      # track -> where each leader takes over
-    models: dict[str, ModelSearch]
-
-
-def summarize(rows: list[dict], budget: float, points: int, conditional: set[str] = frozenset()) -> SearchSummary:
-    """The search of `rows` (those of the current search) at `budget`: each track's frontier and
-    leaders (class-conditional models, whose validation NLL is -log p(x | y), are left out of both)
-    and each model's winner and seed spread."""
-    flops = frontier_flops(budget, points)
-    best = winners(rows)
-    baselines = {r["data"]: r["model"] for r in best.values() if BASELINE_FAMILIES.get(r["data"]) == r["family"]}
-    frontiers, leaders = {}, {}
-    for data in sorted({r["data"] for r in rows}):
-        track = [r for r in rows if r["data"] == data and r["model"] not in conditional]
-        frontiers[data] = frontier(track, flops)
-        leaders[data] = leads(frontiers[data], flops)
-    models = {}
-    for model, row in best.items():
-        baseline = best.get(baselines.get(row["data"], ""))
-        models[model] = ModelSearch(sum(r["model"] == model and r["seed"] == 0 for r in rows), row["val_nll"],
-                                    seed_spread(rows, row), baseline is None or row["val_nll"] < baseline["val_nll"],
-                                    baseline is row)
-    return SearchSummary(budget, flops, frontiers, leaders, models)
+def spec_of(params: dict, model: str, settings: dict, seed: int = 0) -> P.ModelSpec:
+    return P.model_spec(with_settings(params, model, settings, seed), model)
 
 
 def budget_of(params: dict) -> float:
@@ -260,38 +161,149 @@ def budget_of(params: dict) -> float:
     return float(budget)
 
 
-def planned(params: dict, grid: dict[str, list[Point]], models: list[str] | None, seeds: list[int],
-            done: list[dict]) -> list[Point]:
-    budget = budget_of(params)
-    finished = {(r["model"], r["settings"], r["seed"]) for r in at_budget(done, budget)}
-    if seeds:
-        best = winners(current(done, budget, grid))
-        points = [Point(m, json.loads(best[m]["settings"]), s) for m in best for s in seeds]
-    else:
-        points = [p for ps in grid.values() for p in ps]
-    unknown = set(models or []) - set(grid)
-    if unknown:
-        raise PipelineError(f"--models: {', '.join(sorted(unknown))} not in {GRID}")
-    for point in points:
-        spec_of(params, point)  # a bad key or value fails now, before hours of training
-    return [p for p in points if (not models or p.model in models) and p.key not in finished]
+def study_name(model: str, budget: float) -> str:
+    return f"{model}@{budget:.1e}"
 
 
-def run(params: dict, points: list[Point], jobs: int, quiet: bool) -> None:
-    rows = read_table()
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+def prune_step(record: dict) -> int:
+    """A validation's position as Optuna's step: 1, 2, 4, ... 64ths of the budget."""
+    return 2 ** (record["epoch"] - 1)
+
+
+class Pruned(Exception):
+    """Raised from `fit`'s per-validation callback when the study prunes the trial."""
+
+
+def train_row(params: dict, model: str, settings: dict, seed: int = 0, trial=None) -> dict:
+    """Train one configuration on the CPU through `fit_model` and return its row of the table. Given
+    an Optuna `trial`, report each validation to it and stop when it is pruned."""
+    import torch
+
+    from pipeline.fit_model import build, fit_model
+    from pipeline.flops import training_flops_per_image
+    from pipeline.training_loop import TrainingDiverged
+
+    spec = spec_of(params, model, settings, seed)
+    device = torch.device("cpu")
+    network = build(spec, device)
+    history: list[dict] = []
+    state = T.FINISHED if trial is not None else T.SEED_RUN
+
+    def on_validation(record: dict, improved: bool) -> None:
+        history.append(record)
+        if trial is not None:
+            trial.report(record["val_nll"], prune_step(record))
+            if trial.should_prune():
+                raise Pruned
+
     start = time.perf_counter()
+    try:
+        fit_model(spec, device, model=network, quiet=True, on_epoch=on_validation)
+    except Pruned:
+        state = T.PRUNED
+    except TrainingDiverged:
+        history.clear()
+    best = min(history, key=lambda r: r["val_nll"]) if history else {"flops": 0, "val_nll": math.inf}
+    return {"model": model, "data": spec.data.name, "family": spec.family, "search": T.SEARCH,
+            "trial": None if trial is None else trial.number, "state": state,
+            "settings": T.settings_key(settings), "seed": seed,
+            "parameters": sum(p.numel() for p in network.parameters()),
+            "flops_per_image": training_flops_per_image(network), "budget_flops": spec.train.budget_flops,
+            "train_images": history[-1]["images"] if history else 0, "val_nll": round(best["val_nll"], 4),
+            "best_flops": best["flops"], "curve": [[r["flops"], round(r["val_nll"], 4)] for r in history],
+            "seconds": round(time.perf_counter() - start, 1), "estimator": network.estimator}
+
+
+def sampler_for(model: str, trial_number: int):
+    """TPE seeded by the model and the trial's number (the same on every machine), so that a study
+    resumed after trial k proposes what an uninterrupted one would have."""
+    import optuna
+
+    return optuna.samplers.TPESampler(seed=zlib.crc32(model.encode()) + trial_number, n_startup_trials=RANDOM_TRIALS)
+
+
+def open_study(model: str, budget: float, storage: str):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(
+        study_name=study_name(model, budget), storage=storage, direction="minimize", load_if_exists=True,
+        sampler=sampler_for(model, 0),
+        pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=PRUNE_FIRST_AT, reduction_factor=PRUNE_FACTOR))
+
+
+def study_rows(study) -> list[dict]:
+    """The table rows of a study's finished and pruned trials."""
+    return [t.user_attrs["row"] for t in study.trials if "row" in t.user_attrs]
+
+
+def run_study(params: dict, space: Space, storage: str, threads: int, quiet: bool) -> list[dict]:
+    """Run the trials `space.model`'s study still lacks (in a worker process); return all of its rows."""
+    import optuna
+    import torch
+
+    torch.set_num_threads(threads)
+    budget = budget_of(params)
+    study = open_study(space.model, budget, storage)
+    done = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    start = time.perf_counter()
+    for number in range(len(done), space.trials):
+        study.sampler = sampler_for(space.model, len(study.trials))
+        trial = study.ask()
+        row = train_row(params, space.model, space.suggest(trial), trial=trial)
+        trial.set_user_attr("row", row)
+        if row["state"] == T.PRUNED:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, row["val_nll"] if math.isfinite(row["val_nll"]) else None,
+                       state=None if math.isfinite(row["val_nll"]) else optuna.trial.TrialState.FAIL)
+        if not quiet:
+            left = space.trials - number - 1
+            eta = (time.perf_counter() - start) / (number + 1 - len(done)) * left
+            print(f"{space.model} trial {number + 1}/{space.trials} {row['state']}: val {row['val_nll']:.2f} nats "
+                  f"{row['settings']} ({row['seconds']:.0f}s; this study's ETA {eta / 60:.0f} min)", flush=True)
+    return study_rows(study)
+
+
+def seed_run(params: dict, model: str, settings: dict, seed: int, threads: int) -> list[dict]:
+    import torch
+
+    torch.set_num_threads(threads)
+    return [train_row(params, model, settings, seed)]
+
+
+def merge(rows: list[dict], new: list[dict]) -> list[dict]:
+    """The table with `new` rows in place of those of the same model, search, trial and seed."""
+    def key(r):
+        return r["model"], r["search"], r["trial"], r["settings"] if r["trial"] is None else "", r["seed"]
+    replaced = {key(r) for r in new}
+    return [r for r in rows if key(r) not in replaced] + new
+
+
+def check_space(params: dict, spaces: dict[str, Space], models: list[str] | None) -> list[Space]:
+    """The spaces to search, each of a model of params.yaml whose keys validate at both ends."""
+    unknown = set(models or []) - set(spaces)
+    if unknown:
+        raise PipelineError(f"--models: {', '.join(sorted(unknown))} not in {SPACE}")
+    chosen = [s for m, s in spaces.items() if not models or m in models]
+    for space in chosen:
+        for axis in space.axes:  # a bad key or value fails now, before hours of training
+            for value in (axis.choices or (axis.low, axis.high)):
+                spec_of(params, space.model, value if isinstance(value, dict) else {axis.name: value})
+    return chosen
+
+
+def run(jobs: int, tasks: list[tuple], quiet: bool) -> None:
+    """Run `tasks` ((function, *arguments), each returning table rows) on `jobs` worker processes,
+    writing the table after each."""
+    rows = T.read_table()
     with ProcessPoolExecutor(max_workers=jobs, mp_context=_spawn()) as pool:
-        futures = {pool.submit(train_point, params, p, threads): p for p in points}
+        futures = [pool.submit(*task) for task in tasks]
         for done, future in enumerate(as_completed(futures), start=1):
-            row = future.result()
-            rows = [r for r in rows if (r["model"], r["settings"], r["seed"]) != futures[future].key] + [row]
-            write_table(rows)
-            elapsed = time.perf_counter() - start
+            rows = merge(rows, future.result())
+            T.write_table(rows)
             if not quiet:
-                eta = elapsed / done * (len(points) - done)
-                print(f"[{done}/{len(points)}] {row['model']} {row['settings']} seed {row['seed']}: "
-                      f"val {row['val_nll']:.2f} nats ({row['seconds']:.0f}s; ETA {eta / 60:.0f} min)", flush=True)
+                print(f"search: {done}/{len(tasks)} done, {T.TABLE} written", flush=True)
 
 
 def _spawn():
@@ -299,33 +311,51 @@ def _spawn():
     return multiprocessing.get_context("spawn")  # a forked worker would inherit torch's thread pool
 
 
-def winners_yaml(rows: list[dict], budget: float, grid: dict[str, list[Point]]) -> str:
+def winners_yaml(rows: list[dict], budget: float, spaces: dict[str, Space]) -> str:
     lines = []
-    rows = current(rows, budget, grid)
-    for model, row in sorted(winners(rows).items()):
-        spread = seed_spread(rows, row)
-        lines.append(f"{model}: {row['settings']}  # val {row['val_nll']:.2f} nats"
-                     f"{f', seeds {min(spread):.2f}-{max(spread):.2f}' if len(spread) > 1 else ''}")
+    rows = T.current(rows, budget)
+    for model, row in sorted(T.winners(rows).items()):
+        spread = T.seed_spread(rows, row)
+        settings = json.loads(row["settings"])
+        edges = spaces[model].edges(settings) if model in spaces and row["search"] == T.SEARCH else []
+        lines.append(f"{model}: {row['settings']}  # {row['search']}, val {row['val_nll']:.2f} nats"
+                     f"{f', seeds {min(spread):.2f}-{max(spread):.2f}' if len(spread) > 1 else ''}"
+                     f"{'; on an edge: ' + ', '.join(edges) if edges else ''}")
     return "\n".join(lines)
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", help="only these models of the grid")
-    parser.add_argument("--jobs", type=int, default=1, help="points trained at once (the cores are shared)")
+    parser.add_argument("--models", nargs="+", help="only these models of the space")
+    parser.add_argument("--jobs", type=int, default=1, help="studies run at once (the cores are shared)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[], help="train the winners with these seeds")
+    parser.add_argument("--storage", default=STORAGE, help=f"the studies' database (default {STORAGE})")
     parser.add_argument("--winners", action="store_true", help="print each model's best settings and stop")
     parser.add_argument("--quiet", action="store_true", default=in_ci())
     args = parser.parse_args(argv)
     params = P.load()
+    budget, spaces = budget_of(params), read_space()
     if args.winners:
-        print(winners_yaml(read_table(), budget_of(params), read_grid()))
+        print(winners_yaml(T.read_table(), budget, spaces))
         return
-    points = planned(params, read_grid(), args.models, args.seeds, read_table())
+    chosen = check_space(params, spaces, args.models)
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    if args.seeds:
+        searched = [r for r in T.read_table() if r["search"] == T.SEARCH]
+        best = T.winners(T.current(searched, budget))
+        done = {(r["model"], r["settings"], r["seed"]) for r in searched}
+        tasks = [(seed_run, params, s.model, json.loads(best[s.model]["settings"]), seed, threads)
+                 for s in chosen if s.model in best for seed in args.seeds
+                 if (s.model, best[s.model]["settings"], seed) not in done]
+    else:
+        Path("search").mkdir(exist_ok=True)
+        for space in chosen:  # the database's tables and the studies once, before workers share them
+            open_study(space.model, budget, args.storage)
+        tasks = [(run_study, params, s, args.storage, threads, args.quiet) for s in chosen]
     if not args.quiet:
-        print(f"search: {len(points)} points to train at {budget_of(params):.1e} FLOPs each, {args.jobs} at a time",
-              flush=True)
-    run(params, points, args.jobs, args.quiet)
+        print(f"search: {len(tasks)} {'seed runs' if args.seeds else 'studies'} at {budget:.1e} FLOPs each, "
+              f"{args.jobs} at a time on {threads} thread(s) each", flush=True)
+    run(args.jobs, tasks, args.quiet)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import torch
 
-from models import build_model, save_checkpoint
-from models.base import ClassConditional
+from models import save_checkpoint
 from pipeline import devices, parallel, resume, stage
 from pipeline import params as P
-from pipeline.data import IMAGE_SHAPE, data_checksum, load_labels, load_split, load_train_grey_levels
+from pipeline.data import data_checksum
+from pipeline.fit_model import build, fit_model
 from pipeline.io import PipelineError, params_hash, write_text
 from pipeline.results import ModelResults, TrainSummary
-from pipeline.training_loop import TrainingData, TrainingDiverged, fit
+from pipeline.training_loop import TrainingDiverged
 
 
 def device_name(device: torch.device, processes: int = 1) -> str:
@@ -49,27 +49,12 @@ def resume_state_path(spec: P.ModelSpec, checksum: str) -> Path:
     return ModelResults(spec.name).resume_state(params_hash(key))
 
 
-def binarization(spec: P.ModelSpec) -> str:
-    """The training regime that a published number must share: one fixed draw, or a new draw each
-    epoch; "none" for grey levels."""
-    if spec.data.pixel_levels > 2:
-        return "none"
-    return "resampled" if spec.train.dynamic_binarization else "fixed"
-
-
 def curves_csv(history: list[dict]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(history[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
     return out.getvalue()
-
-
-def build(spec: P.ModelSpec, device: torch.device):
-    try:
-        return build_model(spec.family, IMAGE_SHAPE, **spec.kwargs).to(device)
-    except (TypeError, ValueError) as e:
-        raise PipelineError(f"models.{spec.name}: {e}") from None
 
 
 def use_deterministic_kernels() -> None:
@@ -79,16 +64,6 @@ def use_deterministic_kernels() -> None:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts: set it first
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False
-
-
-def labels_for(model, spec: P.ModelSpec) -> tuple:
-    """The training and validation digits of a class-conditional model, whose label prior p(y)
-    becomes the training label frequencies; (None, None) for any other model."""
-    if not isinstance(model, ClassConditional):
-        return None, None
-    train_labels = load_labels("train", spec.train.max_train, spec.data.folder)
-    model.set_label_prior(train_labels)
-    return train_labels, load_labels("val", spec.train.max_val, spec.data.folder)
 
 
 def train(spec: P.ModelSpec, profile: str, quiet: bool = False) -> TrainSummary:
@@ -106,7 +81,6 @@ def _train(spec: P.ModelSpec, profile: str, device: torch.device, world: paralle
     cfg = spec.train
     if cfg.deterministic:
         use_deterministic_kernels()
-    torch.manual_seed(cfg.seed)
     model = build(spec, device)  # params are checked before anything is read or written
     checksum = data_checksum(spec.data.folder)
     files = ModelResults(spec.name)
@@ -114,11 +88,6 @@ def _train(spec: P.ModelSpec, profile: str, device: torch.device, world: paralle
     resumed_epoch = resume.resume_point(state_path)
     if resumed_epoch and world.is_main:
         print(f"train@{spec.name}: resuming after epoch {resumed_epoch} from {state_path}")
-    train_labels, val_labels = labels_for(model, spec)
-    train_data = TrainingData(load_split("train", cfg.max_train, spec.data.folder),
-                              load_train_grey_levels(cfg.max_train) if cfg.dynamic_binarization else None,
-                              device, cfg.dynamic_binarization, train_labels)
-    val = load_split("val", cfg.max_val, spec.data.folder)
     files.folder.mkdir(parents=True, exist_ok=True)
     num_params = sum(p.numel() for p in model.parameters())
 
@@ -126,8 +95,7 @@ def _train(spec: P.ModelSpec, profile: str, device: torch.device, world: paralle
         save_checkpoint(files.checkpoint, model, spec.family, spec.kwargs, epoch=epoch, name=spec.name)
 
     try:
-        result = fit(model, train_data, val, cfg, state_path=state_path, quiet=quiet, val_labels=val_labels,
-                     world=world)
+        fitted = fit_model(spec, device, model=model, quiet=quiet, state_path=state_path, world=world)
     except TrainingDiverged as e:
         kept = "no epoch finished, so there is no checkpoint"
         if e.best_weights is not None and world.is_main:
@@ -139,12 +107,12 @@ def _train(spec: P.ModelSpec, profile: str, device: torch.device, world: paralle
         if not (cfg.deterministic and "deterministic" in str(e)):
             raise
         raise PipelineError(f"models.{spec.name}: train.deterministic is set, but {stage.one_line(e)}") from None
-    history = result.history
+    result, history = fitted.result, fitted.result.history
     summary = TrainSummary(model=spec.name, family=spec.family, profile=profile, device=device_name(device, world.size),
                            parameters=num_params, epochs_run=len(history), best_epoch=result.best_epoch,
                            best_val_nll=result.best_val_nll, train_seconds=round(history[-1]["seconds"], 2),
                            train_flops=history[-1]["flops"], flops_per_image=result.flops_per_image,
-                           train_images=len(train_data), val_images=len(val), binarization=binarization(spec),
+                           train_images=fitted.train_images, val_images=fitted.val_images, binarization=spec.binarization,
                            settings=spec.kwargs, data_sha256=checksum, estimator=model.estimator,
                            params=logged_params(spec, profile), data=spec.data.name)
     if not world.is_main:

@@ -30,7 +30,8 @@ class TrainConfig:
     device: str = "auto"                  # auto | cpu | cuda | cuda:N | cuda:auto (a GPU no other process holds)
     processes: int = 1                    # data-parallel processes on this machine (torchrun); batch_size stays global
     seed: int = 0
-    bf16: bool = True                     # bf16 autocast for training steps where bf16 matmuls are native (evaluation stays fp32)
+    bf16: Literal[False, True, "always"] = False  # bf16 autocast for training steps where bf16 matmuls are native
+                                          # (CUDA, AMX CPUs); always: on any CPU too (slow, to measure it); evaluation is fp32
     compile: Literal[False, True, "cuda"] = False  # torch.compile the training loss (cuda: only on a GPU)
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"  # reduce-overhead: CUDA graphs on a GPU
     deterministic: bool = False           # CUDA: only deterministic kernels (slower; an op without one is an error)
@@ -61,7 +62,7 @@ class TrainConfig:
 
     def autocast_bf16(self, device: torch.device) -> bool:
         """Whether training steps on `device` run under bf16 autocast."""
-        return self.bf16 and bf16_native(device)
+        return self.bf16 == "always" or (self.bf16 is True and bf16_native(device))
 
     def compiles(self, device: torch.device) -> bool:
         """Whether the training loss on `device` goes through torch.compile."""

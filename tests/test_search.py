@@ -1,65 +1,170 @@
-"""The search for each model's best configuration at the quick budget (pipeline/search.py)."""
+"""The search for each model's best configuration at the quick budget (pipeline/search.py, Optuna
+studies) and its table (pipeline/search_table.py)."""
 import json
 import math
+import multiprocessing
 
+import optuna
 import pytest
 
 from pipeline import params as P
 from pipeline import search
+from pipeline import search_table as T
 from pipeline.io import PipelineError
 from tests.drills.workspace import REPO, synthetic_data
+from tests.servers import postgres_cluster, why_no_postgres
+
+TINY = {"tiny": {"family": "made", "data": "binarized", "hidden_sizes": [8]}}
 
 
-def toy_row(model, settings, curve, seed=0, data="binarized", family=None, budget=8.0):
-    return {"model": model, "data": data, "family": family or model, "settings": json.dumps(settings, sort_keys=True),
-            "seed": seed, "budget_flops": budget, "val_nll": min(v for _, v in curve), "curve": curve}
+def toy_row(model, settings, curve, seed=0, data="binarized", family=None, budget=8.0, state=T.FINISHED,
+            search_name=T.SEARCH):
+    return {"model": model, "data": data, "family": family or model, "search": search_name, "trial": None,
+            "state": state, "settings": json.dumps(settings, sort_keys=True), "seed": seed, "budget_flops": budget,
+            "val_nll": min(v for _, v in curve), "curve": curve}
 
 
-def test_a_grid_is_the_product_of_its_axes_and_a_mapping_moves_its_keys_together():
-    points = search.grid_points("pixelcnn", {"size": [{"channels": 8, "head_channels": 8}, {"channels": 16,
-                                                                                         "head_channels": 32}],
-                                             "train.lr": [1e-3, 1e-2]})
-    assert [p.settings for p in points] == [
-        {"channels": 8, "head_channels": 8, "train.lr": 1e-3}, {"channels": 8, "head_channels": 8, "train.lr": 1e-2},
-        {"channels": 16, "head_channels": 32, "train.lr": 1e-3}, {"channels": 16, "head_channels": 32, "train.lr": 1e-2}]
-    with pytest.raises(PipelineError, match="pixelcnn.channels: expected a non-empty list"):
-        search.grid_points("pixelcnn", {"channels": 8})
-
-
-def test_a_points_settings_go_over_the_models_quick_settings_and_train_keys_into_train():
+def tiny_params(budget=2e7):
     params = P.load(REPO / "params.yaml")
-    spec = search.spec_of(params, search.Point("pixelcnn", {"channels": 8, "train.lr": 0.5, "train.batch_size": 7}, 3))
+    params["models"] = dict(TINY)
+    params["train"]["quick"].update(budget_flops=budget, max_val=50)
+    return params
+
+
+def test_a_list_is_a_choice_a_mapping_a_range_and_a_bad_axis_one_line():
+    size = search.parse_axis("m", "size", [{"channels": 8, "head_channels": 8}, {"channels": 16, "head_channels": 32}])
+    lr = search.parse_axis("m", "train.lr", {"low": 1e-3, "high": 1e-1, "log": True})
+    batch = search.parse_axis("m", "train.batch_size", {"low": 8, "high": 256, "log": True})
+    trial = optuna.trial.FixedTrial({"size": json.dumps({"channels": 16, "head_channels": 32}),
+                                     "train.lr": 0.0123456, "train.batch_size": 37})
+    settings = search.Space("m", 4, (size, lr, batch)).suggest(trial)
+    assert settings == {"channels": 16, "head_channels": 32, "train.lr": 0.0123, "train.batch_size": 37}
+    assert batch.integer and not lr.integer
+    for bad, message in (({"low": 1, "high": 1}, "low < high"), ({"low": 0, "high": 1, "log": True}, "low > 0"),
+                         (8, "expected a non-empty list"), ({"low": 1, "hi": 2}, "expected a non-empty list")):
+        with pytest.raises(PipelineError, match=message):
+            search.parse_axis("m", "x", bad)
+
+
+def test_the_committed_space_names_only_models_of_params_and_its_keys_validate():
+    params = P.load(REPO / "params.yaml")
+    spaces = search.read_space(REPO / search.SPACE)
+    assert set(spaces) == set(P.model_names(params))
+    assert len(search.check_space(params, spaces, None)) == len(spaces)
+    with pytest.raises(PipelineError, match="--models: nosuch not in"):
+        search.check_space(params, spaces, ["nosuch"])
+
+
+def test_a_bad_key_in_the_space_fails_before_anything_trains():
+    params = P.load(REPO / "params.yaml")
+    space = search.Space("made", 4, (search.parse_axis("made", "hidden_units", [8]),))
+    with pytest.raises(PipelineError, match="hidden_units"):
+        search.check_space(params, {"made": space}, None)
+
+
+def test_a_winner_on_the_end_of_a_range_or_of_its_choices_is_named():
+    space = search.Space("m", 4, (search.parse_axis("m", "train.lr", {"low": 1e-3, "high": 1e-1, "log": True}),
+                                  search.parse_axis("m", "size", [{"c": 1}, {"c": 2}, {"c": 3}])))
+    assert space.edges({"train.lr": 1e-2, "c": 2}) == []
+    assert space.edges({"train.lr": 0.099, "c": 2}) == ["train.lr at its high end"]
+    assert space.edges({"train.lr": 1e-2, "c": 1}) == ["size at its low end"]
+
+
+def test_a_trials_settings_go_over_the_models_quick_settings_and_train_keys_into_train():
+    params = P.load(REPO / "params.yaml")
+    spec = search.spec_of(params, "pixelcnn", {"channels": 8, "train.lr": 0.5, "train.batch_size": 7}, 3)
     assert spec.kwargs["channels"] == 8 and spec.kwargs["residual_blocks"] == P.model_spec(
         {**params, "profile": "quick"}, "pixelcnn").kwargs["residual_blocks"]
     assert (spec.train.lr, spec.train.batch_size, spec.train.seed) == (0.5, 7, 3)
     assert spec.train.budget_flops == search.budget_of(params)
+    assert spec.train.bf16 is False, "the quick profile trains in fp32 on every CPU"
 
 
-def test_a_bad_key_in_the_grid_fails_before_anything_trains():
-    params = P.load(REPO / "params.yaml")
-    grid = {"made": search.grid_points("made", {"hidden_units": [8]})}
-    with pytest.raises(PipelineError, match="hidden_units"):
-        search.planned(params, grid, None, [], [])
+def test_the_search_trains_through_the_train_stages_function(tmp_path, monkeypatch):
+    """A trial is trained by pipeline.fit_model.fit_model, which the train stage calls too."""
+    import pipeline.fit_model
+    from pipeline import train as train_stage
+    synthetic_data(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    calls = []
+    real = pipeline.fit_model.fit_model
+
+    def spy(spec, device, **kwargs):
+        calls.append(spec.train)
+        return real(spec, device, **kwargs)
+    monkeypatch.setattr(pipeline.fit_model, "fit_model", spy)
+    search.train_row(tiny_params(), "tiny", {"train.lr": 0.01})
+    assert len(calls) == 1 and calls[0].budget_flops == 2e7
+    assert train_stage.fit_model is real, "the train stage imports the same function"
 
 
-def test_seed_runs_are_the_winners_settings_and_differ_only_by_seed():
-    params = P.load(REPO / "params.yaml")
-    budget = search.budget_of(params)
-    done = [toy_row("made", {"train.lr": 0.01}, [[1, 100.0]], budget=budget),
-            toy_row("made", {"train.lr": 0.003}, [[1, 99.0]], budget=budget)]
-    grid = {"made": search.grid_points("made", {"train.lr": [0.01, 0.003]})}
-    points = search.planned(params, grid, None, [1, 2], done)
-    assert [(p.settings, p.seed) for p in points] == [({"train.lr": 0.003}, 1), ({"train.lr": 0.003}, 2)]
-    specs = [search.spec_of(params, search.Point("made", {"train.lr": 0.003}, seed)) for seed in (0, 1, 2)]
-    assert [s.train.seed for s in specs] == [0, 1, 2]
-    assert len({(json.dumps(s.kwargs, sort_keys=True), repr({**vars(s.train), "seed": 0})) for s in specs}) == 1
+def test_a_configuration_trains_at_the_budget_and_the_same_seed_gives_the_same_row(tmp_path, monkeypatch):
+    synthetic_data(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    params = tiny_params()
+    rows = [search.train_row(params, "tiny", {"train.lr": 0.01}, seed) for seed in (0, 0, 1)]
+    assert rows[0]["budget_flops"] == 2e7 and rows[0]["curve"] == rows[1]["curve"]
+    assert rows[0]["curve"] != rows[2]["curve"] and rows[0]["state"] == T.SEED_RUN
+    flops = [f for f, _ in rows[0]["curve"]]
+    assert len(flops) == 7 and flops[-1] <= 2e7 + rows[0]["flops_per_image"]
+    T.write_table(rows[1:], tmp_path / "table.csv")
+    assert [r["seed"] for r in T.read_table(tmp_path / "table.csv")] == [0, 1]
 
 
-def test_points_of_another_budget_or_grid_do_not_compete():
-    grid = {"made": search.grid_points("made", {"train.lr": [0.01]})}
-    rows = [toy_row("made", {"train.lr": 0.01}, [[1, 100.0]]), toy_row("made", {"train.lr": 0.01}, [[1, 99.0]], seed=1),
-            toy_row("made", {"train.lr": 0.1}, [[1, 90.0]]), toy_row("made", {"train.lr": 0.01}, [[1, 80.0]], budget=4.0)]
-    assert search.current(rows, 8.0, grid) == rows[:2]
+def study_space(trials: int) -> search.Space:
+    return search.Space("tiny", trials, (search.parse_axis("tiny", "train.lr", {"low": 1e-3, "high": 0.3, "log": True}),
+                                         search.parse_axis("tiny", "train.batch_size", {"low": 8, "high": 64})))
+
+
+def test_a_study_is_repeatable_resumes_where_it_stopped_and_prunes_along_the_budget(tmp_path, monkeypatch):
+    synthetic_data(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    params = tiny_params()
+    first = search.run_study(params, study_space(3), f"sqlite:///{tmp_path}/a.db", 1, quiet=True)
+    resumed = search.run_study(params, study_space(8), f"sqlite:///{tmp_path}/a.db", 1, quiet=True)
+    again = search.run_study(params, study_space(8), f"sqlite:///{tmp_path}/b.db", 1, quiet=True)
+    assert resumed[:3] == first, "a resumed study keeps its trials and runs only those it lacks"
+    assert [(r["settings"], r["val_nll"], r["state"]) for r in resumed] == \
+        [(r["settings"], r["val_nll"], r["state"]) for r in again], "the same study from scratch gives the same trials"
+    assert [r["trial"] for r in again] == list(range(8))
+    pruned = [r for r in again if r["state"] == T.PRUNED]
+    assert pruned, "successive halving stops trials that are behind"
+    budget = params["train"]["quick"]["budget_flops"]
+    for row in pruned:
+        assert row["curve"][-1][0] < budget / 2 * 1.01, "pruned at 1/8 or 1/2 of the budget"
+    assert T.winners(again)["tiny"]["state"] == T.FINISHED
+
+
+def _two_workers(storage: str, root: str) -> list[dict]:
+    import os
+    os.chdir(root)
+    return search.run_study(tiny_params(), study_space(4), storage, 1, quiet=True)
+
+
+def test_two_processes_share_one_study_in_postgresql(tmp_path, monkeypatch):
+    problem = why_no_postgres()
+    if problem is not None:
+        pytest.skip(problem)
+    synthetic_data(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with postgres_cluster() as url:
+        search.open_study("tiny", 2e7, url)  # as `main` does before its workers start: the schema once
+        with multiprocessing.get_context("spawn").Pool(2) as pool:
+            results = pool.starmap(_two_workers, [(url, str(tmp_path))] * 2)
+        trials = optuna.load_study(study_name=search.study_name("tiny", 2e7), storage=url).trials
+    states = [t.state for t in trials]
+    finished = [s for s in states if s in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    assert len(finished) >= 4 and len({t.number for t in trials}) == len(states)
+    assert max(len(r) for r in results) == len(finished), "each worker sees the other's trials"
+
+
+def test_the_current_search_replaces_the_grid_model_by_model_and_a_pruned_trial_never_wins():
+    rows = [toy_row("a", {"x": 1}, [[8, 90.0]], search_name=T.LEGACY), toy_row("a", {"x": 2}, [[8, 95.0]]),
+            toy_row("a", {"x": 3}, [[1, 80.0]], state=T.PRUNED), toy_row("b", {"x": 1}, [[8, 70.0]], search_name=T.LEGACY),
+            toy_row("b", {"x": 1}, [[8, 60.0]], budget=4.0)]
+    now = T.current(rows, 8.0)
+    assert now == [rows[1], rows[2], rows[3]]
+    assert {m: r["settings"] for m, r in T.winners(now).items()} == {"a": '{"x": 2}', "b": '{"x": 1}'}
 
 
 def test_a_frontier_point_is_the_best_of_any_point_within_that_compute():
@@ -68,51 +173,49 @@ def test_a_frontier_point_is_the_best_of_any_point_within_that_compute():
             toy_row("a", {"x": 3}, [[1, 10.0]], seed=1),            # a seed run is not a searched point
             toy_row("b", {"x": 1}, [[2, 36.0], [8, 25.0]]),          # validated first at 2 FLOPs
             toy_row("c", {"x": 1}, [[1, 45.0]])]                     # stopped early (an epoch cap)
-    front = search.frontier(rows, [1, 2, 4, 8])
+    front = T.frontier(rows, [1, 2, 4, 8])
     assert front["a"] == [50.0, 38.0, 30.0, 20.0]
     assert math.isnan(front["b"][0]) and front["b"][1:] == [36.0, 36.0, 25.0]
     assert front["c"] == [45.0] * 4
-    assert search.leads(front, [1, 2, 4, 8]) == [(1, "c"), (2, "b"), (4, "a")]
+    assert T.leads(front, [1, 2, 4, 8]) == [(1, "c"), (2, "b"), (4, "a")]
 
 
 def test_the_summary_names_each_tracks_baseline_and_who_cannot_beat_it():
     rows = [toy_row("bernoulli", {}, [[8, 200.0]]), toy_row("good", {"x": 1}, [[8, 100.0]]),
-            toy_row("good", {"x": 1}, [[8, 101.0]], seed=1), toy_row("poor", {"x": 1}, [[8, 250.0]]),
+            toy_row("good", {"x": 1}, [[8, 101.0]], seed=1, state=T.SEED_RUN), toy_row("poor", {"x": 1}, [[8, 250.0]]),
             toy_row("given_digit", {}, [[8, 50.0]]),
             toy_row("categorical_grey", {}, [[8, 900.0]], data="grey", family="categorical")]
-    found = search.summarize(rows, 8.0, 2, conditional={"given_digit"})
+    found = T.summarize(rows, 8.0, 2, conditional={"given_digit"})
     assert found.models["bernoulli"].is_baseline and found.models["categorical_grey"].is_baseline
     assert found.models["good"].beats_baseline and not found.models["poor"].beats_baseline
     assert found.models["good"].seed_nlls == [100.0, 101.0] and found.models["good"].seed_sd == pytest.approx(0.7071, 1e-3)
     assert "given_digit" not in found.frontiers["binarized"] and found.leaders["binarized"] == [(8.0, "good")]
 
 
-def test_the_tables_winners_are_params_quick_settings():
-    """search/results.csv is read back; each model's best seed-0 point at the quick budget is what
-    params.yaml's quick profile trains (`python -m pipeline.search --winners` prints them)."""
+def committed_search():
     params = P.load(REPO / "params.yaml")
-    rows = search.current(search.read_table(REPO / search.TABLE), search.budget_of(params),
-                          search.read_grid(REPO / search.GRID))
-    best = search.winners(rows)
+    rows = T.current(T.read_table(REPO / T.TABLE), search.budget_of(params))
+    return params, rows, T.winners(rows)
+
+
+def test_the_tables_winners_are_params_quick_settings():
+    """search/results.csv is read back; each model's best finished seed-0 trial at the quick budget is
+    what params.yaml's quick profile trains (`python -m pipeline.search --winners` prints them)."""
+    params, rows, best = committed_search()
     assert set(best) == set(P.model_names(params)), "every model was searched at the current budget"
     for model, row in best.items():
         spec = P.model_spec({**params, "profile": "quick"}, model)
         for key, value in json.loads(row["settings"]).items():
             actual = getattr(spec.train, key.removeprefix("train.")) if key.startswith("train.") else spec.kwargs[key]
             assert (list(actual) if isinstance(actual, tuple) else actual) == value, f"models.{model}: {key}"
-        assert len(search.seed_spread(rows, row)) >= 3, f"{model}: its winner with 3 seeds"
+        assert len(T.seed_spread(rows, row)) >= 3, f"{model}: its winner with 3 seeds"
 
 
-def test_a_point_trains_at_the_budget_and_the_same_seed_gives_the_same_row(tmp_path, monkeypatch):
-    synthetic_data(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    params = P.load(REPO / "params.yaml")
-    params["models"] = {"tiny": {"family": "made", "data": "binarized", "hidden_sizes": [8]}}
-    params["train"]["quick"].update(budget_flops=2e7, max_val=50)
-    rows = [search.train_point(params, search.Point("tiny", {"train.lr": 0.01}, seed), 1) for seed in (0, 0, 1)]
-    assert rows[0]["budget_flops"] == 2e7 and rows[0]["curve"] == rows[1]["curve"]
-    assert rows[0]["curve"] != rows[2]["curve"]
-    flops = [f for f, _ in json.loads(rows[0]["curve"])]
-    assert len(flops) == 7 and flops[-1] <= 2e7 + rows[0]["flops_per_image"]
-    search.write_table(rows[1:], tmp_path / "table.csv")
-    assert [r["seed"] for r in search.read_table(tmp_path / "table.csv")] == [0, 1]
+def test_every_searched_winner_lies_inside_its_learning_rate_and_batch_size_ranges():
+    _, _, best = committed_search()
+    spaces = search.read_space(REPO / search.SPACE)
+    for model, row in best.items():
+        if row["search"] != T.SEARCH:
+            continue
+        edges = [e for e in spaces[model].edges(json.loads(row["settings"])) if e.startswith("train.")]
+        assert not edges, f"{model}: {', '.join(edges)}: widen the range and search again"

@@ -266,14 +266,16 @@ def test_the_notebook_runs_on_the_trained_models(smoke_pipeline):
 def test_a_budgeted_report_shows_the_compute_frontier_and_samples_large_enough_to_read(smoke_pipeline, tmp_path,
                                                                                        monkeypatch):
     """The page of a run at the searched budget, from the smoke pipeline's outputs and a toy search table."""
-    from pipeline import charts, report, search
+    from pipeline import charts, report
     from pipeline import params as P
+    from pipeline import search_table as search
     from pipeline.results import ReportFiles
     paths = browser_or_skip()
     repo, _, names, _ = smoke_pipeline
     monkeypatch.chdir(repo)
     table = report.collect(names, "smoke", P.load())
-    rows = [{"model": m, "data": d, "family": f, "settings": "{}", "seed": 0, "budget_flops": 8.0, "val_nll": v,
+    rows = [{"model": m, "data": d, "family": f, "settings": "{}", "seed": 0, "state": search.FINISHED,
+             "budget_flops": 8.0, "val_nll": v,
              "curve": [[4.0, v + 10], [8.0, v]]} for m, d, f, v in zip(table.model, table.data, table.family, table.test_nll)]
     found = search.summarize(rows, 8.0, 2)
     files = ReportFiles(tmp_path)
