@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install pipeline test bench
+.PHONY: install pipeline check test bench
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	python3 -m venv $(VENV)
@@ -13,6 +13,9 @@ install: $(VENV)/.installed
 
 pipeline: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+check: install
+	$(BIN)/python -m pipeline.check
 
 test: install
 	$(BIN)/ruff check .

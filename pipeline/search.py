@@ -5,8 +5,8 @@ search/space.yaml (a learning rate on a log scale, a batch size, sizes as choice
 `fit_model`, the function the train stage calls, at the quick budget (`train.quick.budget_flops`),
 and is judged on its validation NLL alone: the test set is never read. A trial reports its validation
 NLL at every point the run validates (1/64, 1/32, ..., 1 of the budget) and successive halving stops
-one that is clearly behind the others at 1/8 or 1/2 of the budget, so that a wide space costs about
-what a small grid did. Every finished or pruned trial lands in search/results.csv (`pipeline/search_table.py`),
+one that is not in the best third of the trials before it at 1/4 of the budget, so that a wide space
+costs about what a small grid did. The first trial of a study is params.yaml's quick setting. Every finished or pruned trial lands in search/results.csv (`pipeline/search_table.py`),
 which the report and the compute frontier read; the quick settings in params.yaml are the winners
 (`--winners` prints them, with where they lie in their ranges).
 
@@ -39,13 +39,14 @@ import yaml
 from pipeline import params as P
 from pipeline import search_table as T
 from pipeline.io import PipelineError
+from pipeline.parallel import die_with_parent
 from pipeline.progress import in_ci
 
 SPACE = Path("search/space.yaml")
 STORAGE = "sqlite:///search/studies.db"
 PROFILE = "quick"
-PRUNE_FIRST_AT = 8    # of 64ths of the budget: trials are first compared at 1/8 of it...
-PRUNE_FACTOR = 3      # ...and at 3x that (1/2); each time the best third goes on
+PRUNE_AT = 16         # of 64ths of the budget: trials are compared at 1/4 of it, where the best third goes on
+PRUNE_FACTOR = 3      # (the next rung, 3/4, lies past the last validation before the end, where none is pruned)
 RANDOM_TRIALS = 5     # trials drawn at random before TPE models the others
 EDGE = 0.05           # a value within this share of its (log) range of an end sits on that edge
 
@@ -74,6 +75,18 @@ class Axis:
         # three significant digits: what a person would write in params.yaml, and no worse a point
         return {self.name: float(f"{trial.suggest_float(self.name, self.low, self.high, log=self.log):.3g}")}
 
+    def value_of(self, settings: dict):
+        """This axis's value (as a trial holds it) for `settings` (the keys of a model's spec), or None
+        where they lie outside it."""
+        if self.choices:
+            for choice in self.choices:
+                keys = choice if isinstance(choice, dict) else {self.name: choice}
+                if all(settings.get(k) == v for k, v in keys.items()):
+                    return json.dumps(choice)
+            return None
+        value = settings.get(self.name)
+        return value if value is not None and self.low <= value <= self.high else None
+
     def position(self, settings: dict) -> float | None:
         """Where `settings` lie along this axis, 0 (low, the first choice) to 1 (high, the last)."""
         if self.choices:
@@ -96,6 +109,14 @@ class Space:
 
     def suggest(self, trial) -> dict:
         return {k: v for axis in self.axes for k, v in axis.suggest(trial).items()}
+
+    def values_of(self, spec: P.ModelSpec) -> dict:
+        """The trial parameters of a spec's settings (its model's keys, and `train.` keys), on the axes
+        they lie inside."""
+        settings = {**{k: list(v) if isinstance(v, tuple) else v for k, v in spec.kwargs.items()},
+                    **{f"train.{k}": v for k, v in vars(spec.train).items()}}
+        values = {axis.name: axis.value_of(settings) for axis in self.axes}
+        return {name: value for name, value in values.items() if value is not None}
 
     def edges(self, settings: dict) -> list[str]:
         """The axes of a range (or of more than two choices) on whose end `settings` sit."""
@@ -179,9 +200,10 @@ def train_row(params: dict, model: str, settings: dict, seed: int = 0, trial=Non
     an Optuna `trial`, report each validation to it and stop when it is pruned."""
     import torch
 
+    from pipeline.data import TRAIN_SIZE
     from pipeline.fit_model import build, fit_model
     from pipeline.flops import training_flops_per_image
-    from pipeline.training_loop import TrainingDiverged
+    from pipeline.training_loop import Rounds, TrainingDiverged
 
     spec = spec_of(params, model, settings, seed)
     device = torch.device("cpu")
@@ -189,11 +211,13 @@ def train_row(params: dict, model: str, settings: dict, seed: int = 0, trial=Non
     history: list[dict] = []
     state = T.FINISHED if trial is not None else T.SEED_RUN
 
+    last = len(Rounds.plan(network, spec.train.max_train or TRAIN_SIZE, spec.train).ends)
+
     def on_validation(record: dict, improved: bool) -> None:
         history.append(record)
         if trial is not None:
             trial.report(record["val_nll"], prune_step(record))
-            if trial.should_prune():
+            if record["epoch"] < last and trial.should_prune():  # a run that has finished is not pruned
                 raise Pruned
 
     start = time.perf_counter()
@@ -229,7 +253,7 @@ def open_study(model: str, budget: float, storage: str):
     return optuna.create_study(
         study_name=study_name(model, budget), storage=storage, direction="minimize", load_if_exists=True,
         sampler=sampler_for(model, 0),
-        pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=PRUNE_FIRST_AT, reduction_factor=PRUNE_FACTOR))
+        pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=PRUNE_AT, reduction_factor=PRUNE_FACTOR))
 
 
 def study_rows(study) -> list[dict]:
@@ -245,6 +269,11 @@ def run_study(params: dict, space: Space, storage: str, threads: int, quiet: boo
     torch.set_num_threads(threads)
     budget = budget_of(params)
     study = open_study(space.model, budget, storage)
+    if storage.startswith("sqlite"):  # one machine: a trial still running is one a killed search left
+        for stale in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
+            study.tell(stale.number, state=optuna.trial.TrialState.FAIL)
+    # the first trial: params.yaml's quick settings (the grid's winner), so the study starts from the best known
+    study.enqueue_trial(space.values_of(spec_of(params, space.model, {})), skip_if_exists=True)
     done = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
     start = time.perf_counter()
     for number in range(len(done), space.trials):
@@ -273,11 +302,16 @@ def seed_run(params: dict, model: str, settings: dict, seed: int, threads: int) 
 
 
 def merge(rows: list[dict], new: list[dict]) -> list[dict]:
-    """The table with `new` rows in place of those of the same model, search, trial and seed."""
-    def key(r):
-        return r["model"], r["search"], r["trial"], r["settings"] if r["trial"] is None else "", r["seed"]
-    replaced = {key(r) for r in new}
-    return [r for r in rows if key(r) not in replaced] + new
+    """The table with `new` rows: a study's trials in place of every trial of its model in this search
+    (the study is the record), a seed run in place of the same model, settings and seed."""
+    studied = {r["model"] for r in new if r["trial"] is not None}
+    seed_runs = {(r["model"], r["settings"], r["seed"]) for r in new if r["trial"] is None}
+
+    def replaced(r):
+        if r["search"] != T.SEARCH:
+            return False
+        return r["model"] in studied and r["trial"] is not None or (r["model"], r["settings"], r["seed"]) in seed_runs
+    return [r for r in rows if not replaced(r)] + new
 
 
 def check_space(params: dict, spaces: dict[str, Space], models: list[str] | None) -> list[Space]:
@@ -285,7 +319,7 @@ def check_space(params: dict, spaces: dict[str, Space], models: list[str] | None
     unknown = set(models or []) - set(spaces)
     if unknown:
         raise PipelineError(f"--models: {', '.join(sorted(unknown))} not in {SPACE}")
-    chosen = [s for m, s in spaces.items() if not models or m in models]
+    chosen = [spaces[m] for m in models] if models else list(spaces.values())  # in the order asked
     for space in chosen:
         for axis in space.axes:  # a bad key or value fails now, before hours of training
             for value in (axis.choices or (axis.low, axis.high)):
@@ -297,7 +331,8 @@ def run(jobs: int, tasks: list[tuple], quiet: bool) -> None:
     """Run `tasks` ((function, *arguments), each returning table rows) on `jobs` worker processes,
     writing the table after each."""
     rows = T.read_table()
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=_spawn()) as pool:
+    # a worker dies with the search: one killed alone would otherwise train on, orphaned
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=_spawn(), initializer=die_with_parent) as pool:
         futures = [pool.submit(*task) for task in tasks]
         for done, future in enumerate(as_completed(futures), start=1):
             rows = merge(rows, future.result())

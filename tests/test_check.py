@@ -1,0 +1,81 @@
+"""The reproducibility check (pipeline/check.py): a workspace's results against the committed reference."""
+import copy
+import json
+
+import pytest
+
+from pipeline import check
+from pipeline import params as P
+from pipeline.io import PipelineError
+from pipeline.results import Metrics, ModelResults
+from tests.drills.workspace import REPO
+
+MODELS = {"made": {"family": "made", "data": "binarized", "hidden_sizes": [8]},
+          "maf_grey": {"family": "maf", "data": "grey", "num_layers": 1, "hidden_sizes": [8]}}
+
+
+def quick_params() -> dict:
+    params = P.load(REPO / "params.yaml")
+    params["profile"], params["models"] = "quick", copy.deepcopy(MODELS)
+    return params
+
+
+def workspace(root, nlls: dict):
+    for name, nll in nlls.items():
+        path = root / ModelResults(name).metrics
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Metrics(estimator="exact", test_nll=nll, test_nll_stderr=0.1, test_bpd=nll / 543.4, test_images=10,
+                inception_score=1.0, frechet_distance=1.0, train_flops=1, flops_per_image=1).write(path)
+    return root
+
+
+def test_tolerances_come_from_the_runs_spread_and_a_result_inside_passes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = quick_params()
+    runs = [workspace(tmp_path / "a", {"made": 100.0, "maf_grey": 1000.0}),
+            workspace(tmp_path / "b", {"made": 100.2, "maf_grey": 1000.0})]
+    reference = check.write_reference(runs, params, tmp_path / "quick.json")
+    assert reference["models"]["made"]["tolerance"] == pytest.approx(0.4)          # 2 x the spread
+    assert reference["models"]["maf_grey"]["tolerance"] == pytest.approx(1.0)      # the floor: 0.1% of the NLL
+    assert json.loads((tmp_path / "quick.json").read_text()) == reference
+    workspace(tmp_path, {"made": 100.3, "maf_grey": 1000.9})
+    lines, passed = check.check(params, reference, tmp_path)
+    assert passed and [line.split()[-1] for line in lines[1:]] == ["pass", "pass"]
+    workspace(tmp_path, {"made": 100.5})
+    lines, passed = check.check(params, reference, tmp_path)
+    assert not passed and lines[1].split()[-1] == "FAIL" and lines[2].endswith("pass")
+
+
+def test_a_model_that_varies_more_than_one_percent_is_refused_a_reference(tmp_path):
+    runs = [workspace(tmp_path / "a", {"made": 100.0, "maf_grey": 1000.0}),
+            workspace(tmp_path / "b", {"made": 100.0, "maf_grey": 1010.0})]
+    with pytest.raises(PipelineError, match=r"more than 1% .*maf_grey \(1000.00, 1010.00\): fix them"):
+        check.write_reference(runs, quick_params(), tmp_path / "quick.json")
+
+
+def test_a_missing_result_other_settings_or_another_profile_is_one_line(tmp_path):
+    params = quick_params()
+    reference = check.write_reference([workspace(tmp_path / "a", {"made": 100.0, "maf_grey": 1000.0})], params,
+                                      tmp_path / "quick.json")
+    workspace(tmp_path, {"made": 100.0})
+    changed = copy.deepcopy(params)
+    changed["models"]["made"]["hidden_sizes"] = [16]
+    lines, passed = check.check(changed, reference, tmp_path)
+    assert not passed
+    assert "FAIL: params.yaml's settings differ" in lines[1]
+    assert "FAIL: no results/maf_grey/metrics.json: run `dvc repro`" in lines[2]
+    with pytest.raises(PipelineError, match="is of the quick profile at 3.0e.11 FLOPs; this workspace runs the smoke"):
+        check.check({**params, "profile": "smoke"}, reference, tmp_path)
+
+
+def test_the_committed_reference_is_of_this_params_quick_profile_and_within_one_percent():
+    reference_path = REPO / check.REFERENCE
+    if not reference_path.exists():
+        pytest.skip("no committed reference yet")
+    reference = json.loads(reference_path.read_text())
+    params = P.load(REPO / "params.yaml")
+    params["profile"] = "quick"
+    assert set(reference["models"]) == set(P.model_names(params))
+    for name, ref in reference["models"].items():
+        assert ref["configuration"] == check.configuration(params, name), f"{name}: params.yaml changed since"
+        assert ref["tolerance"] <= check.MAX_TOLERANCE * ref["test_nll"]
