@@ -6,9 +6,10 @@ search/space.yaml (a learning rate on a log scale, a batch size, sizes as choice
 and is judged on its validation NLL alone: the test set is never read. A trial reports its validation
 NLL at every point the run validates (1/64, 1/32, ..., 1 of the budget) and successive halving stops
 one that is not in the best third of the trials before it at 1/4 of the budget, so that a wide space
-costs about what a small grid did. The first trial of a study is params.yaml's quick setting. Every finished or pruned trial lands in search/results.csv (`pipeline/search_table.py`),
-which the report and the compute frontier read; the quick settings in params.yaml are the winners
-(`--winners` prints them, with where they lie in their ranges).
+costs about what a small grid did. The first trial of a study is params.yaml's quick setting. Every
+finished or pruned trial lands in search/results.csv (`pipeline/search_table.py`), which the report and
+the compute frontier read; the quick settings in params.yaml are the winners (`--winners` prints them,
+with any edge of its range they sit on).
 
 The studies live in a local SQLite file (search/studies.db) unless `--storage` names another database:
 several machines given one PostgreSQL URL work on the same studies at once (docs/operations.md).
@@ -310,7 +311,7 @@ def merge(rows: list[dict], new: list[dict]) -> list[dict]:
     def replaced(r):
         if r["search"] != T.SEARCH:
             return False
-        return r["model"] in studied and r["trial"] is not None or (r["model"], r["settings"], r["seed"]) in seed_runs
+        return (r["model"] in studied and r["trial"] is not None) or (r["model"], r["settings"], r["seed"]) in seed_runs
     return [r for r in rows if not replaced(r)] + new
 
 
