@@ -1,11 +1,13 @@
 # `make pipeline` and `make test` are the two commands a new user needs (see README.md).
+PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
 .PHONY: install pipeline check test bench
 
 $(VENV)/.installed: pyproject.toml requirements.lock
-	python3 -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: genbench needs Python 3.11+, but $(PYTHON) is " + sys.version.split()[0] + ": make PYTHON=python3.11 (or newer)")'
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[test,server]'
 	touch $@
 

@@ -2,9 +2,13 @@
 
 One line per model: the reference test NLL, yours, the tolerance, pass or fail; exit status 1 when
 any model is outside its tolerance or has no result, or when the reference is of another profile or
-budget (one line that says so). Each tolerance comes from the spread of the same configuration and seed across the runs the
-reference was made from (other thread counts, other CPUs), and none exceeds 1% of the model's NLL:
-a model that varies more than that is a defect to fix, not a tolerance to widen.
+budget (one line that says so).
+
+Each tolerance comes from how far one configuration and seed moves when only the arithmetic changes
+(another thread count, another CPU): the test NLLs of the runs the reference is made from, and their
+validation NLLs beside that of the search's trial of the same settings and seed (one thread, in
+search/results.csv). It is twice the largest difference seen, at least 0.1% of the model's NLL, and
+never more than 1%: a model that moves more than that is a defect to fix, not a tolerance to widen.
 
     python -m pipeline.check                                  # after `dvc repro` (make check)
     python -m pipeline.check --write-reference RUN [RUN ...]  # maintainers: from workspaces of one commit
@@ -13,13 +17,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import platform
 import sys
 from pathlib import Path
 
 from pipeline import params as P
+from pipeline import search_table as T
 from pipeline.io import PipelineError, params_hash, read_json, write_json
-from pipeline.results import Metrics, ModelResults
+from pipeline.results import Metrics, ModelResults, TrainSummary
 
 REFERENCE = Path("reference/quick.json")
 PROFILE = "quick"
@@ -47,16 +53,37 @@ def test_nll(root: Path, name: str) -> float | None:
     return Metrics.read(path, f"evaluate@{name}").test_nll if path.exists() else None
 
 
-def tolerance(nlls: list[float]) -> tuple[float, float]:
-    """(the spread of a model's runs, its tolerance): SPREAD_FACTOR times the largest difference from
-    the first run, and at least MIN_TOLERANCE of its NLL."""
-    spread = max(abs(v - nlls[0]) for v in nlls)
-    return spread, max(SPREAD_FACTOR * spread, MIN_TOLERANCE * abs(nlls[0]))
+def val_nll(root: Path, name: str) -> float:
+    return TrainSummary.read(root / ModelResults(name).train_summary, f"train@{name}").best_val_nll
 
 
-def write_reference(runs: list[Path], params: dict, out: Path = REFERENCE) -> dict:
+def spread(values: list[float]) -> float:
+    return max(values) - min(values)
+
+
+def searched_val_nll(params: dict, name: str, rows: list[dict]) -> float | None:
+    """The validation NLL of the search's seed-0 trial that trained this model's quick settings."""
+    from pipeline.search import spec_of  # the search's way of applying a trial's settings
+
+    quick = P.model_spec(params, name)
+    for row in rows:
+        if row["model"] == name and row["seed"] == quick.train.seed and row["state"] == T.FINISHED \
+                and spec_of(params, name, json.loads(row["settings"]), row["seed"]) == quick:
+            return row["val_nll"]
+    return None
+
+
+def tolerance(test_nlls: list[float], val_nlls: list[float]) -> tuple[float, float]:
+    """(the largest difference of one configuration's runs, its tolerance): SPREAD_FACTOR times that,
+    and at least MIN_TOLERANCE of its NLL."""
+    moved = max(spread(test_nlls), spread(val_nlls))
+    return moved, max(SPREAD_FACTOR * moved, MIN_TOLERANCE * abs(test_nlls[0]))
+
+
+def write_reference(runs: list[Path], params: dict, out: Path = REFERENCE, search_rows: list[dict] = ()) -> dict:
     """The reference from `runs` (workspaces of this commit after `dvc repro`, on other thread counts
-    or machines): the first run's test NLLs, with tolerances from the spread of all of them."""
+    or machines) and the search's rows: the first run's test NLLs, with tolerances from how far the
+    runs and the search's trial of the same settings moved."""
     if P.profile_of(params) != PROFILE:
         raise PipelineError(f"profile: the reference is of the {PROFILE} profile, params.yaml runs {P.profile_of(params)}")
     models, unstable = {}, []
@@ -64,11 +91,16 @@ def write_reference(runs: list[Path], params: dict, out: Path = REFERENCE) -> di
         nlls = [test_nll(run, name) for run in runs]
         if missing := [str(run) for run, v in zip(runs, nlls) if v is None]:
             raise PipelineError(f"models.{name}: no {ModelResults(name).metrics} in {', '.join(missing)}")
-        spread, tol = tolerance(nlls)
+        vals = [val_nll(run, name) for run in runs]
+        searched = searched_val_nll(params, name, list(search_rows))
+        vals += [searched] if searched is not None else []
+        moved, tol = tolerance(nlls, vals)
         if tol > MAX_TOLERANCE * abs(nlls[0]):
-            unstable.append(f"{name} ({', '.join(f'{v:.2f}' for v in nlls)})")
-        models[name] = {"test_nll": nlls[0], "tolerance": round(tol, 4), "spread": round(spread, 4), "runs": nlls,
-                        "data": P.model_spec(params, name).data.name, "configuration": configuration(params, name)}
+            unstable.append(f"{name} (test {', '.join(f'{v:.2f}' for v in nlls)}; "
+                            f"validation {', '.join(f'{v:.2f}' for v in vals)})")
+        models[name] = {"test_nll": nlls[0], "tolerance": round(tol, 4), "moved": round(moved, 4),
+                        "test_nlls": nlls, "val_nlls": vals, "data": P.model_spec(params, name).data.name,
+                        "configuration": configuration(params, name)}
     if unstable:
         raise PipelineError(f"these models differ by more than {MAX_TOLERANCE:.0%} of their NLL between runs of one "
                             f"configuration: {'; '.join(unstable)}: fix them before writing a reference")
@@ -114,7 +146,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     params = P.load()
     if args.write_reference:
-        reference = write_reference(args.write_reference, params)
+        budget_rows = T.current(T.read_table(), budget(params)) if T.TABLE.exists() else []
+        reference = write_reference(args.write_reference, params, search_rows=budget_rows)
         print(f"check: {REFERENCE} written: {len(reference['models'])} models from {len(args.write_reference)} runs")
         return 0
     if not REFERENCE.exists():

@@ -6,8 +6,9 @@ import pytest
 
 from pipeline import check
 from pipeline import params as P
+from pipeline import search_table as T
 from pipeline.io import PipelineError
-from pipeline.results import Metrics, ModelResults
+from pipeline.results import Metrics, ModelResults, TrainSummary
 from tests.drills.workspace import REPO
 
 MODELS = {"made": {"family": "made", "data": "binarized", "hidden_sizes": [8]},
@@ -20,12 +21,17 @@ def quick_params() -> dict:
     return params
 
 
-def workspace(root, nlls: dict):
+def workspace(root, nlls: dict, val_offset: float = 1.0):
+    """results/<model>/ with a test NLL each, and a validation NLL `val_offset` above it."""
     for name, nll in nlls.items():
-        path = root / ModelResults(name).metrics
-        path.parent.mkdir(parents=True, exist_ok=True)
+        files = ModelResults(name)
+        (root / files.folder).mkdir(parents=True, exist_ok=True)
         Metrics(estimator="exact", test_nll=nll, test_nll_stderr=0.1, test_bpd=nll / 543.4, test_images=10,
-                inception_score=1.0, frechet_distance=1.0, train_flops=1, flops_per_image=1).write(path)
+                inception_score=1.0, frechet_distance=1.0, train_flops=1, flops_per_image=1).write(root / files.metrics)
+        TrainSummary(model=name, family="made", profile="quick", device="cpu", parameters=1, epochs_run=1, best_epoch=1,
+                     best_val_nll=nll + val_offset, train_seconds=1.0, train_flops=1, flops_per_image=1, train_images=1,
+                     val_images=1, binarization="fixed", settings={}, data_sha256="", estimator="exact",
+                     params={}).write(root / files.train_summary)
     return root
 
 
@@ -49,8 +55,24 @@ def test_tolerances_come_from_the_runs_spread_and_a_result_inside_passes(tmp_pat
 def test_a_model_that_varies_more_than_one_percent_is_refused_a_reference(tmp_path):
     runs = [workspace(tmp_path / "a", {"made": 100.0, "maf_grey": 1000.0}),
             workspace(tmp_path / "b", {"made": 100.0, "maf_grey": 1010.0})]
-    with pytest.raises(PipelineError, match=r"more than 1% .*maf_grey \(1000.00, 1010.00\): fix them"):
+    with pytest.raises(PipelineError, match=r"more than 1% .*maf_grey \(test 1000.00, 1010.00; validation"):
         check.write_reference(runs, quick_params(), tmp_path / "quick.json")
+
+
+def test_the_searchs_trial_of_the_same_settings_counts_as_another_run(tmp_path):
+    """The search trained each winner at one thread through the train stage's function: its validation
+    NLL beside the reference run's shows how far the arithmetic alone moves the model."""
+    params = quick_params()
+    quick = P.model_spec(params, "made")
+    same = {"state": T.FINISHED, "seed": 0, "model": "made", "val_nll": 101.5,
+            "settings": json.dumps({"train.lr": quick.train.lr})}
+    other = {**same, "val_nll": 50.0, "settings": json.dumps({"train.lr": quick.train.lr * 2})}
+    assert check.searched_val_nll(params, "made", [other, same]) == 101.5
+    runs = [workspace(tmp_path / "a", {"made": 100.0, "maf_grey": 1000.0})]
+    reference = check.write_reference(runs, params, tmp_path / "quick.json", search_rows=[other, same])
+    assert reference["models"]["made"]["val_nlls"] == [101.0, 101.5]
+    assert reference["models"]["made"]["tolerance"] == pytest.approx(1.0)   # 2 x (101.5 - 101.0)
+    assert reference["models"]["maf_grey"]["val_nlls"] == [1001.0]
 
 
 def test_a_missing_result_other_settings_or_another_profile_is_one_line(tmp_path):
