@@ -76,6 +76,14 @@ class Axis:
         # three significant digits: what a person would write in params.yaml, and no worse a point
         return {self.name: float(f"{trial.suggest_float(self.name, self.low, self.high, log=self.log):.3g}")}
 
+    def distribution(self):
+        import optuna
+
+        if self.choices:
+            return optuna.distributions.CategoricalDistribution([json.dumps(c) for c in self.choices])
+        kind = optuna.distributions.IntDistribution if self.integer else optuna.distributions.FloatDistribution
+        return kind(self.low, self.high, log=self.log)
+
     def value_of(self, settings: dict):
         """This axis's value (as a trial holds it) for `settings` (the keys of a model's spec), or None
         where they lie outside it."""
@@ -110,6 +118,25 @@ class Space:
 
     def suggest(self, trial) -> dict:
         return {k: v for axis in self.axes for k, v in axis.suggest(trial).items()}
+
+    def as_trial(self, row: dict):
+        """A finished or pruned trial rebuilt from its row of the table (for a study whose database is
+        not on this machine: the committed table is the record), or None if it lies outside the space."""
+        import optuna
+
+        settings = json.loads(row["settings"])
+        values = {axis.name: axis.value_of(settings) for axis in self.axes}
+        if None in values.values():
+            return None
+        steps = {2 ** k: v for k, (_, v) in enumerate(row["curve"])}
+        rungs = {f"completed_rung_{k}": steps[PRUNE_AT * PRUNE_FACTOR ** k] for k in range(2)
+                 if PRUNE_AT * PRUNE_FACTOR ** k in steps}
+        finished = row["state"] == T.FINISHED and math.isfinite(row["val_nll"])
+        return optuna.trial.create_trial(
+            params=values, distributions={axis.name: axis.distribution() for axis in self.axes},
+            value=row["val_nll"] if finished else None, intermediate_values=steps, system_attrs=rungs,
+            user_attrs={"row": row},
+            state=optuna.trial.TrialState.COMPLETE if finished else optuna.trial.TrialState.PRUNED)
 
     def values_of(self, spec: P.ModelSpec) -> dict:
         """The trial parameters of a spec's settings (its model's keys, and `train.` keys), on the axes
@@ -270,6 +297,10 @@ def run_study(params: dict, space: Space, storage: str, threads: int, quiet: boo
     torch.set_num_threads(threads)
     budget = budget_of(params)
     study = open_study(space.model, budget, storage)
+    if not study.trials:
+        recorded = [r for r in T.read_table() if r["model"] == space.model and r["search"] == T.SEARCH
+                    and r["trial"] is not None and math.isclose(r["budget_flops"], budget)]
+        study.add_trials([t for t in map(space.as_trial, sorted(recorded, key=lambda r: r["trial"])) if t])
     if storage.startswith("sqlite"):  # one machine: a trial still running is one a killed search left
         for stale in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
             study.tell(stale.number, state=optuna.trial.TrialState.FAIL)

@@ -135,6 +135,19 @@ def test_a_study_is_repeatable_resumes_where_it_stopped_and_prunes_along_the_bud
     assert T.winners(again)["tiny"]["state"] == T.FINISHED
 
 
+def test_a_study_missing_from_the_database_is_rebuilt_from_the_committed_table(tmp_path, monkeypatch):
+    synthetic_data(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    params = tiny_params()
+    first = search.run_study(params, study_space(4), f"sqlite:///{tmp_path}/a.db", 1, quiet=True)
+    (tmp_path / "search").mkdir()
+    T.write_table(first)
+    go_on = search.run_study(params, study_space(6), f"sqlite:///{tmp_path}/b.db", 1, quiet=True)
+    assert [(r["settings"], r["state"], r["val_nll"]) for r in go_on[:4]] == \
+        [(r["settings"], r["state"], r["val_nll"]) for r in first]
+    assert len(go_on) == 6 and go_on[4]["settings"] not in {r["settings"] for r in first}
+
+
 def _two_workers(storage: str, root: str) -> list[dict]:
     import os
     os.chdir(root)
