@@ -255,6 +255,7 @@ def train_row(params: dict, model: str, settings: dict, seed: int = 0, trial=Non
         state = T.PRUNED
     except TrainingDiverged:
         history.clear()
+        state = T.DIVERGED
     best = min(history, key=lambda r: r["val_nll"]) if history else {"flops": 0, "val_nll": math.inf}
     return {"model": model, "data": spec.data.name, "family": spec.family, "search": T.SEARCH,
             "trial": None if trial is None else trial.number, "state": state,

@@ -20,6 +20,7 @@ SEARCH = "optuna-fp32"   # the current search: Optuna studies, fp32 training
 LEGACY = "grid-bf16"     # the grid before it (bf16 on an AMX CPU): its rows stand where a model has no study yet
 FINISHED = "complete"    # a trial that trained to the budget (or its epoch cap)
 PRUNED = "pruned"        # stopped at a fraction of the budget, clearly behind the others there
+DIVERGED = "diverged"    # its loss or validation NLL stopped being finite
 SEED_RUN = "seed"        # a winner trained again with another seed
 
 

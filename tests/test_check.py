@@ -101,3 +101,4 @@ def test_the_committed_reference_is_of_this_params_quick_profile_and_within_one_
     for name, ref in reference["models"].items():
         assert ref["configuration"] == check.configuration(params, name), f"{name}: params.yaml changed since"
         assert ref["tolerance"] <= check.MAX_TOLERANCE * ref["test_nll"]
+

@@ -1,6 +1,8 @@
 """End to end: `dvc repro` on the smoke profile in a temporary copy of the repository."""
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -142,3 +144,14 @@ def source_model(row: dict) -> str:
     """The model of a plot row's source file; dvc names it by the part of the path that tells the sources
     apart ('made/curves.csv'), not always by the whole path."""
     return Path(row.get("filename", "")).parent.name
+
+
+def test_the_check_of_a_smoke_run_is_one_line_naming_the_profile(smoke_pipeline):
+    """`make check` compares with the quick profile's reference: on a smoke run it says so in one line."""
+    repo, env, _, _ = smoke_pipeline
+    done = subprocess.run([sys.executable, "-m", "pipeline.check"], cwd=repo, env=env, capture_output=True, text=True)
+    assert done.returncode == 1 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "this workspace runs the smoke profile" in lines[0] or "no reference/quick.json" in lines[0]
+
