@@ -147,11 +147,14 @@ class Space:
         return {name: value for name, value in values.items() if value is not None}
 
     def edges(self, settings: dict) -> list[str]:
-        """The axes of a range (or of more than two choices) on whose end `settings` sit."""
+        """The axes of a range (or of more than two choices) on whose end `settings` sit. An integer
+        range from 1 has no low edge: nothing lies below it (a batch of one image)."""
         found = []
         for axis in self.axes:
             position = axis.position(settings)
             if position is None or (axis.choices and len(axis.choices) < 3):
+                continue
+            if position <= EDGE and axis.integer and axis.low == 1:
                 continue
             if position <= EDGE or position >= 1 - EDGE:
                 found.append(f"{axis.name} at its {'low' if position <= EDGE else 'high'} end")
@@ -363,13 +366,11 @@ def check_space(params: dict, spaces: dict[str, Space], models: list[str] | None
 def run(jobs: int, tasks: list[tuple], quiet: bool) -> None:
     """Run `tasks` ((function, *arguments), each returning table rows) on `jobs` worker processes,
     writing the table after each."""
-    rows = T.read_table()
     # a worker dies with the search: one killed alone would otherwise train on, orphaned
     with ProcessPoolExecutor(max_workers=jobs, mp_context=_spawn(), initializer=die_with_parent) as pool:
         futures = [pool.submit(*task) for task in tasks]
         for done, future in enumerate(as_completed(futures), start=1):
-            rows = merge(rows, future.result())
-            T.write_table(rows)
+            T.write_table(merge(T.read_table(), future.result()))  # read again: another search may have written
             if not quiet:
                 print(f"search: {done}/{len(tasks)} done, {T.TABLE} written", flush=True)
 
@@ -397,6 +398,7 @@ def main(argv=None) -> None:
     parser.add_argument("--models", nargs="+", help="only these models of the space")
     parser.add_argument("--jobs", type=int, default=1, help="studies run at once (the cores are shared)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[], help="train the winners with these seeds")
+    parser.add_argument("--threads", type=int, help="torch threads per study (default: the cores / jobs)")
     parser.add_argument("--storage", default=STORAGE, help=f"the studies' database (default {STORAGE})")
     parser.add_argument("--winners", action="store_true", help="print each model's best settings and stop")
     parser.add_argument("--quiet", action="store_true", default=in_ci())
@@ -407,7 +409,7 @@ def main(argv=None) -> None:
         print(winners_yaml(T.read_table(), budget, spaces))
         return
     chosen = check_space(params, spaces, args.models)
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     if args.seeds:
         searched = [r for r in T.read_table() if r["search"] == T.SEARCH]
         best = T.winners(T.current(searched, budget))

@@ -68,6 +68,9 @@ def test_a_winner_on_the_end_of_a_range_or_of_its_choices_is_named():
     assert space.edges({"train.lr": 1e-2, "c": 2}) == []
     assert space.edges({"train.lr": 0.099, "c": 2}) == ["train.lr at its high end"]
     assert space.edges({"train.lr": 1e-2, "c": 1}) == ["size at its low end"]
+    batch = search.Space("m", 4, (search.parse_axis("m", "train.batch_size", {"low": 1, "high": 64, "log": True}),))
+    assert batch.edges({"train.batch_size": 1}) == [], "nothing lies below a batch of one"
+    assert batch.edges({"train.batch_size": 64}) == ["train.batch_size at its high end"]
 
 
 def test_a_trials_settings_go_over_the_models_quick_settings_and_train_keys_into_train():
