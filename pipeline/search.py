@@ -289,7 +289,7 @@ def open_study(model: str, budget: float, storage: str):
 
 
 def study_rows(study) -> list[dict]:
-    """The table rows of a study's finished and pruned trials."""
+    """The table rows of a study's trials that trained (finished, pruned or diverged)."""
     return [t.user_attrs["row"] for t in study.trials if "row" in t.user_attrs]
 
 
@@ -308,7 +308,7 @@ def run_study(params: dict, space: Space, storage: str, threads: int, quiet: boo
     if storage.startswith("sqlite"):  # one machine: a trial still running is one a killed search left
         for stale in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
             study.tell(stale.number, state=optuna.trial.TrialState.FAIL)
-    # the first trial: params.yaml's quick settings (the grid's winner), so the study starts from the best known
+    # the first trial: params.yaml's quick settings, so that a study starts from the best known so far
     study.enqueue_trial(space.values_of(spec_of(params, space.model, {})), skip_if_exists=True)
     done = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
     start = time.perf_counter()
