@@ -24,11 +24,12 @@ from pathlib import Path
 
 from pipeline import params as P
 from pipeline import search_table as T
+from pipeline import stage
 from pipeline.io import PipelineError, params_hash, read_json, write_json
 from pipeline.results import Metrics, ModelResults, TrainSummary
 
-REFERENCE = Path("reference/quick.json")
-PROFILE = "quick"
+PROFILE = T.PROFILE
+REFERENCE = Path(f"reference/{PROFILE}.json")
 MAX_TOLERANCE = 0.01   # of the model's NLL: beyond it a model does not reproduce
 MIN_TOLERANCE = 1e-3   # of the model's NLL: the last digits another CPU's arithmetic may change
 SPREAD_FACTOR = 2      # the tolerance is this many times the largest difference the runs showed
@@ -139,7 +140,7 @@ def _nats(value: float | None, sign: str = "") -> str:
     return "-" if value is None else f"{sign}{value:.2f}"
 
 
-def main(argv=None) -> int:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write-reference", nargs="+", type=Path, metavar="RUN",
                         help="write the reference from these workspaces (the first gives the values)")
@@ -149,17 +150,15 @@ def main(argv=None) -> int:
         budget_rows = T.current(T.read_table(), budget(params)) if T.TABLE.exists() else []
         reference = write_reference(args.write_reference, params, search_rows=budget_rows)
         print(f"check: {REFERENCE} written: {len(reference['models'])} models from {len(args.write_reference)} runs")
-        return 0
+        return
     if not REFERENCE.exists():
         raise PipelineError(f"no {REFERENCE}: this checkout has no reference to compare with")
     lines, passed = check(params, read_json(REFERENCE))
     print("\n".join(lines))
     print(f"check: {'every model reproduces' if passed else 'some models do not reproduce'} {REFERENCE}")
-    return 0 if passed else 1
+    if not passed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except PipelineError as e:
-        sys.exit(f"error: {' '.join(str(e).split())}")
+    stage.run(main)

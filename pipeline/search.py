@@ -45,7 +45,7 @@ from pipeline.progress import in_ci
 
 SPACE = Path("search/space.yaml")
 STORAGE = "sqlite:///search/studies.db"
-PROFILE = "quick"
+PROFILE = T.PROFILE
 PRUNE_AT = 16         # of 64ths of the budget: trials are compared at 1/4 of it, where the best third goes on
 PRUNE_FACTOR = 3      # (the next rung, 3/4, lies past the last validation before the end, where none is pruned)
 RANDOM_TRIALS = 5     # trials drawn at random before TPE models the others
@@ -233,7 +233,6 @@ def train_row(params: dict, model: str, settings: dict, seed: int = 0, trial=Non
 
     from pipeline.data import TRAIN_SIZE
     from pipeline.fit_model import build, fit_model
-    from pipeline.flops import training_flops_per_image
     from pipeline.training_loop import Rounds, TrainingDiverged
 
     spec = spec_of(params, model, settings, seed)
@@ -242,13 +241,13 @@ def train_row(params: dict, model: str, settings: dict, seed: int = 0, trial=Non
     history: list[dict] = []
     state = T.FINISHED if trial is not None else T.SEED_RUN
 
-    last = len(Rounds.plan(network, spec.train.max_train or TRAIN_SIZE, spec.train).ends)
+    rounds = Rounds.plan(network, spec.train.max_train or TRAIN_SIZE, spec.train)
 
     def on_validation(record: dict, improved: bool) -> None:
         history.append(record)
         if trial is not None:
             trial.report(record["val_nll"], prune_step(record))
-            if record["epoch"] < last and trial.should_prune():  # a run that has finished is not pruned
+            if record["epoch"] < len(rounds.ends) and trial.should_prune():  # a run that has finished is not pruned
                 raise Pruned
 
     start = time.perf_counter()
@@ -264,7 +263,7 @@ def train_row(params: dict, model: str, settings: dict, seed: int = 0, trial=Non
             "trial": None if trial is None else trial.number, "state": state,
             "settings": T.settings_key(settings), "seed": seed,
             "parameters": sum(p.numel() for p in network.parameters()),
-            "flops_per_image": training_flops_per_image(network), "budget_flops": spec.train.budget_flops,
+            "flops_per_image": rounds.flops_per_image, "budget_flops": spec.train.budget_flops,
             "train_images": history[-1]["images"] if history else 0, "val_nll": round(best["val_nll"], 4),
             "best_flops": best["flops"], "curve": [[r["flops"], round(r["val_nll"], 4)] for r in history],
             "seconds": round(time.perf_counter() - start, 1), "estimator": network.estimator}
@@ -367,7 +366,7 @@ def run(jobs: int, tasks: list[tuple], quiet: bool) -> None:
     """Run `tasks` ((function, *arguments), each returning table rows) on `jobs` worker processes,
     writing the table after each."""
     # a worker dies with the search: one killed alone would otherwise train on, orphaned
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=_spawn(), initializer=die_with_parent) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=spawn_context(), initializer=die_with_parent) as pool:
         futures = [pool.submit(*task) for task in tasks]
         for done, future in enumerate(as_completed(futures), start=1):
             T.write_table(merge(T.read_table(), future.result()))  # read again: another search may have written
@@ -375,7 +374,7 @@ def run(jobs: int, tasks: list[tuple], quiet: bool) -> None:
                 print(f"search: {done}/{len(tasks)} done, {T.TABLE} written", flush=True)
 
 
-def _spawn():
+def spawn_context():
     import multiprocessing
     return multiprocessing.get_context("spawn")  # a forked worker would inherit torch's thread pool
 

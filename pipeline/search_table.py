@@ -14,6 +14,7 @@ from pathlib import Path
 from pipeline.io import write_text
 
 TABLE = Path("search/results.csv")
+PROFILE = "quick"        # the profile whose budget the search is run at
 COLUMNS = ["model", "data", "family", "search", "trial", "state", "settings", "seed", "parameters",
            "flops_per_image", "budget_flops", "train_images", "val_nll", "best_flops", "curve", "seconds", "estimator"]
 SEARCH = "optuna-fp32"   # the current search: Optuna studies, fp32 training
