@@ -9,14 +9,15 @@ Each tolerance comes from how far one configuration and seed moves when only the
 validation NLLs beside that of the search's trial of the same settings and seed (one thread, in
 search/results.csv). It is twice the largest difference seen, at least 0.1% of the model's NLL, and
 never more than 1%: a model that moves more than that is a defect to fix, not a tolerance to widen.
+The reference also keeps each model's test NLL over training seeds (workspaces of the same commit
+with another `train.seed`): the noise the report states beside each number.
 
-    python -m pipeline.check                                  # after `dvc repro` (make check)
-    python -m pipeline.check --write-reference RUN [RUN ...]  # maintainers: from workspaces of one commit
+    python -m pipeline.check        # after `dvc repro` (make check)
+    python -m pipeline.check --write-reference RUN [RUN ...] --seeds RUN [RUN ...]   # maintainers
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import sys
@@ -25,28 +26,15 @@ from pathlib import Path
 from pipeline import params as P
 from pipeline import search_table as T
 from pipeline import stage
-from pipeline.io import PipelineError, params_hash, read_json, write_json
+from pipeline.io import PipelineError, write_json
+from pipeline.reference import MACHINE_ONLY, REFERENCE, budget, configuration
+from pipeline.reference import read as read_reference
 from pipeline.results import Metrics, ModelResults, TrainSummary
 
 PROFILE = T.PROFILE
-REFERENCE = Path(f"reference/{PROFILE}.json")
 MAX_TOLERANCE = 0.01   # of the model's NLL: beyond it a model does not reproduce
 MIN_TOLERANCE = 1e-3   # of the model's NLL: the last digits another CPU's arithmetic may change
 SPREAD_FACTOR = 2      # the tolerance is this many times the largest difference the runs showed
-
-
-def configuration(params: dict, name: str) -> str:
-    """A digest of everything that shapes a model's numbers: its family and settings, its training
-    settings but the device, its data and the evaluation settings."""
-    spec = P.model_spec(params, name)
-    train = {k: v for k, v in dataclasses.asdict(spec.train).items() if k not in ("device", "processes")}
-    return params_hash(P.flatten({"family": spec.family, "kwargs": spec.kwargs, "train": train,
-                                  "data": spec.data.name, "binarization": dataclasses.asdict(P.data_config(params)),
-                                  "evaluate": dataclasses.asdict(P.evaluate_config(params))}))
-
-
-def budget(params: dict) -> float | None:
-    return P.model_spec(params, P.model_names(params)[0]).train.budget_flops
 
 
 def test_nll(root: Path, name: str) -> float | None:
@@ -81,17 +69,38 @@ def tolerance(test_nlls: list[float], val_nlls: list[float]) -> tuple[float, flo
     return moved, max(SPREAD_FACTOR * moved, MIN_TOLERANCE * abs(test_nlls[0]))
 
 
-def write_reference(runs: list[Path], params: dict, out: Path = REFERENCE, search_rows: list[dict] = ()) -> dict:
+def test_nlls(runs: list[Path], name: str) -> list[float]:
+    nlls = [test_nll(run, name) for run in runs]
+    if missing := [str(run) for run, v in zip(runs, nlls) if v is None]:
+        raise PipelineError(f"models.{name}: no {ModelResults(name).metrics} in {', '.join(missing)}")
+    return nlls
+
+
+def seed_of(params: dict, name: str) -> int:
+    return P.model_spec(params, name).train.seed
+
+
+def check_seed_run(params: dict, run: Path) -> dict:
+    """The params of a seed workspace, refused unless each model has this configuration with another seed."""
+    theirs, but_seed = P.load(run / "params.yaml"), (*MACHINE_ONLY, "seed")
+    for name in P.model_names(params):
+        if configuration(theirs, name, but_seed) != configuration(params, name, but_seed) \
+                or seed_of(theirs, name) == seed_of(params, name):
+            raise PipelineError(f"{run}: models.{name} is not this configuration with another train.seed")
+    return theirs
+
+
+def write_reference(runs: list[Path], params: dict, out: Path = REFERENCE, search_rows: list[dict] = (),
+                    seed_runs: list[Path] = ()) -> dict:
     """The reference from `runs` (workspaces of this commit after `dvc repro`, on other thread counts
-    or machines) and the search's rows: the first run's test NLLs, with tolerances from how far the
-    runs and the search's trial of the same settings moved."""
+    or machines), `seed_runs` (the same with other seeds) and the search's rows: the first run's test
+    NLLs, with tolerances from how far the runs and the search's trial of the same settings moved."""
     if P.profile_of(params) != PROFILE:
         raise PipelineError(f"profile: the reference is of the {PROFILE} profile, params.yaml runs {P.profile_of(params)}")
+    seed_params = [check_seed_run(params, run) for run in seed_runs]
     models, unstable = {}, []
     for name in P.model_names(params):
-        nlls = [test_nll(run, name) for run in runs]
-        if missing := [str(run) for run, v in zip(runs, nlls) if v is None]:
-            raise PipelineError(f"models.{name}: no {ModelResults(name).metrics} in {', '.join(missing)}")
+        nlls = test_nlls(runs, name)
         vals = [val_nll(run, name) for run in runs]
         searched = searched_val_nll(params, name, list(search_rows))
         vals += [searched] if searched is not None else []
@@ -101,11 +110,14 @@ def write_reference(runs: list[Path], params: dict, out: Path = REFERENCE, searc
                             f"validation {', '.join(f'{v:.2f}' for v in vals)})")
         models[name] = {"test_nll": nlls[0], "tolerance": round(tol, 4), "moved": round(moved, 4),
                         "test_nlls": nlls, "val_nlls": vals, "data": P.model_spec(params, name).data.name,
-                        "configuration": configuration(params, name)}
+                        "configuration": configuration(params, name),
+                        "seeds": [seed_of(params, name), *(seed_of(p, name) for p in seed_params)],
+                        "seed_test_nlls": [nlls[0], *test_nlls(list(seed_runs), name)]}
     if unstable:
         raise PipelineError(f"these models differ by more than {MAX_TOLERANCE:.0%} of their NLL between runs of one "
                             f"configuration: {'; '.join(unstable)}: fix them before writing a reference")
     reference = {"profile": PROFILE, "budget_flops": budget(params), "runs": [str(r) for r in runs],
+                 "seed_runs": [str(r) for r in seed_runs],
                  "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "models": models}
     write_json(out, reference)
     return reference
@@ -144,16 +156,19 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write-reference", nargs="+", type=Path, metavar="RUN",
                         help="write the reference from these workspaces (the first gives the values)")
+    parser.add_argument("--seeds", nargs="+", type=Path, default=[], metavar="RUN",
+                        help="with --write-reference: workspaces of the same settings with other train.seed values")
     args = parser.parse_args(argv)
     params = P.load()
     if args.write_reference:
         budget_rows = T.current(T.read_table(), budget(params)) if T.TABLE.exists() else []
-        reference = write_reference(args.write_reference, params, search_rows=budget_rows)
-        print(f"check: {REFERENCE} written: {len(reference['models'])} models from {len(args.write_reference)} runs")
+        reference = write_reference(args.write_reference, params, search_rows=budget_rows, seed_runs=args.seeds)
+        print(f"check: {REFERENCE} written: {len(reference['models'])} models from {len(args.write_reference)} runs "
+              f"and {len(args.seeds)} other seeds")
         return
     if not REFERENCE.exists():
         raise PipelineError(f"no {REFERENCE}: this checkout has no reference to compare with")
-    lines, passed = check(params, read_json(REFERENCE))
+    lines, passed = check(params, read_reference())
     print("\n".join(lines))
     print(f"check: {'every model reproduces' if passed else 'some models do not reproduce'} {REFERENCE}")
     if not passed:

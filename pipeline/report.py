@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from models.base import bits_per_dim, mean_and_stderr
-from pipeline import charts, references, stage, webpage
+from pipeline import charts, reference, references, stage, webpage
 from pipeline import params as P
 from pipeline import search_table as search
 from pipeline.data import TRAIN_SIZE
@@ -26,8 +26,10 @@ ESTIMATORS = {
     "dequantized": "dequantization upper bound on the discrete NLL",
 }
 # results.csv: keys of train.json and metrics.json under their own names (pipeline/results.py), and
-# what the report adds (k, train_minutes, the published numbers; then the paired differences)
-CSV_COLUMNS = ["model", "data", "family", "estimator", "k", "test_nll", "test_nll_stderr", "test_bpd", "test_neg_elbo",
+# what the report adds (k, train_minutes, the seed spread of the reference, the published numbers; then the
+# paired differences)
+CSV_COLUMNS = ["model", "data", "family", "estimator", "k", "test_nll", "test_nll_stderr", "test_nll_seed_sd",
+               "seeds", "test_bpd", "test_neg_elbo",
                "test_neg_elbo_stderr", "test_images", "binarization", "inception_score", "frechet_distance",
                "test_conditional_nll", "test_conditional_nll_stderr", "generative_accuracy", "test_label_nll",
                "train_images", "epochs_run", "best_epoch", "train_flops", "flops_per_image", "parameters",
@@ -91,11 +93,13 @@ def collect(names: list[str], profile: str, params: dict | None = None) -> pd.Da
     rows, per_image = [], {}
     results_md = Path(references.RESULTS_MD)
     verified = references.verified_runs(results_md.read_text()) if params and results_md.exists() else {}
+    quick = reference.read() if params else None
     for name in names:
         metrics, train, per_image[name] = read_outputs(name)
         full = converged(P.model_spec({**params, "profile": "full"}, name), verified.get(name, [])) if params else {}
         rows.append({**dict.fromkeys(["paper_nll", "paper_source", "verified_nll", "verified_stderr",
-                                      "verified_configuration"]), **row(metrics, train), **full})
+                                      "verified_configuration"]), **row(metrics, train), **full,
+                     **seed_spread(reference.entry_for(quick, params, name) if params else None)})
     table = pd.DataFrame(rows)[CSV_COLUMNS]
     stale = table[table["profile"] != profile]
     if len(stale):
@@ -104,6 +108,11 @@ def collect(names: list[str], profile: str, params: dict | None = None) -> pd.Da
     table["group"] = table.estimator.map(list(ESTIMATORS).index)
     table = table.sort_values(["track", "group", "test_nll"]).drop(columns=["track", "group"]).reset_index(drop=True)
     return add_paired_differences(table, per_image)
+
+
+def seed_spread(entry: dict | None) -> dict:
+    """The test NLL's standard deviation over the reference's training seeds of this configuration."""
+    return {"test_nll_seed_sd": reference.seed_sd(entry), "seeds": len(entry["seed_test_nlls"]) if entry else 0}
 
 
 def add_paired_differences(table: pd.DataFrame, per_image: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -155,14 +164,14 @@ def leaderboard(group: pd.DataFrame, found: search.SearchSummary | None = None) 
     if found is None:
         return pd.DataFrame({**board, "published": published})
     converged_cells = [converged_cell(r, grey) for r in group.itertuples()]
-    return pd.DataFrame({**board, "search at the budget": [search_cell(found.models.get(m)) for m in group.model],
-                         "converged (not this run)": converged_cells})
+    search_cells = [search_cell(found.models.get(r.model), r.test_nll_seed_sd, r.seeds) for r in group.itertuples()]
+    return pd.DataFrame({**board, "search at the budget": search_cells, "converged (not this run)": converged_cells})
 
 
-def search_cell(found: search.ModelSearch | None) -> str:
+def search_cell(found: search.ModelSearch | None, seed_sd: float, seeds: int) -> str:
     if found is None:
         return "not searched"
-    spread = "" if math.isnan(found.seed_sd) else f"; seeds ± {found.seed_sd:.2f}"
+    spread = "" if math.isnan(seed_sd) else f"; {seeds} seeds ± {seed_sd:.2f}"
     baseline = "; the track's independent baseline" if found.is_baseline else (
         "" if found.beats_baseline else "; no point beat the independent baseline")
     return f"best of {found.points}{spread}{baseline}"
@@ -238,8 +247,9 @@ def notes(table: pd.DataFrame, ceiling: dict | None, search_summary: search.Sear
         f"configuration (size, batch size, learning rate) whose validation NLL was best at that budget among "
         f"those searched ({search.TABLE}, `python -m pipeline.search`). These are not converged NLLs and must "
         "not be cited as a family's result. `seeds ±` is the standard "
-        "deviation of the winner's validation NLL over training seeds: a difference between two models smaller "
-        "than about twice it may be training noise, whatever the paired standard error says."]
+        f"deviation of the winner's test NLL over training seeds ({reference.REFERENCE}, shown while params.yaml "
+        "has the settings it was measured with): a difference between two models smaller than about twice it "
+        "may be training noise, whatever the paired standard error says."]
     found = [*budget,
         f"NLL in nats per image (mean ± standard error) and bits per dimension (the NLL / ({references.PIXELS} ln 2)) "
         f"on {images} test images. Each track has its own tables: binarized MNIST (this pipeline's binarization) and the 256 "

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,11 +129,7 @@ class ModelSearch:
 
     @property
     def seed_sd(self) -> float:
-        values = self.seed_nlls
-        if len(values) < 2:
-            return math.nan
-        mean = sum(values) / len(values)
-        return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+        return statistics.stdev(self.seed_nlls) if len(self.seed_nlls) > 1 else math.nan
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pipeline import check
+from pipeline import check, reference
 from pipeline import params as P
 from pipeline import search_table as T
 from pipeline.io import PipelineError
@@ -40,15 +40,15 @@ def test_tolerances_come_from_the_runs_spread_and_a_result_inside_passes(tmp_pat
     params = quick_params()
     runs = [workspace(tmp_path / "a", {"made": 100.0, "maf_grey": 1000.0}),
             workspace(tmp_path / "b", {"made": 100.2, "maf_grey": 1000.0})]
-    reference = check.write_reference(runs, params, tmp_path / "quick.json")
-    assert reference["models"]["made"]["tolerance"] == pytest.approx(0.4)          # 2 x the spread
-    assert reference["models"]["maf_grey"]["tolerance"] == pytest.approx(1.0)      # the floor: 0.1% of the NLL
-    assert json.loads((tmp_path / "quick.json").read_text()) == reference
+    written = check.write_reference(runs, params, tmp_path / "quick.json")
+    assert written["models"]["made"]["tolerance"] == pytest.approx(0.4)          # 2 x the spread
+    assert written["models"]["maf_grey"]["tolerance"] == pytest.approx(1.0)      # the floor: 0.1% of the NLL
+    assert json.loads((tmp_path / "quick.json").read_text()) == written
     workspace(tmp_path, {"made": 100.3, "maf_grey": 1000.9})
-    lines, passed = check.check(params, reference, tmp_path)
+    lines, passed = check.check(params, written, tmp_path)
     assert passed and [line.split()[-1] for line in lines[1:]] == ["pass", "pass"]
     workspace(tmp_path, {"made": 100.5})
-    lines, passed = check.check(params, reference, tmp_path)
+    lines, passed = check.check(params, written, tmp_path)
     assert not passed and lines[1].split()[-1] == "FAIL" and lines[2].endswith("pass")
 
 
@@ -69,36 +69,64 @@ def test_the_searchs_trial_of_the_same_settings_counts_as_another_run(tmp_path):
     other = {**same, "val_nll": 50.0, "settings": json.dumps({"train.lr": quick.train.lr * 2})}
     assert check.searched_val_nll(params, "made", [other, same]) == 101.5
     runs = [workspace(tmp_path / "a", {"made": 100.0, "maf_grey": 1000.0})]
-    reference = check.write_reference(runs, params, tmp_path / "quick.json", search_rows=[other, same])
-    assert reference["models"]["made"]["val_nlls"] == [101.0, 101.5]
-    assert reference["models"]["made"]["tolerance"] == pytest.approx(1.0)   # 2 x (101.5 - 101.0)
-    assert reference["models"]["maf_grey"]["val_nlls"] == [1001.0]
+    written = check.write_reference(runs, params, tmp_path / "quick.json", search_rows=[other, same])
+    assert written["models"]["made"]["val_nlls"] == [101.0, 101.5]
+    assert written["models"]["made"]["tolerance"] == pytest.approx(1.0)   # 2 x (101.5 - 101.0)
+    assert written["models"]["maf_grey"]["val_nlls"] == [1001.0]
 
 
 def test_a_missing_result_other_settings_or_another_profile_is_one_line(tmp_path):
     params = quick_params()
-    reference = check.write_reference([workspace(tmp_path / "a", {"made": 100.0, "maf_grey": 1000.0})], params,
+    written = check.write_reference([workspace(tmp_path / "a", {"made": 100.0, "maf_grey": 1000.0})], params,
                                       tmp_path / "quick.json")
     workspace(tmp_path, {"made": 100.0})
     changed = copy.deepcopy(params)
     changed["models"]["made"]["hidden_sizes"] = [16]
-    lines, passed = check.check(changed, reference, tmp_path)
+    lines, passed = check.check(changed, written, tmp_path)
     assert not passed
     assert "FAIL: params.yaml's settings differ" in lines[1]
     assert "FAIL: no results/maf_grey/metrics.json: run `dvc repro`" in lines[2]
     with pytest.raises(PipelineError, match="is of the quick profile at 3.0e.11 FLOPs; this workspace runs the smoke"):
-        check.check({**params, "profile": "smoke"}, reference, tmp_path)
+        check.check({**params, "profile": "smoke"}, written, tmp_path)
 
 
 def test_the_committed_reference_is_of_this_params_quick_profile_and_within_one_percent():
-    reference_path = REPO / check.REFERENCE
+    reference_path = REPO / reference.REFERENCE
     if not reference_path.exists():
         pytest.skip("no committed reference yet")
-    reference = json.loads(reference_path.read_text())
+    committed = json.loads(reference_path.read_text())
     params = P.load(REPO / "params.yaml")
     params["profile"] = "quick"
-    assert set(reference["models"]) == set(P.model_names(params))
-    for name, ref in reference["models"].items():
-        assert ref["configuration"] == check.configuration(params, name), f"{name}: params.yaml changed since"
+    assert set(committed["models"]) == set(P.model_names(params))
+    for name, ref in committed["models"].items():
+        assert ref["configuration"] == reference.configuration(params, name), f"{name}: params.yaml changed since"
         assert ref["tolerance"] <= check.MAX_TOLERANCE * ref["test_nll"]
+        assert len(set(ref["seeds"])) >= 3 and len(ref["seed_test_nlls"]) == len(ref["seeds"]), name
 
+
+
+def seed_workspace(root, params: dict, seed: int, nlls: dict):
+    """A workspace of `params` with another train.seed: its params.yaml and results."""
+    root.mkdir(parents=True)
+    (root / "params.yaml").write_text(json.dumps({**params, "train": {**params["train"], "seed": seed}}))
+    return workspace(root, nlls)
+
+
+def test_the_reference_keeps_the_test_nll_of_each_seed_and_refuses_other_settings(tmp_path):
+    params = quick_params()
+    runs = [workspace(tmp_path / "a", {"made": 100.0, "maf_grey": 1000.0})]
+    seeds = [seed_workspace(tmp_path / "s1", params, 1, {"made": 101.0, "maf_grey": 1004.0}),
+             seed_workspace(tmp_path / "s2", params, 2, {"made": 102.0, "maf_grey": 1002.0})]
+    written = check.write_reference(runs, params, tmp_path / "quick.json", seed_runs=seeds)
+    made = written["models"]["made"]
+    assert made["seeds"] == [0, 1, 2] and made["seed_test_nlls"] == [100.0, 101.0, 102.0]
+    assert reference.seed_sd(reference.entry_for(written, params, "made")) == pytest.approx(1.0)
+    changed = copy.deepcopy(params)
+    changed["models"]["made"]["hidden_sizes"] = [16]
+    assert reference.entry_for(written, changed, "made") is None      # the spread of other settings is not shown
+    other = seed_workspace(tmp_path / "s3", changed, 3, {"made": 101.0, "maf_grey": 1004.0})
+    with pytest.raises(PipelineError, match="s3: models.made is not this configuration with another train.seed"):
+        check.write_reference(runs, params, tmp_path / "quick.json", seed_runs=[other])
+    same_seed = seed_workspace(tmp_path / "s0", params, 0, {"made": 101.0, "maf_grey": 1004.0})
+    with pytest.raises(PipelineError, match="not this configuration with another train.seed"):
+        check.write_reference(runs, params, tmp_path / "quick.json", seed_runs=[same_seed])

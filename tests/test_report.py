@@ -7,9 +7,18 @@ import pytest
 
 from models.base import bits_per_dim
 from pipeline import references
+from pipeline import search_table as search
 from pipeline.io import PipelineError
 from pipeline.references import Setup, compare
-from pipeline.report import ESTIMATORS, add_paired_differences, leaderboards, markdown, paired_difference
+from pipeline.report import (
+    ESTIMATORS,
+    add_paired_differences,
+    leaderboards,
+    markdown,
+    paired_difference,
+    search_cell,
+    seed_spread,
+)
 
 
 def setup(family, binarization="fixed", train_images=50_000, **settings):
@@ -148,3 +157,12 @@ def test_a_grey_level_run_is_compared_only_with_grey_level_numbers():
     binarized = references.compare(references.Setup.of("maf", {k: v for k, v in maf5.items() if k != "pixel_levels"},
                                                        "fixed", 50_000, "binarized"))
     assert binarized.matched is None and binarized.nearest is None
+
+
+def test_the_search_cell_states_the_test_nll_spread_over_seeds_only_where_it_was_measured():
+    found = search.ModelSearch(points=12, best_val_nll=90.0, seed_nlls=[90.0, 90.5, 91.0], beats_baseline=True)
+    assert search_cell(found, 0.45, 3) == "best of 12; 3 seeds ± 0.45"
+    assert search_cell(found, math.nan, 0) == "best of 12"     # not the validation spread of the search
+    assert search_cell(None, 0.45, 3) == "not searched"
+    assert seed_spread({"seed_test_nlls": [100.0, 101.0, 102.0]}) == {"test_nll_seed_sd": 1.0, "seeds": 3}
+    assert math.isnan(seed_spread(None)["test_nll_seed_sd"])
