@@ -83,11 +83,11 @@ def time_model(params: dict, name: str, device: torch.device, train_steps: int, 
     spec = P.model_spec(params, name)
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
+    cfg = P.with_train_settings(spec.train, overrides or {}, "--set")
     try:
-        model = build_model(spec.family, IMAGE_SHAPE, **spec.kwargs).to(device)
+        model = build_model(spec.family, IMAGE_SHAPE, fast=cfg.fast_paths, **spec.kwargs).to(device)
     except (TypeError, ValueError) as e:
         raise PipelineError(f"models.{name}: {e}") from None
-    cfg = P.with_train_settings(spec.train, overrides or {}, "--set")
     throughput = train_throughput(model, cfg, device, train_steps, generator)
     model.eval()
     per_image = lambda estimate: eval_seconds(

@@ -87,8 +87,8 @@ CASES = {
 def free_parameters(model: torch.nn.Module) -> int:
     """Parameter entries that a mask does not zero. A buffer `mask` masks its module's `weight`, and a
     buffer `<name>_mask` its module's parameter `<name>` or its child `<name>`'s weight (our masked
-    layers, the Gated PixelCNN's horizontal conv, Glow's triangle; the reference's masked layers,
-    whose MADE masks are set by its first forward pass). A module with a `mask()` method and
+    layers, Glow's triangle; the reference's masked layers, whose MADE masks are set by its first
+    forward pass). A module with a `mask()` method and
     `weight_blocks` (BlockedMaskedLinear, which stores its blocks and masks their diagonal parts)
     counts the entries of its dense mask."""
     masked = {}

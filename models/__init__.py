@@ -5,6 +5,7 @@ To add a family, write `models/<family>.py` and add one line to FAMILIES (docs/a
 from __future__ import annotations
 
 import importlib
+import inspect
 
 from models.base import AutoregressiveModel, GenerativeModel
 from models.checkpoint import load_checkpoint, save_checkpoint
@@ -36,8 +37,13 @@ def family_class(family: str) -> type[GenerativeModel]:
     return getattr(importlib.import_module(module), cls)
 
 
-def build_model(family: str, image_shape, **kwargs) -> GenerativeModel:
-    return family_class(family)(image_shape=tuple(image_shape), **kwargs)
+def build_model(family: str, image_shape, *, fast: bool = True, **kwargs) -> GenerativeModel:
+    """A model of `family` built from its constructor arguments; `fast` (params.yaml's
+    train.fast_paths) turns the fast paths of a family that has some on or off (models/fast/)."""
+    cls = family_class(family)
+    if "fast" in inspect.signature(cls).parameters:
+        kwargs["fast"] = fast
+    return cls(image_shape=tuple(image_shape), **kwargs)
 
 
 __all__ = ["FAMILIES", "AutoregressiveModel", "GenerativeModel", "build_model",

@@ -14,20 +14,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import require_positive
+from models.fast import FastPaths
 from models.fast.batch_chunks import in_chunks
-from models.fast.cpu_gate import cpu_gate
-from models.nn.conv_autoregressive import ConvolutionalAutoregressive, channels_last
+from models.fast.cpu_gate import fast_gate
+from models.fast.onednn_layout import gated_pre_activations
+from models.nn.conv_autoregressive import ConvolutionalAutoregressive
 from models.nn.conv_steps import conv_at, pointwise, write
 from models.nn.pixel_distributions import pixel_distribution_for
 from models.nn.sampling import first_position_to_fill, one_thread_on_cpu
 
 
-def gate(pre: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """tanh(a) * sigmoid(b) for the two halves a, b of `pre` (on a CPU in the form of
-    models/fast/cpu_gate.py)."""
-    a, b = pre.chunk(2, dim)
-    if pre.device.type == "cpu":
-        return cpu_gate(a, b)
+def gate(pre: torch.Tensor) -> torch.Tensor:
+    """The gated activation tanh(a) * sigmoid(b) of the two halves a, b of `pre` along its channels."""
+    a, b = pre.chunk(2, 1)
     return torch.tanh(a) * torch.sigmoid(b)
 
 
@@ -37,55 +36,52 @@ def shift_down(t: torch.Tensor) -> torch.Tensor:
 
 
 class GatedLayer(nn.Module):
-    """One layer of both stacks. With kernel k and p = k // 2:
-    vertical:   a (p+1) x k conv over rows r-p..r, columns c-p..c+p;
-    horizontal: a 1 x k conv masked to columns c-p..c of row r, or, in the first layer (which sees
-                the image itself), to columns c-p..c-1 (mask A);
-    then the horizontal pre-activation gets a 1x1 link from the vertical one of the row above,
-    both go through tanh(a) * sigmoid(b), and the horizontal stack has a 1x1 output conv and a
-    residual connection (after the first layer)."""
+    """One layer of both stacks (the paper's Figure 2), with kernel k and p = k // 2:
 
-    def __init__(self, in_channels: int, channels: int, kernel: int, first: bool, dropout: float):
+        v_pre = W_v * v                                  W_v: (p+1) x k over rows r-p..r, columns c-p..c+p
+        h_pre = W_h * h + W_link * shift_down(v_pre)     W_h: 1 x (p+1) over columns c-p..c of row r (in the
+                                                         first layer, which sees the image: 1 x p over
+                                                         c-p..c-1, mask A); W_link: 1x1
+        v_out = tanh(v_pre_f) * sigmoid(v_pre_g)
+        h_out = h + W_out * (tanh(h_pre_f) * sigmoid(h_pre_g))     (no residual in the first layer)
+
+    where _f and _g are the two halves of the channels, and `dropout` acts before W_out. fast: the
+    pre-activations as oneDNN computes them fastest (models/fast/onednn_layout.py) and, on a CPU, the
+    gate through sigmoids (models/fast/cpu_gate.py)."""
+
+    def __init__(self, in_channels: int, channels: int, kernel: int, first: bool, dropout: float, fast: bool):
         super().__init__()
-        self.pad, self.first = kernel // 2, first
-        self.vertical = nn.Conv2d(in_channels, 2 * channels, (self.pad + 1, kernel), padding=self.pad)
-        # a symmetric masked kernel rather than a 1 x (p+1) one: the oneDNN convolution has a fast
-        # path for it, and a 1-channel 1 x p kernel padded by p has none (docs/benchmarks.md)
-        self.horizontal = nn.Conv2d(in_channels, 2 * channels, (1, kernel), padding=(0, self.pad))
-        mask = torch.zeros(1, 1, 1, kernel)
-        mask[..., :self.pad + (not first)] = 1
-        self.register_buffer("horizontal_mask", mask)
+        self.pad, self.first, self.fast = kernel // 2, first, fast
+        self.vertical = nn.Conv2d(in_channels, 2 * channels, (self.pad + 1, kernel))
+        self.horizontal = nn.Conv2d(in_channels, 2 * channels, (1, self.pad + (not first)))
         self.link = nn.Conv2d(2 * channels, 2 * channels, 1)
         self.out = nn.Conv2d(channels, channels, 1)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, v: torch.Tensor, h: torch.Tensor, record: list | None = None):
-        height = h.shape[-2]
-        # the vertical conv pads both sides (mkldnn's fast path); its first `height` rows are the causal ones
-        v_full = channels_last(self.vertical(v))
-        v_pre = v_full[..., :height, :]
-        # + link(shift_down(v_pre)), added in place to rows 1.. (row 0 gets only the link's bias, moved
-        # into the horizontal conv's); the link reads the dense v_full (a strided input sends a 1x1
-        # conv to PyTorch's slow fallback)
-        link = F.pad(F.conv2d(v_full, self.link.weight)[..., :height - 1, :], (0, 0, 1, 0))
-        h_pre = self.horizontal_pre(h) + link
+        if self.fast:
+            v_pre, h_pre = gated_pre_activations(self, v, h)
+        else:
+            v_pre, h_pre = self.plain_pre_activations(v, h)
         if record is not None:
             record.append((v, h, v_pre))
-        return gate(v_pre), self.horizontal_output(h, h_pre)
+        return self.gate(v_pre), self.horizontal_output(h, h_pre)
 
-    def horizontal_pre(self, h: torch.Tensor) -> torch.Tensor:
-        """The horizontal conv with the link's bias. After the first layer its live columns c-p..c
-        are a 1 x (p+1) kernel over the input padded on the left: a third fewer multiply-adds than
-        the masked 1 x k kernel (with k = 3). The first layer (one input channel, mask A) keeps the
-        masked kernel: oneDNN has no fast path for the narrow one with one input channel."""
-        bias = self.horizontal.bias + self.link.bias
-        if self.first:
-            return channels_last(F.conv2d(h, self.horizontal.weight * self.horizontal_mask, bias,
-                                          padding=(0, self.pad)))
-        return channels_last(F.conv2d(F.pad(h, (self.pad, 0)), self.horizontal.weight[..., :self.pad + 1], bias))
+    def plain_pre_activations(self, v: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """v_pre and h_pre of the equations above, for v, h (B, C, H, W): each conv reads its input
+        padded on the sides it must not see past (above; left), so that its output at (r, c) covers
+        the window the equations give."""
+        p, width = self.pad, h.shape[-1]
+        v_pre = self.vertical(F.pad(v, (p, p, p, 0)))
+        h_pre = self.horizontal(F.pad(h, (p, 0)))[..., :width]  # the first layer's narrower kernel gives one more column
+        return v_pre, h_pre + self.link(shift_down(v_pre))
+
+    def gate(self, pre: torch.Tensor) -> torch.Tensor:
+        return fast_gate(pre) if self.fast else gate(pre)
 
     def horizontal_output(self, h: torch.Tensor, h_pre: torch.Tensor) -> torch.Tensor:
-        out = self.dropout(gate(h_pre))
+        """h_out of the equations, at every position or at one ((B, C) features)."""
+        out = self.dropout(self.gate(h_pre))
         out = pointwise(self.out, out) if out.dim() == 2 else self.out(out)
         return out if self.first else h + out
 
@@ -94,8 +90,9 @@ class GatedLayer(nn.Module):
         return F.conv2d(v_buffer[:, :, r:r + self.pad + 1], self.vertical.weight, self.vertical.bias)
 
     def horizontal_kernel(self) -> torch.Tensor:
-        """The horizontal conv's unmasked columns (c-p..c) as an (out, in * (p+1)) matrix."""
-        return (self.horizontal.weight * self.horizontal_mask)[..., :self.pad + 1].flatten(1)
+        """The horizontal conv over columns c-p..c as an (out, in * (p+1)) matrix (zeros at column c in
+        the first layer)."""
+        return F.pad(self.horizontal.weight, (0, int(self.first))).flatten(1)
 
     def horizontal_step(self, h_buffer: torch.Tensor, kernel: torch.Tensor, link_row: torch.Tensor,
                         r: int, c: int) -> torch.Tensor:
@@ -107,16 +104,21 @@ class GatedLayer(nn.Module):
         return self.horizontal_output(h_in, h_pre)
 
 
-class GatedPixelCNN(ConvolutionalAutoregressive):
+class GatedPixelCNN(FastPaths, ConvolutionalAutoregressive):
     """`layers` gated layers (the first with first_kernel, the others with kernel), then ReLU, 1x1
     conv (head_channels), ReLU, 1x1 conv to each pixel's conditional: one Bernoulli logit for binary
     pixels; for pixel_levels (256 with `data: grey`), the parameters of `output` (see
-    models/pixelcnn.py), the stacks then reading the levels scaled to [-1, 1]."""
+    models/pixelcnn.py), the stacks then reading the levels scaled to [-1, 1].
+
+    fast (params.yaml's train.fast_paths): the layers' fast paths (`GatedLayer`), and on a CPU a large
+    batch in pieces (models/fast/batch_chunks.py); fast=False: the equations as they stand."""
 
     def __init__(self, image_shape=(1, 28, 28), channels: int = 128, layers: int = 15, first_kernel: int = 7,
                  kernel: int = 3, head_channels: int = 256, dropout: float = 0.0, pixel_levels: int = 2,
-                 output: Literal["logistic_mixture", "softmax"] = "logistic_mixture", components: int = 10):
+                 output: Literal["logistic_mixture", "softmax"] = "logistic_mixture", components: int = 10,
+                 fast: bool = True):
         super().__init__(image_shape, pixel_distribution_for(pixel_levels, output, components))
+        self.fast = fast
         if self.image_shape[0] != 1:
             raise ValueError("gated_pixelcnn models single-channel images (image_shape[0] must be 1)")
         for name, value in (("first_kernel", first_kernel), ("kernel", kernel)):
@@ -126,15 +128,20 @@ class GatedPixelCNN(ConvolutionalAutoregressive):
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.layers = nn.ModuleList(
-            GatedLayer(1 if i == 0 else channels, channels, first_kernel if i == 0 else kernel, i == 0, dropout)
+            GatedLayer(1 if i == 0 else channels, channels, first_kernel if i == 0 else kernel, i == 0, dropout, fast)
             for i in range(layers))
         self.build_head(channels, head_channels)
 
+    @property
+    def fast_paths(self) -> list[str]:
+        return ["oneDNN layout", "gate through sigmoids on a CPU", "batch in pieces on a CPU"] if self.fast else []
+
     def pixel_params(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.fast:
+            return super().pixel_params(x)
         # on a CPU, in pieces of the batch whose largest activation, the vertical pre-activation
         # (2C x (H + p) x W), stays under the allocator's mmap threshold, whose page faults would
-        # cost a large share of a step
-        # (models/fast/batch_chunks.py)
+        # cost a large share of a step (models/fast/batch_chunks.py)
         height, width = x.shape[-2:]
         largest = 2 * self.layers[0].out.out_channels * (height + self.layers[0].pad) * width * 4
         return in_chunks(super().pixel_params, x, largest)
@@ -184,4 +191,4 @@ class GatedPixelCNN(ConvolutionalAutoregressive):
             v_pre = layer.vertical_row(v_buffers[i], r)
             links[i] = layer.link(v_pre)
             if i + 1 < len(self.layers):
-                v_buffers[i + 1][:, :, r + pads[i + 1], pads[i + 1]:-pads[i + 1]] = gate(v_pre)[:, :, 0]
+                v_buffers[i + 1][:, :, r + pads[i + 1], pads[i + 1]:-pads[i + 1]] = layer.gate(v_pre)[:, :, 0]

@@ -16,14 +16,13 @@ from models.base import (
     require_sizes,
     uniform_noise,
 )
-from models.fast.blocked_masked_linear import BlockedMaskedLinear, BlockedMaskedMLP
+from models.fast import FastPaths
+from models.fast.blocked_masked_linear import BlockedMaskedLinear, BlockedMaskedMLP, pays_to_block
 from models.nn.masked_linear import MaskedLinear, MaskedMLP, made_degrees, made_masks
 from models.nn.pixel_distributions import pixel_distribution_for
 
-BLOCKED_FROM_WEIGHTS = 2**20
 
-
-class MADE(AutoregressiveModel, LabelConditioning):
+class MADE(FastPaths, AutoregressiveModel, LabelConditioning):
     """A masked MLP: output i is connected only to inputs earlier than i in the ordering.
 
     num_masks > 1 trains on several masks (connectivity-agnostic: fresh hidden-unit degrees each;
@@ -32,10 +31,11 @@ class MADE(AutoregressiveModel, LabelConditioning):
     likelihood is exact: -log mean_k p_k(x). Mask 0 always uses raster order, so completions given
     the top half are exact under it.
 
-    blocked: compute only the blocks of the weights that the mask lets through (`BlockedMaskedLinear`:
-    about half the multiply-adds, the same function and checkpoints). One mask only: an ensemble
-    shares dense masked weights between its masks. None (default): blocked for one mask once a layer
-    has BLOCKED_FROM_WEIGHTS weights; below that the dense product is as fast (bench.made_blocks).
+    fast (params.yaml's train.fast_paths): with one mask and a large layer (`pays_to_block`), layers
+    that compute only the blocks of the weights the mask lets through (models/fast/blocked_masked_linear.py:
+    about half the multiply-adds, the same function and checkpoints); otherwise (an ensemble shares
+    dense masked weights between its masks) masks cached on the device (`device_masks`). fast=False:
+    the dense masked layers, their masks built afresh at every switch.
 
     direct_connections: a masked linear map from the inputs straight to the output logits (as in
     Germain et al.'s experiments): the model then contains an FVSBN, and the hidden layers add to it.
@@ -55,7 +55,7 @@ class MADE(AutoregressiveModel, LabelConditioning):
                  order_agnostic: bool = False, eval_masks: int = 1, mask_seed: int = 0, conditional: bool = False,
                  direct_connections: bool = False, pixel_levels: int = 2,
                  output: Literal["logistic_mixture", "softmax"] = "logistic_mixture", components: int = 10,
-                 blocked: bool | None = None):
+                 fast: bool = True):
         super().__init__(image_shape, pixel_distribution_for(pixel_levels, output, components))
         require_sizes(hidden_sizes=hidden_sizes)
         if num_masks < 1 or not 1 <= eval_masks <= num_masks:
@@ -64,7 +64,9 @@ class MADE(AutoregressiveModel, LabelConditioning):
         self.degrees = self._draw_degrees(list(hidden_sizes), num_masks, order_agnostic, mask_seed)
         self._device_masks: dict[int, list[torch.Tensor]] = {}
         self.mask_index = -1
-        self.blocked = self._blocked(blocked, hidden_sizes)
+        self.fast = fast
+        layer_sizes = [self.num_pixels, *hidden_sizes, self.num_pixels * self.params_per_pixel]
+        self.blocked = fast and num_masks == 1 and pays_to_block(layer_sizes)
         self.mlp, self.direct = self._layers(hidden_sizes, direct_connections)
         if self.direct is not None:
             nn.init.zeros_(next(self.direct.parameters()))  # it starts as the plain MADE
@@ -76,13 +78,11 @@ class MADE(AutoregressiveModel, LabelConditioning):
             nn.init.zeros_(self.label_hidden.weight)  # it starts as the unconditional model
             nn.init.zeros_(self.label_logits.weight)
 
-    def _blocked(self, blocked: bool | None, hidden_sizes) -> bool:
-        if blocked and self.num_masks > 1:
-            raise ValueError("blocked: true needs num_masks: 1 (an ensemble's masks share dense weights)")
-        if blocked is not None:
-            return blocked
-        sizes = [self.num_pixels, *hidden_sizes, self.num_pixels * self.params_per_pixel]
-        return self.num_masks == 1 and max(a * b for a, b in zip(sizes[:-1], sizes[1:])) >= BLOCKED_FROM_WEIGHTS
+    @property
+    def fast_paths(self) -> list[str]:
+        if not self.fast:
+            return []
+        return ["blocked masked layers"] if self.blocked else ["masks cached per device"]
 
     def _layers(self, hidden_sizes, direct_connections: bool) -> tuple[nn.Module, nn.Module | None]:
         """The masked MLP and the direct connections, blocked or dense."""
@@ -119,19 +119,22 @@ class MADE(AutoregressiveModel, LabelConditioning):
         self.mask_index = k
 
     def device_masks(self, k: int) -> list[torch.Tensor]:
-        """Mask k's layer masks on the model's device, as bool, built once per device: switching masks
-        (every training step with num_masks > 1, every mask of the ensemble at evaluation) then costs
-        no host work and no copy on a GPU, where a float times a bool mask is one kernel. Bool keeps
-        the cache small: at 2 x 8000 hidden units a mask set takes 77 MB (32 masks: 2.4 GB; in float
-        they would take 9.8 GB). On a CPU the mask in use is copied into each layer's float buffer
-        (`MaskedLinear.set_mask`)."""
-        if k not in self._device_masks:
-            masks = made_masks(self.degrees[k], self.params_per_pixel)
-            if self.direct is not None:  # input j reaches output i when j comes before i in the ordering
-                inputs = self.degrees[k][0]
-                masks.append((inputs[:, None] > inputs[None, :]).repeat(self.params_per_pixel, 1))
-            self._device_masks[k] = [mask.to(self.device, torch.bool) for mask in masks]
-        return self._device_masks[k]
+        """Mask k's layer masks on the model's device, as bool. fast: built once per device, so that
+        switching masks (every training step with num_masks > 1, every mask of the ensemble at
+        evaluation) costs no host work and no copy on a GPU, where a float times a bool mask is one
+        kernel. Bool keeps the cache small: at 2 x 8000 hidden units a mask set takes 77 MB (32 masks:
+        2.4 GB; in float they would take 9.8 GB). On a CPU the mask in use is copied into each layer's
+        float buffer (`MaskedLinear.set_mask`). fast=False: built afresh at every switch."""
+        if k in self._device_masks:
+            return self._device_masks[k]
+        masks = made_masks(self.degrees[k], self.params_per_pixel)
+        if self.direct is not None:  # input j reaches output i when j comes before i in the ordering
+            inputs = self.degrees[k][0]
+            masks.append((inputs[:, None] > inputs[None, :]).repeat(self.params_per_pixel, 1))
+        masks = [mask.to(self.device, torch.bool) for mask in masks]
+        if self.fast:
+            self._device_masks[k] = masks
+        return masks
 
     def _apply(self, fn, *args, **kwargs):  # .to(device) and friends: masks are rebuilt on the new device
         self._device_masks.clear()

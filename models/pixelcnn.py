@@ -12,7 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import DIGIT_CLASSES, LabelConditioning, require_positive
-from models.nn.conv_autoregressive import ConvolutionalAutoregressive, channels_last
+from models.fast import FastPaths
+from models.fast.onednn_layout import channels_last
+from models.nn.conv_autoregressive import ConvolutionalAutoregressive
 from models.nn.conv_steps import conv_at, flat_kernel, pointwise, write
 from models.nn.masked_conv import MaskedConv2d
 from models.nn.pixel_distributions import pixel_distribution_for
@@ -20,24 +22,28 @@ from models.nn.sampling import first_position_to_fill, one_thread_on_cpu
 
 
 class MaskedResidualBlock(nn.Module):
-    """x + 1x1(relu(masked kxk(relu(1x1(relu(x)))))), halving the channels around the masked conv."""
+    """x + 1x1(relu(masked kxk(relu(1x1(relu(x)))))), halving the channels around the masked conv.
 
-    def __init__(self, channels: int, kernel: int, dropout: float):
+    fast: the ReLUs after the convolutions and the residual sum in place, where autograd allows it (a
+    convolution's backward needs its input, not its output): each activation is a fresh 13-26 MB block
+    at batch 256, which costs its page faults on a CPU."""
+
+    def __init__(self, channels: int, kernel: int, dropout: float, fast: bool):
         super().__init__()
+        self.fast = fast
         self.reduce = nn.Conv2d(channels, channels // 2, 1)
         self.conv = MaskedConv2d("B", channels // 2, channels // 2, kernel)
         self.expand = nn.Conv2d(channels // 2, channels, 1)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, record: list | None = None) -> torch.Tensor:
-        # in place where autograd allows it (a convolution's backward needs its input, not its output):
-        # each activation is a fresh 13-26 MB block at batch 256, which costs its page faults on a CPU
-        h = self.reduce(torch.relu(x)).relu_()
+        relu = torch.relu_ if self.fast else torch.relu
+        h = relu(self.reduce(torch.relu(x)))
         if record is not None:
             record.append(h)
-        out = self.expand(self.dropout(self.conv(h).relu_()))
+        out = self.expand(self.dropout(relu(self.conv(h))))
         # under autocast a bf16 output plus an fp32 stream (a conditional model's) stays fp32
-        return out.add_(x) if out.dtype == x.dtype else x + out
+        return out.add_(x) if self.fast and out.dtype == x.dtype else x + out
 
     def step(self, x: torch.Tensor, buffer: torch.Tensor, kernel: torch.Tensor, r: int, c: int) -> torch.Tensor:
         """The block's output at (r, c) alone, writing its masked conv's input there into `buffer`."""
@@ -47,7 +53,7 @@ class MaskedResidualBlock(nn.Module):
         return x + pointwise(self.expand, torch.relu(h))
 
 
-class PixelCNN(ConvolutionalAutoregressive, LabelConditioning):
+class PixelCNN(FastPaths, ConvolutionalAutoregressive, LabelConditioning):
     """A mask-A first_kernel x first_kernel conv, `residual_blocks` blocks with mask-B kernel x kernel
     convs, then ReLU, 1x1 conv (head_channels), ReLU, 1x1 conv to each pixel's conditional: one
     Bernoulli logit for binary pixels.
@@ -58,13 +64,18 @@ class PixelCNN(ConvolutionalAutoregressive, LabelConditioning):
     `output` and `components` are for grey levels only.
 
     conditional: p(x | y) for a digit y, by a per-class bias on every channel of the first
-    convolution's output (at every position, so every pixel's logit may depend on the label)."""
+    convolution's output (at every position, so every pixel's logit may depend on the label).
+
+    fast (params.yaml's train.fast_paths): the features in oneDNN's memory layout
+    (models/fast/onednn_layout.py) and the residual blocks' activations in place; fast=False: neither."""
 
     def __init__(self, image_shape=(1, 28, 28), channels: int = 128, residual_blocks: int = 15,
                  first_kernel: int = 7, kernel: int = 3, head_channels: int = 256, dropout: float = 0.0,
                  conditional: bool = False, pixel_levels: int = 2,
-                 output: Literal["logistic_mixture", "softmax"] = "logistic_mixture", components: int = 10):
+                 output: Literal["logistic_mixture", "softmax"] = "logistic_mixture", components: int = 10,
+                 fast: bool = True):
         super().__init__(image_shape, pixel_distribution_for(pixel_levels, output, components))
+        self.fast = fast
         if self.image_shape[0] != 1:
             raise ValueError("pixelcnn models single-channel images (image_shape[0] must be 1)")
         if channels < 2 or channels % 2:
@@ -76,12 +87,16 @@ class PixelCNN(ConvolutionalAutoregressive, LabelConditioning):
         if residual_blocks < 0 or not 0 <= dropout < 1:
             raise ValueError("need residual_blocks >= 0 and 0 <= dropout < 1")
         self.input_conv = MaskedConv2d("A", 1, channels, first_kernel)
-        self.blocks = nn.ModuleList(MaskedResidualBlock(channels, kernel, dropout) for _ in range(residual_blocks))
+        self.blocks = nn.ModuleList(MaskedResidualBlock(channels, kernel, dropout, fast) for _ in range(residual_blocks))
         self.build_head(channels, head_channels)
         if conditional:
             self.init_labels(DIGIT_CLASSES)
             self.label_bias = nn.Embedding(self.num_classes, channels)
             nn.init.zeros_(self.label_bias.weight)  # it starts as the unconditional model
+
+    @property
+    def fast_paths(self) -> list[str]:
+        return ["oneDNN layout", "activations in place"] if self.fast else []
 
     def pixel_params(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.head(self.trunk(x, labels=labels)).unsqueeze(2)  # (B, P, 1, H, W)
@@ -99,8 +114,9 @@ class PixelCNN(ConvolutionalAutoregressive, LabelConditioning):
         x = self.network_input(x)
         if record is not None:
             record.append(x)
-        # channels_last, the layout oneDNN computes in: every later conv keeps it
-        h = channels_last(self.first_features(self.input_conv(x), labels))
+        h = self.first_features(self.input_conv(x), labels)
+        if self.fast:  # every later conv keeps the layout
+            h = channels_last(h)
         for block in self.blocks:
             h = block(h, record)
         return h

@@ -14,28 +14,32 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import AutoregressiveModel, flat_views, require_positive
+from models.fast import FastPaths
 from models.fast.batch_chunks import in_chunks
-from models.fast.padded_attention import padded_head_dim, padded_heads_attention
+from models.fast.padded_attention import cpu_head_dim, padded_heads_attention
 from models.nn.causal_embedding import CausalPixelEmbedding
 from models.nn.pixel_distributions import pixel_distribution_for
 from models.nn.sampling import first_position_to_fill, one_thread_on_cpu
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, dim: int, heads: int, dropout: float):
+    """fast: on a CPU, the whole sequence's heads padded to whole vectors where that pays at their size
+    (models/fast/padded_attention.py)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float, fast: bool):
         super().__init__()
         self.heads, self.dropout = heads, dropout
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
+        self.cpu_head_dim = cpu_head_dim(dim // heads) if fast else dim // heads
 
     def forward(self, x: torch.Tensor, cache: tuple | None = None, t: int | None = None) -> torch.Tensor:
         """x: (B, T, dim). Without `t`, the whole sequence (storing keys and values in `cache` if
         given); with `t`, the single position t (T = 1), attending to the cache's positions <= t."""
         batch, length, dim = x.shape
         head_dim = dim // self.heads
-        padded = padded_head_dim(head_dim, x.device)
-        if t is None and cache is None and padded != head_dim:  # the same attention, faster on a CPU
-            return padded_heads_attention(x, self.qkv, self.proj, self.heads, padded,
+        if cache is None and self.cpu_head_dim != head_dim:
+            return padded_heads_attention(x, self.qkv, self.proj, self.heads, self.cpu_head_dim,
                                           self.dropout if self.training else 0.0)
         q, k, v = self.qkv(x).view(batch, length, 3, self.heads, head_dim).permute(2, 0, 3, 1, 4)
         if t is None:
@@ -50,10 +54,10 @@ class CausalSelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, heads: int, mlp_ratio: int, dropout: float):
+    def __init__(self, dim: int, heads: int, mlp_ratio: int, dropout: float, fast: bool):
         super().__init__()
         self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.attn = CausalSelfAttention(dim, heads, dropout)
+        self.attn = CausalSelfAttention(dim, heads, dropout, fast)
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim),
                                  nn.Dropout(dropout))
 
@@ -62,24 +66,29 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
-class PixelTransformer(AutoregressiveModel):
+class PixelTransformer(FastPaths, AutoregressiveModel):
     """`layers` blocks of width `dim` with `heads` attention heads over the D raster positions.
 
     pixel_levels (256 with `data: grey`): the head gives the parameters of `output` (see
-    models/pixelcnn.py) and the embedding reads the levels scaled to [-1, 1]."""
+    models/pixelcnn.py) and the embedding reads the levels scaled to [-1, 1].
+
+    fast (params.yaml's train.fast_paths): on a CPU, a large batch in pieces
+    (models/fast/batch_chunks.py) and the heads padded (`CausalSelfAttention`)."""
 
     def __init__(self, image_shape=(1, 28, 28), dim: int = 256, layers: int = 8, heads: int = 8,
                  mlp_ratio: int = 4, input_window: int = 1, dropout: float = 0.0, pixel_levels: int = 2,
-                 output: Literal["logistic_mixture", "softmax"] = "logistic_mixture", components: int = 10):
+                 output: Literal["logistic_mixture", "softmax"] = "logistic_mixture", components: int = 10,
+                 fast: bool = True):
         super().__init__(image_shape, pixel_distribution_for(pixel_levels, output, components))
         require_positive(dim=dim, layers=layers, heads=heads, mlp_ratio=mlp_ratio)
+        self.fast = fast
         if dim % heads:
             raise ValueError(f"dim ({dim}) must be a multiple of heads ({heads})")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.embed = CausalPixelEmbedding(input_window, dim)
         self.position = nn.Parameter(torch.zeros(self.num_pixels, dim))
-        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout) for _ in range(layers))
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout, fast) for _ in range(layers))
         self.ln_out = nn.LayerNorm(dim)
         self.out = nn.Linear(dim, self.params_per_pixel)
         self.apply(self._init_weights)
@@ -97,7 +106,18 @@ class PixelTransformer(AutoregressiveModel):
             h = block(h, None if caches is None else caches[i])
         return self.ln_out(h)
 
+    @property
+    def fast_paths(self) -> list[str]:
+        if not self.fast:
+            return []
+        attn = self.blocks[0].attn
+        head_dim = self.position.shape[1] // attn.heads
+        padded = [f"heads padded {head_dim} -> {attn.cpu_head_dim} on a CPU"] if attn.cpu_head_dim != head_dim else []
+        return ["batch in pieces on a CPU", *padded]
+
     def pixel_params(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.fast:
+            return self._pixel_params(x)
         # on a CPU, in pieces of the batch whose largest activation, the MLP's (D, mlp_ratio * dim),
         # stays under the allocator's mmap threshold (models/fast/batch_chunks.py)
         largest = self.num_pixels * self.blocks[0].mlp[0].out_features * 4

@@ -28,11 +28,11 @@ class FittedModel:
 
 
 def build(spec, device: torch.device) -> GenerativeModel:
-    """The model of `spec` on `device`, seeded by its `train.seed` (a bad constructor argument is a
-    one-line error naming the model)."""
+    """The model of `spec` on `device`, seeded by its `train.seed`, its fast paths on or off as
+    `train.fast_paths` says (a bad constructor argument is a one-line error naming the model)."""
     torch.manual_seed(spec.train.seed)
     try:
-        return build_model(spec.family, IMAGE_SHAPE, **spec.kwargs).to(device)
+        return build_model(spec.family, IMAGE_SHAPE, fast=spec.train.fast_paths, **spec.kwargs).to(device)
     except (TypeError, ValueError) as e:
         raise PipelineError(f"models.{spec.name}: {e}") from None
 

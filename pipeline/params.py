@@ -29,6 +29,7 @@ TOP_LEVEL_KEYS = ("profile", "data", "train", "evaluate", "classifier", "models"
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 SECTIONS = ("data", "train", "evaluate", "classifier", "models")
 SET_BY_THE_DATA = ("image_shape", "pixel_levels")  # constructor arguments that follow from a model's `data:`
+SET_BY_TRAIN = {"fast": "fast_paths"}  # constructor arguments that follow from a training key
 
 
 class ParamsLoader(yaml.SafeLoader):
@@ -222,9 +223,13 @@ def _validate(config_type, values: dict, where: str):
 
 
 def _validate_kwargs(family: str, values: dict, where: str) -> dict:
+    for key, train_key in SET_BY_TRAIN.items():
+        if key in values:
+            raise PipelineError(f"{where}.{key}: set train.{train_key} instead (for this model alone: "
+                                f"{where}.train.{train_key})")
     signature = inspect.signature(family_class(family).__init__)
     fields = {p.name: (p.annotation if p.annotation is not inspect.Parameter.empty else Any, p.default)
-              for p in list(signature.parameters.values())[1:] if p.name not in SET_BY_THE_DATA}
+              for p in list(signature.parameters.values())[1:] if p.name not in (*SET_BY_THE_DATA, *SET_BY_TRAIN)}
     _check_keys(where, values, list(fields))
     config = pydantic.ConfigDict(extra="forbid", protected_namespaces=())
     schema = pydantic.create_model(f"{family}_params", __config__=config, **fields)

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from models import save_checkpoint
+from models.fast import FastPaths
 from pipeline import devices, parallel, resume, stage
 from pipeline import params as P
 from pipeline.data import data_checksum
@@ -86,6 +87,8 @@ def _train(spec: P.ModelSpec, profile: str, device: torch.device, world: paralle
     files = ModelResults(spec.name)
     state_path = resume_state_path(spec, checksum)
     resumed_epoch = resume.resume_point(state_path)
+    if isinstance(model, FastPaths) and world.is_main:
+        print(f"train@{spec.name}: {model.describe_fast_paths()} (train.fast_paths: {str(cfg.fast_paths).lower()})")
     if resumed_epoch and world.is_main:
         print(f"train@{spec.name}: resuming after epoch {resumed_epoch} from {state_path}")
     files.folder.mkdir(parents=True, exist_ok=True)

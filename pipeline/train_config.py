@@ -35,6 +35,7 @@ class TrainConfig:
     compile: Literal[False, True, "cuda"] = False  # torch.compile the training loss (cuda: only on a GPU)
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"  # reduce-overhead: CUDA graphs on a GPU
     deterministic: bool = False           # CUDA: only deterministic kernels (slower; an op without one is an error)
+    fast_paths: bool = True               # the models' fast paths (models/fast/); false: every family's plain definition
     eval_batch_size: int = 1000
     budget_flops: float | None = None     # stop once training has cost this many FLOPs (pipeline/flops.py); None: `epochs` alone
     budget_points: int = 7                # with a budget, validate after 1/2^(points-1), ..., 1/2, 1 of it

@@ -47,9 +47,10 @@ def test_pixelcnn_has_a_blind_spot_above_right():
     assert seen[pixel, (r - 2) * width + c + 2], "while the pixel one row higher is seen"
 
 
-def test_gated_pixelcnn_sees_every_earlier_pixel_in_its_window():
+@pytest.mark.parametrize("fast", [True, False])
+def test_gated_pixelcnn_sees_every_earlier_pixel_in_its_window(fast):
     shape = (1, 6, 6)
-    model = randomize(GatedPixelCNN(shape, channels=6, layers=2, first_kernel=3, kernel=3, head_channels=8))
+    model = randomize(GatedPixelCNN(shape, channels=6, layers=2, first_kernel=3, kernel=3, head_channels=8, fast=fast))
     seen = influence(model, shape)
     width = shape[2]
     for r in range(shape[1]):

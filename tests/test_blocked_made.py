@@ -1,6 +1,7 @@
 """MADE's layers computed block by block (models/fast/blocked_masked_linear.py) against the masked dense
 product they replace: values and gradients for every mask MADE builds, the FLOPs they skip, the MADE
-properties (normalized, autoregressive), checkpoints in both directions, and a resumed training run."""
+properties (normalized, autoregressive), checkpoints in both directions, and a resumed training run. A
+whole MADE equals its plain self (`fast=False`): tests/test_fast_paths.py."""
 from __future__ import annotations
 
 import pytest
@@ -8,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from models.fast import blocked_masked_linear
 from models.fast.blocked_masked_linear import BlockedMaskedLinear, BlockedMaskedMLP, made_layer_degrees, sort_hidden_units
 from models.made import MADE
-from models.nn.masked_linear import MaskedLinear, MaskedMLP, made_degrees, made_masks
+from models.nn.masked_linear import MaskedMLP, made_degrees, made_masks
 from tests.helpers import all_binary_images, input_jacobian, randomize
 from tests.test_drills_resume import Killed, assert_same_weights, run_fit, without_time
 
@@ -106,48 +108,15 @@ def test_the_blocks_skip_about_half_of_the_multiply_adds_and_store_as_little():
     assert flops(blocked) / flops(dense) == pytest.approx(1 - blocked.skipped, abs=0.02)
 
 
-def dense_made(shape=SHAPE, **kwargs) -> MADE:
-    """A one-mask MADE with the dense masked layers it computed before the blocked ones, and the same
-    weights: the reference the blocked MADE must equal."""
-    model = MADE(shape, **kwargs)
-    weights, degrees, per_pixel = model.state_dict(), model.degrees[0], model.params_per_pixel
-    d = len(degrees[0])
-    model.mlp = MaskedMLP([d, *map(len, degrees[1:]), d * per_pixel])
-    model.mlp.set_masks(made_masks(degrees, per_pixel))
-    if model.direct is not None:
-        model.direct = MaskedLinear(d, d * per_pixel, bias=False)
-        model.direct.set_mask((degrees[0][:, None] > degrees[0][None, :]).repeat(per_pixel, 1))
-    model.load_state_dict(weights)
-    return model
+@pytest.fixture
+def blocked_at_any_size(monkeypatch):
+    """A one-mask MADE blocks its layers however small they are."""
+    monkeypatch.setattr(blocked_masked_linear, "BLOCKED_FROM_WEIGHTS", 0)
 
 
-@pytest.mark.parametrize("kwargs", [{"direct_connections": True}, {"conditional": True},
-                                    {"pixel_levels": 4, "components": 2, "direct_connections": True}])
-def test_a_one_mask_made_computes_blocks_and_equals_its_dense_self(kwargs):
-    made = randomize(MADE(SHAPE, hidden_sizes=[12, 10], blocked=True, **kwargs), seed=5).double()
-    assert isinstance(made.mlp, BlockedMaskedMLP)
-    dense = dense_made(hidden_sizes=[12, 10], **kwargs).double()
-    dense.load_state_dict(made.state_dict())
-    levels = made.pixel_levels
-    x = torch.randint(levels, (6, *SHAPE), generator=torch.Generator().manual_seed(0)).double()
-    labels = {"labels": torch.arange(6)} if made.conditional else {}
-    blocked_nll, dense_nll = made.nll(x, **labels), dense.nll(x, **labels)
-    torch.testing.assert_close(blocked_nll, dense_nll, **TOLERANCE)
-    blocked_grads = torch.autograd.grad(blocked_nll.sum(), made.parameters())
-    dense_grads = dict(zip([n for n, _ in dense.named_parameters()],
-                           torch.autograd.grad(dense_nll.sum(), dense.parameters())))
-    for (name, param), grad in zip(made.named_parameters(), blocked_grads):
-        want = dense_grads[name.replace("weight_blocks", "weight")]
-        if name.endswith("weight_blocks"):  # the dense gradient, read at the entries the blocks store
-            layer = made.get_submodule(name.rsplit(".", 1)[0])
-            want, = torch.autograd.grad(layer.masked_weight(), param, want)
-        torch.testing.assert_close(grad, want, **TOLERANCE)
-    noise = torch.rand(3, *SHAPE, generator=torch.Generator().manual_seed(1))
-    blank = torch.zeros(3, *SHAPE, dtype=torch.float64)
-    labels = {"labels": torch.arange(3)} if made.conditional else {}
-    with torch.no_grad():  # the pixel-by-pixel fill reads the blocks' dense weights
-        torch.testing.assert_close(made.fill(blank, blank.bool(), noise, **labels),
-                                   dense.fill(blank, blank.bool(), noise, **labels))
+def dense_made(**kwargs) -> MADE:
+    """The same one-mask MADE without its fast paths: the dense masked layers the blocked ones must equal."""
+    return MADE(SHAPE, fast=False, **kwargs)
 
 
 def test_made_blocks_its_layers_for_one_mask_once_a_layer_is_large():
@@ -156,12 +125,12 @@ def test_made_blocks_its_layers_for_one_mask_once_a_layer_is_large():
     assert not MADE((1, 28, 28), hidden_sizes=[1400], num_masks=2).blocked
     grey = MADE((1, 28, 28), hidden_sizes=[500], pixel_levels=256, components=5)  # its output layer is large
     assert isinstance(grey.mlp, BlockedMaskedMLP)
-    with pytest.raises(ValueError, match="blocked: true needs num_masks: 1"):
-        MADE(SHAPE, hidden_sizes=[12], num_masks=2, blocked=True)
+    assert not MADE((1, 28, 28), hidden_sizes=[1400], fast=False).blocked  # the switch turns it off
 
 
-def test_a_blocked_made_is_normalized_and_autoregressive_in_any_order():
-    model = randomize(MADE(SHAPE, hidden_sizes=[24, 24], direct_connections=True, blocked=True)).double().eval()
+def test_a_blocked_made_is_normalized_and_autoregressive_in_any_order(blocked_at_any_size):
+    model = randomize(MADE(SHAPE, hidden_sizes=[24, 24], direct_connections=True)).double().eval()
+    assert model.blocked
     with torch.no_grad():
         assert float(model.nll(all_binary_images().double()).neg().exp().sum()) == pytest.approx(1.0, abs=1e-9)
     x = all_binary_images()[12345].double()
@@ -181,9 +150,9 @@ def test_a_blocked_made_is_normalized_and_autoregressive_in_any_order():
     assert not jac[~may_see].any() and (jac[may_see] != 0).float().mean() > 0.5
 
 
-def test_checkpoints_move_between_the_dense_and_the_blocked_made():
+def test_checkpoints_move_between_the_dense_and_the_blocked_made(blocked_at_any_size):
     dense = randomize(dense_made(hidden_sizes=[12], direct_connections=True), seed=4)
-    blocked = MADE(SHAPE, hidden_sizes=[12], direct_connections=True, blocked=True)
+    blocked = MADE(SHAPE, hidden_sizes=[12], direct_connections=True)
     blocked.load_state_dict(dense.state_dict())  # a checkpoint of the dense MADE
     x = all_binary_images()[::97]
     torch.testing.assert_close(blocked.nll(x), dense.nll(x))
@@ -241,8 +210,8 @@ def test_bf16_autocast_computes_in_bf16_and_keeps_fp32_gradients():
     assert all(p.grad.dtype == torch.float32 and p.grad.abs().sum() > 0 for p in blocked.parameters())
 
 
-def test_a_blocked_made_killed_and_resumed_trains_to_the_same_numbers(tmp_path):
-    make = lambda shape: MADE(shape, hidden_sizes=[12, 8], direct_connections=True, blocked=True)
+def test_a_blocked_made_killed_and_resumed_trains_to_the_same_numbers(tmp_path, blocked_at_any_size):
+    make = lambda shape: MADE(shape, hidden_sizes=[12, 8], direct_connections=True)
     reference, reference_model = run_fit(make, tmp_path / "reference.pt")
     with pytest.raises(Killed):
         run_fit(make, tmp_path / "killed.pt", kill_after=1)

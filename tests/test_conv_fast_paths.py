@@ -1,73 +1,70 @@
-"""The convolutional models' training forward passes take a faster route on CPU (channels_last, a
-reordered link); they must equal the layers' plain definitions."""
+"""The convolutional models' fast paths (oneDNN's layout and a Gated PixelCNN layer's sums arranged for
+it, models/fast/onednn_layout.py; PixelCNN's activations in place) equal their plain definitions, the
+same layers with `fast=False`."""
+import pytest
 import torch
-import torch.nn.functional as F
 
-from models.gated_pixelcnn import GatedPixelCNN, gate, shift_down
+from models.gated_pixelcnn import GatedPixelCNN
 from models.pixelcnn import PixelCNN
 
 
-def gated_layer_by_definition(layer, v, h):
-    """Vertical conv over rows r-p..r (input padded on top only), horizontal masked conv, and the
-    link from the vertical pre-activation of the row above."""
-    v_pre = F.conv2d(F.pad(v, (layer.pad, layer.pad, layer.pad, 0)), layer.vertical.weight, layer.vertical.bias)
-    h_pre = F.conv2d(h, layer.horizontal.weight * layer.horizontal_mask, layer.horizontal.bias,
-                     padding=(0, layer.pad))
-    return gate(v_pre), layer.horizontal_output(h, h_pre + layer.link(shift_down(v_pre)))
+def fast_and_plain(cls, *args, **kwargs):
+    torch.manual_seed(0)
+    fast, plain = cls(*args, **kwargs), cls(*args, fast=False, **kwargs)
+    plain.load_state_dict(fast.state_dict())
+    return fast, plain
 
 
 def test_gated_layers_equal_their_definition_values_and_gradients():
-    torch.manual_seed(0)
-    model = GatedPixelCNN((1, 9, 7), channels=6, layers=3, first_kernel=5, kernel=3, head_channels=4)
+    fast, plain = fast_and_plain(GatedPixelCNN, (1, 9, 7), channels=6, layers=3, first_kernel=5, kernel=3,
+                                 head_channels=4)
     x = (torch.rand(3, 1, 9, 7) < 0.4).float()
     fast_v = fast_h = slow_v = slow_h = x
-    for layer in model.layers:
-        fast_v, fast_h = layer(fast_v, fast_h)
-        slow_v, slow_h = gated_layer_by_definition(layer, slow_v, slow_h)
+    for fast_layer, plain_layer in zip(fast.layers, plain.layers, strict=True):
+        fast_v, fast_h = fast_layer(fast_v, fast_h)
+        slow_v, slow_h = plain_layer(slow_v, slow_h)
         torch.testing.assert_close(fast_v, slow_v)
         torch.testing.assert_close(fast_h, slow_h)
-    fast = torch.autograd.grad(fast_h.square().sum(), list(model.layers.parameters()))
-    slow = torch.autograd.grad(slow_h.square().sum(), list(model.layers.parameters()))
-    for a, b in zip(fast, slow):
+    assert fast_h.is_contiguous(memory_format=torch.channels_last)
+    for a, b in zip(torch.autograd.grad(fast_h.square().sum(), list(fast.layers.parameters())),
+                    torch.autograd.grad(slow_h.square().sum(), list(plain.layers.parameters())), strict=True):
         torch.testing.assert_close(a, b)
 
 
-def test_pixelcnn_channels_last_trunk_equals_the_default_layout():
+@pytest.mark.parametrize("fast", [True, False])
+def test_every_gated_pixelcnn_parameter_is_read(fast):
     torch.manual_seed(0)
-    model = PixelCNN((1, 8, 8), channels=6, residual_blocks=2, head_channels=4)
+    model = GatedPixelCNN((1, 6, 6), channels=4, layers=3, first_kernel=5, kernel=3, head_channels=4, fast=fast)
+    model.loss((torch.rand(2, 1, 6, 6) < 0.5).float()).backward()
+    unread = [name for name, p in model.layers.named_parameters() if p.grad is None or not p.grad.all()]
+    assert not unread, f"weights that change nothing: {unread}"  # each one of them (the head's ReLUs may idle some)
+
+
+def test_pixelcnn_channels_last_trunk_equals_the_default_layout():
+    fast, plain = fast_and_plain(PixelCNN, (1, 8, 8), channels=6, residual_blocks=2, head_channels=4)
     x = (torch.rand(4, 1, 8, 8) < 0.4).float()
-    h = model.input_conv(x)
-    for block in model.blocks:
-        h = block(h)
-    fast = model.trunk(x)
-    assert fast.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(fast, h)
-
-
-def residual_block_by_definition(block, x):
-    inner = torch.relu(block.conv(torch.relu(block.reduce(torch.relu(x)))))
-    return x + block.expand(inner)
+    trunk = fast.trunk(x)
+    assert trunk.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(trunk, plain.trunk(x))
 
 
 def test_pixelcnn_in_place_residual_blocks_equal_their_definition_values_and_gradients():
-    torch.manual_seed(0)
-    block = PixelCNN((1, 8, 8), channels=6, residual_blocks=1).blocks[0]
+    fast, plain = fast_and_plain(PixelCNN, (1, 8, 8), channels=6, residual_blocks=1)
     x = torch.randn(3, 6, 8, 8, requires_grad=True)
-    inputs = [x, *block.parameters()]
-    fast, slow = block(x), residual_block_by_definition(block, x)
-    torch.testing.assert_close(fast, slow)
-    for a, b in zip(torch.autograd.grad(fast.square().sum(), inputs),
-                    torch.autograd.grad(slow.square().sum(), inputs)):
+    outputs = fast.blocks[0](x), plain.blocks[0](x)
+    torch.testing.assert_close(*outputs)
+    fast_grads, plain_grads = (torch.autograd.grad(out.square().sum(), [x, *model.blocks[0].parameters()])
+                               for out, model in zip(outputs, (fast, plain)))
+    for a, b in zip(fast_grads, plain_grads, strict=True):
         torch.testing.assert_close(a, b)
 
 
 def test_pixelcnn_residual_stream_keeps_fp32_under_bf16_autocast():
     """A conditional model's stream is fp32 (a bf16 feature plus its label's fp32 bias) while the
     block's convolutions give bf16: the sum must not be rounded into the bf16 output."""
-    torch.manual_seed(0)
-    block = PixelCNN((1, 8, 8), channels=6, residual_blocks=1).blocks[0]
+    fast, plain = fast_and_plain(PixelCNN, (1, 8, 8), channels=6, residual_blocks=1)
     x = torch.randn(2, 6, 8, 8)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        fast, slow = block(x), residual_block_by_definition(block, x)
-    assert fast.dtype == torch.float32
-    torch.testing.assert_close(fast, slow)
+        out, slow = fast.blocks[0](x), plain.blocks[0](x)
+    assert out.dtype == slow.dtype == torch.float32
+    torch.testing.assert_close(out, slow)

@@ -1,18 +1,30 @@
-"""The CPU fast paths of the Gated PixelCNN and the transformer equal their plain definitions: a batch
-run in pieces (models/fast/batch_chunks.py), the gate's tanh through a sigmoid, and attention heads
-padded with zeros."""
+"""The CPU fast paths of the Gated PixelCNN and the transformer equal their plain definitions, the same
+model with `fast=False`: a batch run in pieces (models/fast/batch_chunks.py), the gate's tanh through a
+sigmoid, and attention heads padded with zeros."""
 import pytest
 import torch
-import torch.nn.functional as F
 
 from models.fast import batch_chunks
 from models.fast.batch_chunks import in_chunks
-from models.fast.padded_attention import padded_head_dim
+from models.fast.cpu_gate import fast_gate
+from models.fast.padded_attention import cpu_head_dim
 from models.gated_pixelcnn import GatedPixelCNN, gate
 from models.transformer import PixelTransformer
 from tests.helpers import randomize
 
 SHAPE = (1, 5, 7)
+
+
+def fast_and_plain(make) -> tuple[torch.nn.Module, torch.nn.Module]:
+    fast = randomize(make(fast=True), std=0.3).double()
+    plain = make(fast=False).double()
+    plain.load_state_dict(fast.state_dict())
+    return fast, plain
+
+
+def values_and_gradients(model, x: torch.Tensor) -> list[torch.Tensor]:
+    out = model.pixel_params(x)
+    return [out, *torch.autograd.grad(out.square().sum(), list(model.parameters()))]
 
 
 @pytest.mark.parametrize("bytes_per_image", [1, batch_chunks.MMAP_THRESHOLD_BYTES // 10 + 1,
@@ -27,56 +39,36 @@ def test_a_batch_in_pieces_gives_the_whole_batchs_result_with_every_piece_under_
 
 
 @pytest.mark.parametrize("make", [
-    lambda: GatedPixelCNN(SHAPE, channels=6, layers=3, first_kernel=5, kernel=3, head_channels=4),
-    lambda: PixelTransformer(SHAPE, dim=8, layers=2, heads=2),
+    lambda fast: GatedPixelCNN(SHAPE, channels=6, layers=3, first_kernel=5, kernel=3, head_channels=4, fast=fast),
+    lambda fast: PixelTransformer(SHAPE, dim=8, layers=2, heads=2, fast=fast),
 ])
 def test_a_batch_in_pieces_gives_the_whole_batch_values_and_gradients(make, monkeypatch):
-    model = randomize(make(), std=0.3).double()
+    fast, plain = fast_and_plain(make)
     x = (torch.rand(7, *SHAPE, generator=torch.Generator().manual_seed(0)) < 0.4).double()
-    whole = model.pixel_params(x)
-    whole_grads = torch.autograd.grad(whole.square().sum(), list(model.parameters()))
     seen = []
-    network = "trunk" if isinstance(model, GatedPixelCNN) else "features"
-    inner = getattr(model, network)
-    monkeypatch.setattr(model, network, lambda h, *args: seen.append(len(h)) or inner(h, *args))
+    network = "trunk" if isinstance(fast, GatedPixelCNN) else "features"
+    inner = getattr(fast, network)
+    monkeypatch.setattr(fast, network, lambda h, *args: seen.append(len(h)) or inner(h, *args))
     monkeypatch.setattr(batch_chunks, "MMAP_THRESHOLD_BYTES", 1)  # every image over the threshold
-    pieces = model.pixel_params(x)
+    pieces = values_and_gradients(fast, x)
     assert len(seen) > 1 and sum(seen) == len(x)  # it did run in pieces, each image once
-    torch.testing.assert_close(pieces, whole)
-    for a, b in zip(torch.autograd.grad(pieces.square().sum(), list(model.parameters())), whole_grads):
+    for a, b in zip(pieces, values_and_gradients(plain, x), strict=True):
         torch.testing.assert_close(a, b)
 
 
 def test_padded_attention_heads_equal_the_plain_ones_values_and_gradients():
-    assert padded_head_dim(30, torch.device("cpu")) == 32 and padded_head_dim(28, torch.device("cpu")) == 28
-    model = randomize(PixelTransformer(SHAPE, dim=60, layers=2, heads=2), std=0.2).double()  # heads of 30 -> 32
+    assert cpu_head_dim(30) == 32 and cpu_head_dim(28) == 28
+    fast, plain = fast_and_plain(lambda fast: PixelTransformer(SHAPE, dim=60, layers=2, heads=2, fast=fast))
+    assert fast.blocks[0].attn.cpu_head_dim == 32 and plain.blocks[0].attn.cpu_head_dim == 30  # heads of 30 -> 32
     x = (torch.rand(3, *SHAPE, generator=torch.Generator().manual_seed(1)) < 0.4).double()
-    fast = model.pixel_params(x)
-
-    def plain(attn, h):  # the attention by its definition
-        batch, length, dim = h.shape
-        q, k, v = attn.qkv(h).view(batch, length, 3, attn.heads, dim // attn.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return attn.proj(y.transpose(1, 2).reshape(batch, length, dim))
-    for block in model.blocks:
-        block.attn.forward = lambda h, cache=None, t=None, attn=block.attn: plain(attn, h)
-    slow = model.pixel_params(x)
-    torch.testing.assert_close(fast, slow)
-    params = list(model.parameters())
-    for block in model.blocks:
-        del block.attn.forward
-    fast_grads = torch.autograd.grad(model.pixel_params(x).square().sum(), params)
-    for block in model.blocks:
-        block.attn.forward = lambda h, cache=None, t=None, attn=block.attn: plain(attn, h)
-    for a, b in zip(fast_grads, torch.autograd.grad(model.pixel_params(x).square().sum(), params)):
+    for a, b in zip(values_and_gradients(fast, x), values_and_gradients(plain, x), strict=True):
         torch.testing.assert_close(a, b)
 
 
 def test_the_gate_through_a_sigmoid_equals_tanh_times_sigmoid_values_and_gradients():
     torch.manual_seed(0)
     pre = (4 * torch.randn(3, 8, 5, 7, dtype=torch.float64)).requires_grad_()
-    a, b = pre.chunk(2, 1)
-    fast, slow = gate(pre), torch.tanh(a) * torch.sigmoid(b)
+    fast, slow = fast_gate(pre), gate(pre)
     torch.testing.assert_close(fast, slow, rtol=0, atol=1e-12)
     weights = torch.randn_like(fast)
     (fast_grad,), (slow_grad,) = (torch.autograd.grad((out * weights).sum(), pre) for out in (fast, slow))

@@ -3,9 +3,11 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 
 from pipeline import params as P
+from pipeline.fit_model import build
 from pipeline.io import PipelineError
 from tests.conftest import REPO
 
@@ -70,6 +72,9 @@ def test_more_specific_settings_win(tmp_path):
     (lambda p: p["models"]["made"].update(family="nade", hidden=8, data="grey"),
      "models.made: family nade models binarized images only, not data: grey; families for 256 levels: .*pixelcnn"),
     (lambda p: p["models"]["made"].update(pixel_levels=4), "models.made: unknown key 'pixel_levels'"),
+    (lambda p: p["models"]["made"].update(fast=False),
+     r"models.made.fast: set train.fast_paths instead \(for this model alone: models.made.train.fast_paths\)"),
+    (lambda p: p["train"].update(fast_paths="no"), "train: fast_paths: Input should be a valid boolean"),
     (lambda p: p["models"]["made"].update(data="grey") or p["train"].update(dynamic_binarization=True),
      "models.made: train.dynamic_binarization redraws binarized training images, but this model is trained on data: grey"),
 ])
@@ -79,6 +84,19 @@ def test_bad_params_name_the_key(tmp_path, change, message):
     with pytest.raises(PipelineError, match=message):
         loaded = P.load(write(tmp_path, params))
         P.model_spec(loaded, "made")
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda p: None, True),
+    (lambda p: p["train"].update(fast_paths=False), False),
+    (lambda p: p["models"]["made"]["train"].update(fast_paths=False), False),
+])
+def test_train_fast_paths_reaches_the_model_as_it_is_built(tmp_path, change, expected):
+    params = yaml.safe_load(yaml.safe_dump(BASE))
+    change(params)
+    spec = P.model_spec(P.load(write(tmp_path, params)), "made")
+    assert spec.train.fast_paths is expected and "fast" not in spec.kwargs
+    assert build(spec, torch.device("cpu")).fast is expected
 
 
 def test_unknown_model_name(tmp_path):

@@ -22,9 +22,9 @@ The state dict holds `weight` as the dense (out, in) masked weight in the caller
 where the mask is 0) and `bias`, the keys and shapes of `MaskedLinear`: checkpoints move between the
 two either way (loading a dense checkpoint drops the weights this mask zeroes, which it never used).
 
-MADE (`models/made.py`) builds these layers for one mask once a layer is large (`blocked`); the
-layers keep `layers`, `layer(h)`, `masked_weight()`, `.bias` and MaskedLinear's state dict, so its
-pixel_params(), fill() and checkpoints work unchanged.
+MADE (`models/made.py`) builds these layers, with its fast paths on, for one mask once a layer is large
+(`pays_to_block`); the layers keep `layers`, `layer(h)`, `masked_weight()`, `.bias` and MaskedLinear's
+state dict, so its pixel_params(), fill() and checkpoints work unchanged.
 
 For grey levels with P outputs per pixel, `BlockedMaskedMLP(degrees, outputs_per_input=P)` gives the
 output layer the degrees of `made_masks(degrees, P)` (P blocks of D outputs, each with its pixel's
@@ -43,12 +43,23 @@ import torch
 from torch import nn
 
 __all__ = ["BlockPlan", "BlockedMaskedLinear", "BlockedMaskedMLP", "default_blocks", "degree_order", "made_layer_degrees",
-           "sort_hidden_units"]
+           "pays_to_block", "sort_hidden_units"]
 
 MAX_BLOCKS = 16  # row groups per layer: 47% of a MADE layer skipped, against 50% for a perfect cut
 # Fewer weights than this a group multiply too little at a time to pay for the extra products: at
 # 784 -> 500 -> 784 one group per layer is fastest, at 784 -> 8000 -> 784 sixteen (bench.made_blocks)
 MIN_GROUP_WEIGHTS = 2**18
+
+
+# A network whose layers all have fewer weights gains nothing from the blocks: its dense masked product
+# is as fast (bench.made_blocks)
+BLOCKED_FROM_WEIGHTS = 2**20
+
+
+def pays_to_block(layer_sizes: Sequence[int]) -> bool:
+    """Whether a masked MLP of these sizes (inputs, hidden layers, outputs) runs faster blocked: once one
+    of its layers has BLOCKED_FROM_WEIGHTS weights."""
+    return max(a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:])) >= BLOCKED_FROM_WEIGHTS
 
 
 def default_blocks(in_features: int, out_features: int) -> int:

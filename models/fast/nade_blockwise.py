@@ -1,4 +1,4 @@
-"""NADE's logits block by block over the pixels, with a backward pass of its own: what `NADE.pixel_params`
+"""NADE's logits block by block over the pixels, with a backward pass of its own: what `NADE.plain_logits`
 (models/nade.py) computes, in memory for one block instead of all pixels.
 
 Memory and speed: the pre-activations of all pixels form a (batch, pixels, hidden) tensor, 800 MB at

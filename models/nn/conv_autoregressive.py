@@ -1,5 +1,5 @@
 """The base class of the convolutional autoregressive families (PixelCNN, Gated PixelCNN): a
-masked-convolution trunk, the PixelCNN head, and the memory layout their convolutions run in."""
+masked-convolution trunk and the PixelCNN head."""
 from __future__ import annotations
 
 import torch
@@ -7,13 +7,6 @@ from torch import nn
 
 from models.base import AutoregressiveModel
 from models.nn.conv_steps import pointwise
-
-
-def channels_last(t: torch.Tensor) -> torch.Tensor:
-    """oneDNN's own layout: the convolutional models' convolutions and 1x1 links on it avoid a reorder
-    (and PyTorch's slow fallback for strided inputs). A 1-channel image cannot carry it, so the first
-    layer's output is converted."""
-    return t.contiguous(memory_format=torch.channels_last)
 
 
 class ConvolutionalAutoregressive(AutoregressiveModel):
