@@ -1,13 +1,14 @@
 """Model families, looked up by the `family` name used in params.yaml.
 
 To add a family, write `models/<family>.py` and add one line to FAMILIES (docs/architecture.md).
+
+This file imports no module of the package: importing `models.files` or `models.settings` (what the
+pipeline's data stages use) runs it, and should run nothing else. The interface is in
+`models/base.py`, checkpoints in `models/checkpoint.py`.
 """
 from __future__ import annotations
 
 import importlib
-
-from models.base import AutoregressiveModel, GenerativeModel
-from models.checkpoint import load_checkpoint, save_checkpoint
 
 # family name -> "module:Class". Modules are imported on demand so one stage loads one family.
 FAMILIES = {
@@ -29,16 +30,17 @@ FAMILIES = {
 }
 
 
-def family_class(family: str) -> type[GenerativeModel]:
+def family_class(family: str) -> type:
+    """The family's class, a `models.base.GenerativeModel`."""
     if family not in FAMILIES:
         raise KeyError(f"unknown model family {family!r}; known: {', '.join(sorted(FAMILIES))}")
     module, cls = FAMILIES[family].split(":")
     return getattr(importlib.import_module(module), cls)
 
 
-def build_model(family: str, image_shape, **kwargs) -> GenerativeModel:
+def build_model(family: str, image_shape, **kwargs):
+    """A new model of `family` for images of `image_shape`, built from its constructor's `kwargs`."""
     return family_class(family)(image_shape=tuple(image_shape), **kwargs)
 
 
-__all__ = ["FAMILIES", "AutoregressiveModel", "GenerativeModel", "build_model",
-           "family_class", "load_checkpoint", "save_checkpoint"]
+__all__ = ["FAMILIES", "build_model", "family_class"]

@@ -13,29 +13,17 @@ from typing import Literal, Protocol, get_args, runtime_checkable
 import torch
 from torch import nn
 
+from models.settings import (  # noqa: F401 (the families take them from here, with the interface)
+    DIGIT_CLASSES,
+    require_pixel_levels,
+    require_positive,
+    require_sizes,
+)
+
 # What a model's `nll` computes: the exact NLL, an importance-sampled estimate (an upper bound in
 # expectation), or a bound on the discrete NLL from a density over dequantized pixels.
 Estimator = Literal["exact", "importance_sampled", "dequantized"]
 ESTIMATORS: tuple[str, ...] = get_args(Estimator)
-
-
-def require_positive(**values: int | None) -> None:
-    """The one check for settings that must be whole numbers >= 1 (None means 'not set')."""
-    for name, value in values.items():
-        if value is not None and value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
-
-
-def require_sizes(**lists: list[int]) -> None:
-    """Layer sizes: a non-empty list of whole numbers >= 1."""
-    for name, sizes in lists.items():
-        if not sizes or min(sizes) < 1:
-            raise ValueError(f"{name} must be a non-empty list of positive sizes, got {list(sizes)}")
-
-
-def require_pixel_levels(pixel_levels: int) -> None:
-    if pixel_levels < 2:
-        raise ValueError(f"pixel_levels must be >= 2, got {pixel_levels}")
 
 
 def no_progress(steps: Iterable, total: int | None = None, unit: str = "px") -> Iterable:
@@ -173,9 +161,6 @@ class ClassConditional(Protocol):
     num_classes: int
 
     def set_label_prior(self, labels: torch.Tensor) -> None: ...
-
-
-DIGIT_CLASSES = 10  # the labels a class-conditional family conditions on: MNIST's digits
 
 
 class LabelConditioning:

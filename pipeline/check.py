@@ -26,6 +26,7 @@ from pipeline import params as P
 from pipeline import search_table as T
 from pipeline import stage
 from pipeline.io import PipelineError, params_hash, read_json, write_json
+from pipeline.model_params import model_spec
 from pipeline.results import Metrics, ModelResults, TrainSummary
 
 PROFILE = T.PROFILE
@@ -38,7 +39,7 @@ SPREAD_FACTOR = 2      # the tolerance is this many times the largest difference
 def configuration(params: dict, name: str) -> str:
     """A digest of everything that shapes a model's numbers: its family and settings, its training
     settings but the device, its data and the evaluation settings."""
-    spec = P.model_spec(params, name)
+    spec = model_spec(params, name)
     train = {k: v for k, v in dataclasses.asdict(spec.train).items() if k not in ("device", "processes")}
     return params_hash(P.flatten({"family": spec.family, "kwargs": spec.kwargs, "train": train,
                                   "data": spec.data.name, "binarization": dataclasses.asdict(P.data_config(params)),
@@ -46,7 +47,7 @@ def configuration(params: dict, name: str) -> str:
 
 
 def budget(params: dict) -> float | None:
-    return P.model_spec(params, P.model_names(params)[0]).train.budget_flops
+    return model_spec(params, P.model_names(params)[0]).train.budget_flops
 
 
 def test_nll(root: Path, name: str) -> float | None:
@@ -64,12 +65,10 @@ def spread(values: list[float]) -> float:
 
 def searched_val_nll(params: dict, name: str, rows: list[dict]) -> float | None:
     """The validation NLL of the search's seed-0 trial that trained this model's quick settings."""
-    from pipeline.search import spec_of  # the search's way of applying a trial's settings
-
-    quick = P.model_spec(params, name)
+    quick = model_spec(params, name)
     for row in rows:
         if row["model"] == name and row["seed"] == quick.train.seed and row["state"] == T.FINISHED \
-                and spec_of(params, name, json.loads(row["settings"]), row["seed"]) == quick:
+                and T.spec_of(params, name, json.loads(row["settings"]), row["seed"]) == quick:
             return row["val_nll"]
     return None
 
@@ -100,7 +99,7 @@ def write_reference(runs: list[Path], params: dict, out: Path = REFERENCE, searc
             unstable.append(f"{name} (test {', '.join(f'{v:.2f}' for v in nlls)}; "
                             f"validation {', '.join(f'{v:.2f}' for v in vals)})")
         models[name] = {"test_nll": nlls[0], "tolerance": round(tol, 4), "moved": round(moved, 4),
-                        "test_nlls": nlls, "val_nlls": vals, "data": P.model_spec(params, name).data.name,
+                        "test_nlls": nlls, "val_nlls": vals, "data": model_spec(params, name).data.name,
                         "configuration": configuration(params, name)}
     if unstable:
         raise PipelineError(f"these models differ by more than {MAX_TOLERANCE:.0%} of their NLL between runs of one "

@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 
 from pipeline import params as P
+from pipeline.digit_classifier import ClassifierConfig
+from pipeline.model_params import model_spec
 from pipeline.results import CLASSIFIER_METRICS, REPORT, EvalTiming, Metrics, ModelResults, TrainSummary
 from pipeline.train_config import TrainConfig
 
@@ -115,9 +117,9 @@ def overrides_and_targets(words: list[str]) -> tuple[tuple[str, ...], tuple[str,
 def settings(params_text: str) -> dict[str, object]:
     """What each stage reads under the params' profile: each model's spec, and the shared sections."""
     params = _load(params_text)
-    read = {name: P.model_spec(params, name) for name in P.model_names(params)}
-    return {**read, "evaluate": P.evaluate_config(params), "classifier": P.classifier_config(params),
-            "data": P.data_config(params)}
+    read = {name: model_spec(params, name) for name in P.model_names(params)}
+    return {**read, "evaluate": P.evaluate_config(params), "data": P.data_config(params),
+            "classifier": P.section_config(params, "classifier", ClassifierConfig)}
 
 
 def _load(params_text: str) -> dict:
