@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.base import AutoregressiveModel, flat_views, require_positive
+from models.base import AutoregressiveModel, flat_views, fp32, require_positive
 from models.fast.nade_blockwise import nade_logits
 from models.nn.pixel_distributions import Bernoulli
 
@@ -29,7 +29,7 @@ class NADE(AutoregressiveModel):
         pixels (models/fast/nade_blockwise.py: the (batch, pixels, hidden) pre-activations never
         exist at once)."""
         # fp32 even under autocast: each pre-activation is a sum over up to 784 pixels.
-        with torch.autocast(x.device.type, enabled=False):
+        with fp32(x.device.type):
             flat = nade_logits(x.flatten(1).to(self.W.dtype), self.W, self.c, self.V, self.b)
         return flat.view(x.shape).unsqueeze(1)
 
