@@ -26,7 +26,7 @@ import pytest
 from pipeline import params as P
 from pipeline.digit_classifier import ClassifierConfig
 from pipeline.model_params import model_spec
-from pipeline.results import CLASSIFIER_METRICS, REPORT, EvalTiming, Metrics, ModelResults, TrainSummary
+from pipeline.results import CLASSIFIER_METRICS, CLASSIFIER_MODEL, REPORT, EvalTiming, Metrics, ModelResults, TrainSummary
 from pipeline.train_config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -178,7 +178,7 @@ def python_block_problems(body: str) -> list[str]:
 def contract_paths() -> set[str]:
     model = ModelResults("<model>")
     paths = {getattr(model, name) for name, value in vars(ModelResults).items() if isinstance(value, property)}
-    return {p.as_posix() for p in (*paths, *REPORT.all(), CLASSIFIER_METRICS)}
+    return {p.as_posix() for p in (*paths, *REPORT.all(), CLASSIFIER_METRICS, CLASSIFIER_MODEL)}
 
 
 def file_and_key_problems(text: str) -> list[str]:
