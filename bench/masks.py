@@ -15,9 +15,10 @@ from bench.common import IMAGE_SHAPE, timed, training_step
 from models import build_model
 from pipeline import params as P
 from pipeline.devices import resolve_device
+from pipeline.model_params import ModelSpec, model_spec
 
 
-def mask_share(spec: P.ModelSpec, device: torch.device, steps: int) -> tuple[float, float]:
+def mask_share(spec: ModelSpec, device: torch.device, steps: int) -> tuple[float, float]:
     """(seconds per training step, the share of it spent in `use_mask`)."""
     model = build_model(spec.family, IMAGE_SHAPE, **spec.kwargs).to(device)
     step = training_step(model, spec.train, device, torch.Generator().manual_seed(0))
@@ -44,7 +45,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     params = P.load()
     params["profile"] = args.profile
-    spec = P.model_spec(params, args.model)
+    spec = model_spec(params, args.model)
     if spec.family != "made" or args.steps < 1:
         parser.error(f"--model must name a MADE model (got family {spec.family}) and --steps be >= 1")
     device = resolve_device(args.device)

@@ -26,6 +26,7 @@ from models.base import HasValidationNLL, labels_kwarg
 from pipeline import params as P
 from pipeline.devices import resolve_device
 from pipeline.io import PipelineError
+from pipeline.model_params import model_spec, with_train_settings
 
 TEST_IMAGES = 10_000
 TRAIN_IMAGES, VAL_IMAGES = 50_000, 10_000
@@ -80,10 +81,10 @@ def step_settings(cfg, device) -> str:
 
 def time_model(params: dict, name: str, device: torch.device, train_steps: int, eval_images: int,
                overrides: dict | None = None) -> Timing:
-    spec = P.model_spec(params, name)
+    spec = model_spec(params, name)
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
-    cfg = P.with_train_settings(spec.train, overrides or {}, "--set")
+    cfg = with_train_settings(spec.train, overrides or {}, "--set")
     try:
         model = build_model(spec.family, IMAGE_SHAPE, fast=cfg.fast_paths, **spec.kwargs).to(device)
     except (TypeError, ValueError) as e:

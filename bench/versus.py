@@ -44,6 +44,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from bench.common import IMAGE_SHAPE, random_images, seconds_per_step
 from models import build_model
 from pipeline import params as P
+from pipeline.model_params import model_spec
 from pipeline.optimizer import make_optimizer
 from pipeline.training_loop import compiled, train_step
 
@@ -115,7 +116,7 @@ def as_trained(name: str):
     """The full profile's training settings for our model `name` (params.yaml's train: sections)."""
     params = P.load()
     params["profile"] = "full"
-    return P.model_spec(params, name).train
+    return model_spec(params, name).train
 
 
 @dataclass

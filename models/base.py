@@ -6,6 +6,8 @@ the stages ask `isinstance(model, CanComplete)` and never which family they hold
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from collections.abc import Callable, Iterable
 from typing import Literal, Protocol, get_args, runtime_checkable
@@ -13,29 +15,17 @@ from typing import Literal, Protocol, get_args, runtime_checkable
 import torch
 from torch import nn
 
+from models.settings import (  # noqa: F401 (the families take them from here, with the interface)
+    DIGIT_CLASSES,
+    require_pixel_levels,
+    require_positive,
+    require_sizes,
+)
+
 # What a model's `nll` computes: the exact NLL, an importance-sampled estimate (an upper bound in
 # expectation), or a bound on the discrete NLL from a density over dequantized pixels.
 Estimator = Literal["exact", "importance_sampled", "dequantized"]
 ESTIMATORS: tuple[str, ...] = get_args(Estimator)
-
-
-def require_positive(**values: int | None) -> None:
-    """The one check for settings that must be whole numbers >= 1 (None means 'not set')."""
-    for name, value in values.items():
-        if value is not None and value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
-
-
-def require_sizes(**lists: list[int]) -> None:
-    """Layer sizes: a non-empty list of whole numbers >= 1."""
-    for name, sizes in lists.items():
-        if not sizes or min(sizes) < 1:
-            raise ValueError(f"{name} must be a non-empty list of positive sizes, got {list(sizes)}")
-
-
-def require_pixel_levels(pixel_levels: int) -> None:
-    if pixel_levels < 2:
-        raise ValueError(f"pixel_levels must be >= 2, got {pixel_levels}")
 
 
 def no_progress(steps: Iterable, total: int | None = None, unit: str = "px") -> Iterable:
@@ -175,9 +165,6 @@ class ClassConditional(Protocol):
     def set_label_prior(self, labels: torch.Tensor) -> None: ...
 
 
-DIGIT_CLASSES = 10  # the labels a class-conditional family conditions on: MNIST's digits
-
-
 class LabelConditioning:
     """What a family with a `conditional` option shares (mixed into a GenerativeModel): the label
     prior p(y) as a buffer, the marginal NLL over labels, and labels drawn from p(y). `num_classes`
@@ -223,12 +210,29 @@ class LabelConditioning:
                         generator: torch.Generator | None) -> torch.Tensor:
         """`labels` on the model's device, or n draws from p(y) where none are given."""
         if labels is None:
-            device = generator.device if generator is not None else "cpu"
-            labels = torch.multinomial(self.label_log_prior.exp().to(device), n, replacement=True,
+            labels = torch.multinomial(self.label_log_prior.exp().to(generator_device(generator)), n, replacement=True,
                                        generator=generator)
         if len(labels) != n:
             raise ValueError(f"got {len(labels)} labels for {n} images")
         return labels.to(self.device, torch.long)
+
+
+def marginal_without_labels(nll):
+    """For a method `nll(self, x, ..., labels=None)` giving -log p(x | y) per image (or an upper bound
+    on it), `labels` its last argument: called on a class-conditional model without labels, it gives
+    the marginal -log sum_y p(x | y) p(y) of the same quantity (`LabelConditioning.marginal_nll`)."""
+    labels_at = list(inspect.signature(nll).parameters).index("labels") - 2  # among the arguments after x
+
+    @functools.wraps(nll)
+    def nll_or_marginal(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        labels = kwargs.pop("labels", args[labels_at] if len(args) > labels_at else None)
+        args = args[:labels_at]
+        if labels is None and isinstance(self, ClassConditional):
+            given = getattr(self, nll.__name__)  # a subclass's override, if any, for each label
+            return self.marginal_nll(x, lambda x, labels: given(x, *args, labels=labels, **kwargs))
+        return nll(self, x, *args, labels=labels, **kwargs)
+
+    return nll_or_marginal
 
 
 # --- summaries of per-image NLLs -------------------------------------------------------------------
@@ -266,7 +270,24 @@ def labels_kwarg(labels: torch.Tensor | None) -> dict:
     return {} if labels is None else {"labels": labels}
 
 
+# --- precision -------------------------------------------------------------------------------------
+
+def fp32(device_type: str):
+    """A context in which autocast is off: ops run in the dtype of their (fp32) inputs."""
+    return torch.autocast(device_type, enabled=False)
+
+
+def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """fp64 stays fp64 (for tight tests); anything else (bf16 under autocast, fp16) becomes fp32."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 # --- sampling helpers ------------------------------------------------------------------------------
+
+def generator_device(generator: torch.Generator | None) -> torch.device | str:
+    """Where `generator` draws its numbers: its own device, or the CPU for torch's global generator."""
+    return generator.device if generator is not None else "cpu"
+
 
 def device_noise(draw, shape, generator: torch.Generator | None, device) -> torch.Tensor:
     """`draw(shape)` (torch.rand, torch.randn) from `generator` on its own device, so that a seed
@@ -326,13 +347,12 @@ class AutoregressiveModel(GenerativeModel):
         """Pixel indices (into the flattened image) in the order they are generated."""
         return torch.arange(self.num_pixels)
 
+    @marginal_without_labels
     def nll(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """-log p(x), or -log p(x | y) given labels (class-conditional families)."""
-        if labels is None and isinstance(self, ClassConditional):
-            return self.marginal_nll(x)
         params = self.pixel_params(x, **labels_kwarg(labels))
         # in fp32 under bf16 autocast too: bf16 places a logistic's mean near 1 only to about half a level's bin
-        params = params.to(torch.promote_types(params.dtype, torch.float32))
+        params = at_least_fp32(params)
         return -self.pixel_distribution.log_prob(params, x).flatten(1).sum(1)
 
     def draw(self, params: torch.Tensor, observed: torch.Tensor, value: torch.Tensor,

@@ -1,7 +1,9 @@
 """Atomic and durable writes: a reader, or the machine after a power cut, finds the old file (or
 folder) or the new one, never a torn one. Standard library only; the checkpoints here and every
 pipeline stage (through pipeline/io.py) write with it. Also the error for a checkpoint that today's
-code cannot load, here so that every stage can report it without importing the models."""
+code cannot load, here so that every stage can report it without importing the models: importing
+this module runs only models/__init__.py besides, which imports nothing of the package
+(tests/test_digest.py checks that an edit to the models re-runs no data stage)."""
 from __future__ import annotations
 
 import os

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import require_positive
+from models.base import at_least_fp32, fp32, require_positive
 from models.nn.dequantized import DequantizedFlow
 from models.nn.transforms import (
     ActNorm,
@@ -18,10 +18,8 @@ from models.nn.transforms import (
     MultiScale,
     Squeeze,
     Transform,
-    at_least_fp32,
     channel_mask,
     coupling_net,
-    fp32,
 )
 
 

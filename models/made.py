@@ -12,7 +12,9 @@ from models.base import (
     AutoregressiveModel,
     LabelConditioning,
     flat_views,
+    generator_device,
     labels_kwarg,
+    marginal_without_labels,
     require_sizes,
     uniform_noise,
 )
@@ -201,9 +203,8 @@ class MADE(FastPaths, AutoregressiveModel, LabelConditioning):
         self.use_mask((self.mask_index + 1) % self.num_masks)
         return super().nll(x, labels).mean()
 
+    @marginal_without_labels
     def nll(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if labels is None and self.conditional:
-            return self.marginal_nll(x)
         if self.eval_masks == 1:
             self.use_mask(0)
             return super().nll(x, labels)
@@ -220,8 +221,7 @@ class MADE(FastPaths, AutoregressiveModel, LabelConditioning):
         `labels`, or labels drawn from p(y), when conditional)."""
         if self.conditional:
             labels = self.labels_or_prior(labels, n, generator)
-        which = torch.randint(self.eval_masks, (n,), generator=generator,
-                              device=generator.device if generator is not None else "cpu").cpu()
+        which = torch.randint(self.eval_masks, (n,), generator=generator, device=generator_device(generator)).cpu()
         out = torch.zeros((n, *self.image_shape), device=self.device)
         for k in which.unique().tolist():
             self.use_mask(k)

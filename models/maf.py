@@ -8,10 +8,10 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models.base import require_positive, require_sizes
+from models.base import at_least_fp32, require_positive, require_sizes
 from models.nn.dequantized import DequantizedFlow
 from models.nn.masked_linear import MaskedMLP, made_degrees, made_masks
-from models.nn.transforms import ActNorm, Compose, Transform, at_least_fp32
+from models.nn.transforms import ActNorm, Compose, Transform
 
 
 class Flatten(Transform):

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import GenerativeModel, require_positive, uniform_noise
+from models.base import GenerativeModel, generator_device, require_positive, uniform_noise
 
 EM_CHUNK = 10_000  # images per E-step chunk: bounds memory on the whole training set
 
@@ -78,8 +78,7 @@ class BernoulliMixture(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        device = generator.device if generator is not None else "cpu"
-        weights = torch.softmax(self.mixing_logits, 0).to(device)
+        weights = torch.softmax(self.mixing_logits, 0).to(generator_device(generator))
         which = torch.multinomial(weights, n, replacement=True, generator=generator).to(self.device)
         means = torch.sigmoid(self.pixel_logits[which]).view(n, *self.image_shape)
         return (uniform_noise(means.shape, generator, self.device) < means).float()

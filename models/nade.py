@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.base import AutoregressiveModel, flat_views, require_positive
+from models.base import AutoregressiveModel, flat_views, fp32, require_positive
 from models.fast import FastPaths
 from models.fast.nade_blockwise import nade_logits
 from models.nn.pixel_distributions import Bernoulli
@@ -36,7 +36,7 @@ class NADE(FastPaths, AutoregressiveModel):
 
     def pixel_params(self, x: torch.Tensor) -> torch.Tensor:
         # fp32 even under autocast: each pre-activation is a sum over up to 784 pixels.
-        with torch.autocast(x.device.type, enabled=False):
+        with fp32(x.device.type):
             flat = x.flatten(1).to(self.W.dtype)
             logits = nade_logits(flat, self.W, self.c, self.V, self.b) if self.fast else self.plain_logits(flat)
         return logits.view(x.shape).unsqueeze(1)

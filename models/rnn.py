@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models.base import AutoregressiveModel, flat_views, require_positive
+from models.base import AutoregressiveModel, flat_views, fp32, require_positive
 from models.nn.causal_embedding import CausalPixelEmbedding
 from models.nn.pixel_distributions import pixel_distribution_for
 from models.nn.sampling import first_position_to_fill, one_thread_on_cpu
@@ -40,7 +40,7 @@ class PixelRNN(AutoregressiveModel):
     def run(self, inputs: torch.Tensor, state=None):
         # In fp32 even under bf16 autocast: rounding compounds over 784 recurrent steps, and cuDNN's
         # RNN kernels do not take bf16 everywhere.
-        with torch.autocast(inputs.device.type, enabled=False):
+        with fp32(inputs.device.type):
             return self.rnn(inputs.to(self.out.weight.dtype), state)
 
     def pixel_params(self, x: torch.Tensor) -> torch.Tensor:

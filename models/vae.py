@@ -24,6 +24,8 @@ from models.base import (
     DIGIT_CLASSES,
     GenerativeModel,
     LabelConditioning,
+    at_least_fp32,
+    marginal_without_labels,
     normal_noise,
     require_positive,
     require_sizes,
@@ -156,7 +158,7 @@ class VAE(GenerativeModel, LabelConditioning):
         self.check_labels(labels)
         inputs = self.pixel_distribution.network_input(x)
         inputs = inputs if labels is None else self.with_label(inputs.flatten(1), labels)
-        mean, raw_scale = self.encoder(inputs).float().chunk(2, dim=-1)
+        mean, raw_scale = at_least_fp32(self.encoder(inputs)).chunk(2, dim=-1)
         return Independent(Normal(mean, F.softplus(raw_scale) + 1e-4, validate_args=False), 1, validate_args=False)
 
     def prior(self) -> Independent:
@@ -168,7 +170,7 @@ class VAE(GenerativeModel, LabelConditioning):
         (batch,) matching z's last batch dimension when conditional): shape (..., P, C, H, W) in fp32,
         P = `pixel_distribution.params_per_pixel` (1, the logit, for binary pixels)."""
         z_in = self.with_label(z, labels)
-        params = self.decoder(z_in.reshape(-1, z_in.shape[-1])).float()
+        params = at_least_fp32(self.decoder(z_in.reshape(-1, z_in.shape[-1])))
         return params.view(*z.shape[:-1], self.pixel_distribution.params_per_pixel, *self.image_shape)
 
     def log_likelihood(self, z: torch.Tensor, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -181,19 +183,17 @@ class VAE(GenerativeModel, LabelConditioning):
         z = q.rsample((k,))
         return self.log_likelihood(z, x, labels) + self.prior().log_prob(z) - q.log_prob(z)
 
+    @marginal_without_labels
     def negative_elbo(self, x: torch.Tensor, samples: int = 1, labels: torch.Tensor | None = None) -> torch.Tensor:
         """-ELBO per image: analytic KL(q(z|x) || p(z)) minus a `samples`-draw reconstruction term."""
-        if labels is None and self.conditional:
-            return self.marginal_nll(x, lambda x, labels: self.negative_elbo(x, samples, labels))
         q = self.posterior(x, labels)
         reconstruction = self.log_likelihood(q.rsample((samples,)), x, labels).mean(0)
         return kl_divergence(q, self.prior()) - reconstruction
 
+    @marginal_without_labels
     def importance_sampled_nll(self, x: torch.Tensor, k: int, labels: torch.Tensor | None = None) -> torch.Tensor:
         """-log of the mean of k importance weights per image, drawn in chunks of samples so that
         memory stays bounded; chunks are combined with logsumexp, so no weight is exponentiated."""
-        if labels is None and self.conditional:
-            return self.marginal_nll(x, lambda x, labels: self.importance_sampled_nll(x, k, labels))
         q = self.posterior(x, labels)
         chunk = max(1, ROWS_PER_CHUNK // (len(x) * self.pixel_distribution.params_per_pixel))
         partial = [torch.logsumexp(self.log_weights(x, q, min(chunk, k - start), labels), 0)
@@ -206,6 +206,7 @@ class VAE(GenerativeModel, LabelConditioning):
     def validation_nll(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.importance_sampled_nll(x, self.val_samples, labels)
 
+    @marginal_without_labels
     def training_bound(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The objective per image: the negative ELBO, or the negative k-sample IWAE bound."""
         if self.objective == "iwae":
@@ -213,8 +214,6 @@ class VAE(GenerativeModel, LabelConditioning):
         return self.negative_elbo(x, self.train_samples, labels)
 
     def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if labels is None and self.conditional:
-            return self.marginal_nll(x, self.training_bound).mean()
         return self.training_bound(x, labels).mean()
 
     # --- pictures ------------------------------------------------------------------------------

@@ -9,17 +9,17 @@ import torch
 
 from pipeline import params as P
 from pipeline import stage
-from pipeline.data import BINARIZED_DIR, RAW_DIR, TRAIN_GREY_LEVELS_FILE, pack, read_raw, save_npy, write_manifest
+from pipeline.data import (
+    BINARIZED_DIR,
+    RAW_DIR,
+    TRAIN_GREY_LEVELS_FILE,
+    binarize_images,
+    pack,
+    read_raw,
+    save_npy,
+    write_manifest,
+)
 from pipeline.io import atomic_dir
-
-
-def binarize_images(images: torch.Tensor, method: str, generator: torch.Generator) -> torch.Tensor:
-    """uint8 grey levels -> {0,1}: a pixel is 1 with probability level / 255 ('stochastic') or if
-    level / 255 > 0.5."""
-    probability = images.float() / 255
-    if method == "stochastic":
-        return (torch.rand(probability.shape, generator=generator) < probability).to(torch.uint8)
-    return (probability > 0.5).to(torch.uint8)
 
 
 def binarize(config: P.DataConfig, raw_dir: Path = RAW_DIR, out_dir: Path = BINARIZED_DIR) -> dict:

@@ -27,6 +27,7 @@ from pipeline import params as P
 from pipeline import search_table as T
 from pipeline import stage
 from pipeline.io import PipelineError, write_json
+from pipeline.model_params import model_spec
 from pipeline.reference import MACHINE_ONLY, REFERENCE, budget, configuration
 from pipeline.reference import read as read_reference
 from pipeline.results import Metrics, ModelResults, TrainSummary
@@ -52,12 +53,10 @@ def spread(values: list[float]) -> float:
 
 def searched_val_nll(params: dict, name: str, rows: list[dict]) -> float | None:
     """The validation NLL of the search's seed-0 trial that trained this model's quick settings."""
-    from pipeline.search import spec_of  # the search's way of applying a trial's settings
-
-    quick = P.model_spec(params, name)
+    quick = model_spec(params, name)
     for row in rows:
         if row["model"] == name and row["seed"] == quick.train.seed and row["state"] == T.FINISHED \
-                and spec_of(params, name, json.loads(row["settings"]), row["seed"]) == quick:
+                and T.spec_of(params, name, json.loads(row["settings"]), row["seed"]) == quick:
             return row["val_nll"]
     return None
 
@@ -77,7 +76,7 @@ def test_nlls(runs: list[Path], name: str) -> list[float]:
 
 
 def seed_of(params: dict, name: str) -> int:
-    return P.model_spec(params, name).train.seed
+    return model_spec(params, name).train.seed
 
 
 def check_seed_run(params: dict, run: Path) -> dict:
@@ -109,7 +108,7 @@ def write_reference(runs: list[Path], params: dict, out: Path = REFERENCE, searc
             unstable.append(f"{name} (test {', '.join(f'{v:.2f}' for v in nlls)}; "
                             f"validation {', '.join(f'{v:.2f}' for v in vals)})")
         models[name] = {"test_nll": nlls[0], "tolerance": round(tol, 4), "moved": round(moved, 4),
-                        "test_nlls": nlls, "val_nlls": vals, "data": P.model_spec(params, name).data.name,
+                        "test_nlls": nlls, "val_nlls": vals, "data": model_spec(params, name).data.name,
                         "configuration": configuration(params, name),
                         "seeds": [seed_of(params, name), *(seed_of(p, name) for p in seed_params)],
                         "seed_test_nlls": [nlls[0], *test_nlls(list(seed_runs), name)]}

@@ -3,58 +3,23 @@ the training split's binarized images; record its test accuracy and the scores o
 the ceiling that every model's samples are compared with."""
 from __future__ import annotations
 
-import dataclasses
 import time
-from dataclasses import dataclass
-from pathlib import Path
-
-import torch
 
 from pipeline import params as P
 from pipeline import stage
-from pipeline.data import BINARIZED_DIR, IMAGE_SHAPE, load_labels, load_split
+from pipeline.data import BINARIZED_DIR, load_labels, load_split
 from pipeline.digit_classifier import (
     ClassifierConfig,
-    DigitClassifier,
+    TrainedClassifier,
     accuracy,
-    build_classifier,
     embed,
     gaussian_stats,
     quality_scores,
+    save_classifier,
     train_classifier,
 )
-from pipeline.io import PipelineError, atomic_path, read_json, write_json
+from pipeline.io import read_json, write_json
 from pipeline.results import CLASSIFIER_METRICS
-
-CLASSIFIER_DIR = Path("classifier")
-MODEL_FILE = CLASSIFIER_DIR / "model.pt"          # the weights, its config and the test set's feature statistics
-
-
-@dataclass(frozen=True)
-class TrainedClassifier:
-    model: DigitClassifier
-    config: ClassifierConfig
-    reference: tuple[torch.Tensor, torch.Tensor]  # the binarized test set's feature (mean, covariance)
-    binarization: str                             # how the digits it learnt were binarized (data.binarization)
-
-
-def save(model: DigitClassifier, cfg: ClassifierConfig, reference: tuple[torch.Tensor, torch.Tensor]) -> None:
-    binarization = read_json(BINARIZED_DIR / "manifest.json")["binarization"]
-    with atomic_path(MODEL_FILE) as tmp:
-        torch.save({"config": dataclasses.asdict(cfg), "state_dict": model.state_dict(),
-                    "test_mean": reference[0], "test_cov": reference[1], "binarization": binarization}, tmp)
-
-
-def load() -> TrainedClassifier:
-    if not MODEL_FILE.exists():
-        raise PipelineError(f"{MODEL_FILE} is missing: run `dvc repro classifier` first")
-    saved = torch.load(MODEL_FILE, map_location="cpu", weights_only=True)
-    if "binarization" not in saved:
-        raise PipelineError(f"{MODEL_FILE} predates grey-level scoring: run `dvc repro classifier`")
-    cfg = ClassifierConfig(**saved["config"])
-    model = build_classifier(cfg, IMAGE_SHAPE)
-    model.load_state_dict(saved["state_dict"])
-    return TrainedClassifier(model.eval(), cfg, (saved["test_mean"], saved["test_cov"]), saved["binarization"])
 
 
 def train_and_score(cfg: ClassifierConfig) -> dict:
@@ -63,8 +28,8 @@ def train_and_score(cfg: ClassifierConfig) -> dict:
     test, labels = load_split("test"), load_labels("test")
     reference = gaussian_stats(embed(model, test)[1])
     real = quality_scores(model, test[:cfg.quality_samples], reference)
-    CLASSIFIER_DIR.mkdir(exist_ok=True)
-    save(model, cfg, reference)
+    binarization = read_json(BINARIZED_DIR / "manifest.json")["binarization"]
+    save_classifier(TrainedClassifier(model, cfg, reference, binarization))
     metrics = {"test_accuracy": accuracy(model, test, labels), "quality_samples": min(cfg.quality_samples, len(test)),
                "real_inception_score": real["inception_score"], "real_frechet_distance": real["frechet_distance"]}
     write_json(CLASSIFIER_METRICS, metrics)
@@ -76,7 +41,7 @@ def train_and_score(cfg: ClassifierConfig) -> dict:
 
 def main(argv=None) -> None:
     stage.parse_args(__doc__.splitlines()[0], argv)
-    train_and_score(P.classifier_config(P.load()))
+    train_and_score(P.section_config(P.load(), "classifier", ClassifierConfig))
 
 
 if __name__ == "__main__":

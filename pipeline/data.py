@@ -1,4 +1,5 @@
-"""Where the stages keep their data, and how they read it back.
+"""Where the stages keep their data, how they read it back, and the rule that binarizes grey levels
+(`binarize_images`: the binarize stage's, which evaluate and score apply to new images too).
 
 Two datasets are made from the same verified MNIST files and the same 50,000 / 10,000 / 10,000 split:
 `binarized` ({0, 1} pixels, bit-packed, the `binarize` stage) and `grey` (the 256 original levels, the
@@ -56,6 +57,15 @@ def read_raw(raw_dir: Path = RAW_DIR) -> dict[str, tuple[torch.Tensor, torch.Ten
         raise PipelineError(f"cannot read the MNIST files in {raw_dir}/ ({e}): run `dvc repro prepare`") from None
     return {"train": (images[:TRAIN_SIZE], labels[:TRAIN_SIZE]),
             "val": (images[TRAIN_SIZE:], labels[TRAIN_SIZE:]), "test": test}
+
+
+def binarize_images(images: torch.Tensor, method: str, generator: torch.Generator) -> torch.Tensor:
+    """uint8 grey levels -> {0,1}: a pixel is 1 with probability level / 255 ('stochastic') or if
+    level / 255 > 0.5."""
+    probability = images.float() / 255
+    if method == "stochastic":
+        return (torch.rand(probability.shape, generator=generator) < probability).to(torch.uint8)
+    return (probability > 0.5).to(torch.uint8)
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:

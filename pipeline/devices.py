@@ -68,15 +68,6 @@ def rank_device(setting: str, world: World) -> torch.device:
     return torch.device("cuda", world.local_rank)
 
 
-def bf16_native(device: torch.device) -> bool:
-    """Whether bf16 matrix products run natively: on CUDA, and on CPUs with AMX tiles, where bf16
-    autocast trains the convolutional and attention models faster than fp32 (docs/performance.md)."""
-    if device.type == "cuda":
-        return True
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # a private helper: absent, assume no AMX
-    return device.type == "cpu" and amx is not None and amx()
-
-
 _claimed: list = []  # the open lock file of the GPU this process holds, kept open for its whole life
 
 

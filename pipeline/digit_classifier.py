@@ -13,10 +13,12 @@ the ceiling):
   feature statistics, lower is better.
 
 Both depend on this classifier and on n, so they compare models within this benchmark only, never
-with numbers from elsewhere. Needs only torch.
+with numbers from elsewhere. The trained classifier is kept in one file (`save_classifier`,
+`load_classifier`), which the classifier stage writes and the evaluate stage reads.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -24,7 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import DIGIT_CLASSES, require_positive
+from models.settings import DIGIT_CLASSES, require_positive
+from pipeline.data import IMAGE_SHAPE
+from pipeline.io import PipelineError, atomic_path
+from pipeline.results import CLASSIFIER_MODEL
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,33 @@ def build_classifier(cfg: ClassifierConfig, image_shape) -> DigitClassifier:
     model = DigitClassifier(cfg.channels, cfg.features)
     model(torch.zeros(1, *image_shape))  # sizes the lazy layer for this image shape
     return model
+
+
+@dataclass(frozen=True)
+class TrainedClassifier:
+    model: DigitClassifier
+    config: ClassifierConfig
+    reference: tuple[torch.Tensor, torch.Tensor]  # the binarized test set's feature (mean, covariance)
+    binarization: str                             # how the digits it learnt were binarized (data.binarization)
+
+
+def save_classifier(trained: TrainedClassifier) -> None:
+    with atomic_path(CLASSIFIER_MODEL) as tmp:
+        torch.save({"config": dataclasses.asdict(trained.config), "state_dict": trained.model.state_dict(),
+                    "test_mean": trained.reference[0], "test_cov": trained.reference[1],
+                    "binarization": trained.binarization}, tmp)
+
+
+def load_classifier() -> TrainedClassifier:
+    if not CLASSIFIER_MODEL.exists():
+        raise PipelineError(f"{CLASSIFIER_MODEL} is missing: run `dvc repro classifier` first")
+    saved = torch.load(CLASSIFIER_MODEL, map_location="cpu", weights_only=True)
+    if "binarization" not in saved:
+        raise PipelineError(f"{CLASSIFIER_MODEL} predates grey-level scoring: run `dvc repro classifier`")
+    cfg = ClassifierConfig(**saved["config"])
+    model = build_classifier(cfg, IMAGE_SHAPE)
+    model.load_state_dict(saved["state_dict"])
+    return TrainedClassifier(model.eval(), cfg, (saved["test_mean"], saved["test_cov"]), saved["binarization"])
 
 
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, cfg: ClassifierConfig) -> DigitClassifier:

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models import load_checkpoint
 from models.base import (
     CanComplete,
     ClassConditional,
@@ -26,15 +25,15 @@ from models.base import (
     labels_kwarg,
     mean_and_stderr,
 )
-from pipeline import classifier as classifier_stage
+from models.checkpoint import load_checkpoint
 from pipeline import params as P
 from pipeline import stage
-from pipeline.binarize import binarize_images
-from pipeline.data import DATASETS, Dataset, check_model_fits, load_labels, load_split
+from pipeline.data import DATASETS, Dataset, binarize_images, check_model_fits, load_labels, load_split
 from pipeline.devices import device_for
-from pipeline.digit_classifier import quality_scores
+from pipeline.digit_classifier import TrainedClassifier, load_classifier, quality_scores
 from pipeline.figures import save_grid, top_half_mask
 from pipeline.io import atomic_dir, atomic_path
+from pipeline.model_params import model_spec
 from pipeline.progress import progress, sampling_bar
 from pipeline.results import SAMPLES_FIGURE, EvalTiming, Metrics, ModelResults
 
@@ -182,7 +181,7 @@ def latent_scatter(codes: torch.Tensor, labels: torch.Tensor, path: Path) -> Non
     plt.close(fig)
 
 
-def quality_images(samples: torch.Tensor, levels: int, classifier: classifier_stage.TrainedClassifier,
+def quality_images(samples: torch.Tensor, levels: int, classifier: TrainedClassifier,
                    seed: int) -> torch.Tensor:
     """The samples as the digit classifier knows digits: grey-level samples binarized the way the
     training data was (a seeded draw), so their scores compare with the binarized test set's."""
@@ -215,7 +214,7 @@ def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto",
     else:
         test_nll = per_image_nll(model, test, cfg.batch_size)
     elbo = elbo_metrics(model, test, cfg.batch_size)
-    classifier = classifier_stage.load()
+    classifier = load_classifier()
     samples = draw_samples(model, cfg, classifier.config.quality_samples)
     scored = quality_images(samples[:classifier.config.quality_samples].cpu(), model.pixel_levels, classifier, cfg.seed)
     quality = quality_scores(classifier.model, scored, classifier.reference)
@@ -233,7 +232,7 @@ def evaluate(name: str, cfg: P.EvaluateConfig, device_setting: str = "auto",
 def main(argv=None) -> None:
     args = stage.parse_args(__doc__.splitlines()[0], argv, with_model=True)
     params = P.load()
-    spec = P.model_spec(params, args.model)
+    spec = model_spec(params, args.model)
     metrics = evaluate(spec.name, P.evaluate_config(params), spec.train.device, spec.data)
     elbo = f"; negative ELBO {metrics.test_neg_elbo:.2f}" if metrics.test_neg_elbo is not None else ""
     if metrics.test_conditional_nll is not None:

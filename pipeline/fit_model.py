@@ -57,7 +57,7 @@ def training_data(spec, device: torch.device, labels: torch.Tensor | None) -> Tr
 def fit_model(spec, device: torch.device, *, model: GenerativeModel | None = None, quiet: bool = False,
               state_path: str | Path | None = None, on_epoch: Callable[[dict, bool], None] | None = None,
               world: World = SINGLE) -> FittedModel:
-    """Train the model of `spec` (a `pipeline.params.ModelSpec`) on `device`; `model` when the caller
+    """Train the model of `spec` (a `pipeline.model_params.ModelSpec`) on `device`; `model` when the caller
     has built it already with `build`. Raises `TrainingDiverged` as `fit` does."""
     model = model if model is not None else build(spec, device)
     train_labels, val_labels = labels_for(model, spec)

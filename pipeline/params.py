@@ -1,4 +1,7 @@
-"""Load params.yaml, apply the active profile, and validate every value a stage reads.
+"""Load params.yaml, apply the active profile, and validate a section against the dataclass of its
+settings. A model's section becomes a `ModelSpec` in pipeline/model_params.py; this module needs
+neither the models nor the training code, so the data stages that read params.yaml depend on
+neither.
 
 Each section may hold profile overlays (`smoke:`, `quick:`, `full:`); the active `profile` picks
 one, and more specific settings win: train -> train.<profile> -> models.<m>.train ->
@@ -7,7 +10,6 @@ models.<m>.<profile>.train (and likewise for a model's own keys).
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import re
 from dataclasses import dataclass
@@ -17,19 +19,12 @@ from typing import Any, Literal
 import pydantic
 import yaml
 
-from models import FAMILIES, family_class
-from models.base import require_positive
-from pipeline.data import DATASETS, Dataset
-from pipeline.digit_classifier import ClassifierConfig
+from models.settings import require_positive
 from pipeline.io import PipelineError
-from pipeline.train_config import TrainConfig
 
 PROFILES = ("smoke", "quick", "full")
 TOP_LEVEL_KEYS = ("profile", "data", "train", "evaluate", "classifier", "models")
-MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 SECTIONS = ("data", "train", "evaluate", "classifier", "models")
-SET_BY_THE_DATA = ("image_shape", "pixel_levels")  # constructor arguments that follow from a model's `data:`
-SET_BY_TRAIN = {"fast": "fast_paths"}  # constructor arguments that follow from a training key
 
 
 class ParamsLoader(yaml.SafeLoader):
@@ -60,23 +55,6 @@ class EvaluateConfig:
         require_positive(completions=self.completions, batch_size=self.batch_size, max_test=self.max_test)
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    family: str
-    kwargs: dict        # the family's constructor arguments, `pixel_levels` included for grey data
-    train: TrainConfig
-    data: Dataset
-
-    @property
-    def binarization(self) -> str:
-        """The training regime that a published number must share: one fixed draw, or a new draw each
-        epoch; "none" for grey levels."""
-        if self.data.pixel_levels > 2:
-            return "none"
-        return "resampled" if self.train.dynamic_binarization else "fixed"
-
-
 def load(path: str | Path | None = None) -> dict:
     path = Path(path or "params.yaml")
     try:
@@ -89,7 +67,7 @@ def load(path: str | Path | None = None) -> dict:
         raise PipelineError(f"{path} is not valid YAML: {' '.join(str(e).split())}") from None
     if not isinstance(params, dict):
         raise PipelineError(f"{path}: expected a mapping of {', '.join(TOP_LEVEL_KEYS)}")
-    _check_keys("params.yaml", params, TOP_LEVEL_KEYS)
+    check_keys("params.yaml", params, TOP_LEVEL_KEYS)
     for section in SECTIONS:
         if params.get(section) is not None and not isinstance(params[section], dict):
             raise PipelineError(f"{section}: expected a mapping, got {type(params[section]).__name__}")
@@ -113,98 +91,49 @@ def profile_of(params: dict) -> str:
 
 
 def data_config(params: dict) -> DataConfig:
-    return _validate(DataConfig, params.get("data") or {}, "data")
+    return validate(DataConfig, params.get("data") or {}, "data")
 
 
 def evaluate_config(params: dict) -> EvaluateConfig:
-    return _validate(EvaluateConfig, _overlay(params.get("evaluate"), params["profile"], "evaluate"), "evaluate")
+    return section_config(params, "evaluate", EvaluateConfig)
 
 
-def classifier_config(params: dict) -> ClassifierConfig:
-    return _validate(ClassifierConfig, _overlay(params.get("classifier"), params["profile"], "classifier"), "classifier")
+def section_config(params: dict, section: str, config_type):
+    """The section `section` of params.yaml with the active profile's overlay, validated as a
+    `config_type` (a dataclass whose fields are the section's keys)."""
+    return validate(config_type, with_profile(params.get(section), params["profile"], section), section)
 
 
 def model_names(params: dict) -> list[str]:
     return list((params.get("models") or {}).keys())
 
 
-def model_spec(params: dict, name: str) -> ModelSpec:
-    models = params.get("models") or {}
-    if name not in models:
-        raise PipelineError(f"models.{name}: no such model in params.yaml; defined: {', '.join(models) or 'none'}")
-    if not MODEL_NAME.match(name):
-        raise PipelineError(f"models.{name}: model names must be lower-case letters, digits and _")
-    where = f"models.{name}"
-    section = _overlay(models[name], params["profile"], where)
-    family = section.pop("family", None)
-    if family not in FAMILIES:
-        raise PipelineError(f"{where}.family: {family!r} is not one of {', '.join(sorted(FAMILIES))}")
-    data = model_data(section.pop("data", "binarized"), family, where)
-    train_overrides = section.pop("train", None) or {}
-    train_base = _overlay(params.get("train"), params["profile"], "train")
-    _validate(TrainConfig, train_base, "train")
-    train = _validate(TrainConfig, {**train_base, **train_overrides}, f"train (with {where}.train)")
-    if train.dynamic_binarization and data_config(params).binarization == "threshold":
-        raise PipelineError(f"{where}: train.dynamic_binarization draws training images from the grey levels, "
-                            "but data.binarization: threshold makes the test set by thresholding them; "
-                            "use one regime for both")
-    if train.dynamic_binarization and data.pixel_levels > 2:
-        raise PipelineError(f"{where}: train.dynamic_binarization redraws binarized training images, "
-                            f"but this model is trained on data: {data.name}")
-    kwargs = _validate_kwargs(family, section, where)
-    if data.pixel_levels > 2:
-        kwargs["pixel_levels"] = data.pixel_levels
-    return ModelSpec(name, family, kwargs, train, data)
-
-
-def models_grey_levels(family: str) -> bool:
-    """Whether a family takes `pixel_levels`, i.e. can model more than two levels per pixel."""
-    return "pixel_levels" in inspect.signature(family_class(family).__init__).parameters
-
-
-def model_data(name: Any, family: str, where: str) -> Dataset:
-    """The dataset a model section names (dvc.yaml's stages depend on `data/<name>`, so params.yaml
-    names it for every model, although the stages take binarized when it is absent)."""
-    if name not in DATASETS:
-        raise PipelineError(f"{where}.data: {name!r} is not one of {', '.join(DATASETS)}")
-    data = DATASETS[name]
-    if data.pixel_levels > 2 and not models_grey_levels(family):
-        grey_families = ", ".join(f for f in sorted(FAMILIES) if models_grey_levels(f))
-        raise PipelineError(f"{where}: family {family} models binarized images only, not data: {name}; "
-                            f"families for {data.pixel_levels} levels: {grey_families}")
-    return data
-
-
-def with_train_settings(train: TrainConfig, settings: dict, where: str) -> TrainConfig:
-    """`train` with `settings` (name: value) over it, validated as params.yaml's train keys are."""
-    return _validate(TrainConfig, {**dataclasses.asdict(train), **settings}, where)
-
-
-def _overlay(section: Any, profile: str, where: str) -> dict:
+def with_profile(section: Any, profile: str, where: str) -> dict:
+    """A section's keys with those of its `profile` overlay over them (and the same for its `train`)."""
     if section is None:
         return {}
     if not isinstance(section, dict):
         raise PipelineError(f"{where}: expected a mapping, got {type(section).__name__}")
     base = {k: v for k, v in section.items() if k not in PROFILES}
-    overlay = section.get(profile) or {}
-    if not isinstance(overlay, dict):
-        raise PipelineError(f"{where}.{profile}: expected a mapping, got {type(overlay).__name__}")
-    merged = {**base, **overlay}
-    if "train" in base or "train" in overlay:
-        for part, label in ((base, where), (overlay, f"{where}.{profile}")):
+    chosen = section.get(profile) or {}
+    if not isinstance(chosen, dict):
+        raise PipelineError(f"{where}.{profile}: expected a mapping, got {type(chosen).__name__}")
+    merged = {**base, **chosen}
+    if "train" in base or "train" in chosen:
+        for part, label in ((base, where), (chosen, f"{where}.{profile}")):
             if part.get("train") is not None and not isinstance(part["train"], dict):
                 raise PipelineError(f"{label}.train: expected a mapping, got {type(part['train']).__name__}")
-        merged["train"] = {**(base.get("train") or {}), **(overlay.get("train") or {})}
+        merged["train"] = {**(base.get("train") or {}), **(chosen.get("train") or {})}
     return merged
 
 
-def _check_keys(where: str, values: dict, allowed) -> None:
+def check_keys(where: str, values: dict, allowed) -> None:
     unknown = [k for k in values if k not in allowed]
     if unknown:
         raise PipelineError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}")
 
 
-def _as_json(values: dict, where: str) -> str:
+def as_json(values: dict, where: str) -> str:
     """Params are plain data: validating them as JSON in strict mode refuses `epochs: true` or
     `lr: "fast"` instead of quietly converting them, while YAML lists still fill tuple fields."""
     try:
@@ -213,34 +142,17 @@ def _as_json(values: dict, where: str) -> str:
         raise PipelineError(f"{where}: only numbers, strings, booleans, lists and mappings are allowed ({e})") from None
 
 
-def _validate(config_type, values: dict, where: str):
+def validate(config_type, values: dict, where: str):
+    """`values` as a `config_type`; an unknown key or a bad value is a one-line error naming it."""
     allowed = [f.name for f in dataclasses.fields(config_type)]
-    _check_keys(where, values, allowed)
+    check_keys(where, values, allowed)
     try:
-        return pydantic.TypeAdapter(config_type).validate_json(_as_json(values, where), strict=True)
+        return pydantic.TypeAdapter(config_type).validate_json(as_json(values, where), strict=True)
     except pydantic.ValidationError as e:
-        raise PipelineError(f"{where}: {_first_error(e)}") from None
+        raise PipelineError(f"{where}: {first_error(e)}") from None
 
 
-def _validate_kwargs(family: str, values: dict, where: str) -> dict:
-    for key, train_key in SET_BY_TRAIN.items():
-        if key in values:
-            raise PipelineError(f"{where}.{key}: set train.{train_key} instead (for this model alone: "
-                                f"{where}.train.{train_key})")
-    signature = inspect.signature(family_class(family).__init__)
-    fields = {p.name: (p.annotation if p.annotation is not inspect.Parameter.empty else Any, p.default)
-              for p in list(signature.parameters.values())[1:] if p.name not in (*SET_BY_THE_DATA, *SET_BY_TRAIN)}
-    _check_keys(where, values, list(fields))
-    config = pydantic.ConfigDict(extra="forbid", protected_namespaces=())
-    schema = pydantic.create_model(f"{family}_params", __config__=config, **fields)
-    try:
-        validated = schema.model_validate_json(_as_json(values, where), strict=True)
-    except pydantic.ValidationError as e:
-        raise PipelineError(f"{where}: {_first_error(e)}") from None
-    return {k: getattr(validated, k) for k in values}
-
-
-def _first_error(error: pydantic.ValidationError) -> str:
+def first_error(error: pydantic.ValidationError) -> str:
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"])
     message = first["msg"].removeprefix("Value error, ").replace("valid array", "list")

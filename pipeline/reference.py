@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pipeline import params as P
 from pipeline.io import params_hash, read_json
+from pipeline.model_params import model_spec
 from pipeline.search_table import PROFILE
 
 REFERENCE = Path(f"reference/{PROFILE}.json")
@@ -21,7 +22,7 @@ MACHINE_ONLY = ("device", "processes")   # train settings that change where a mo
 def configuration(params: dict, name: str, ignore: tuple[str, ...] = MACHINE_ONLY) -> str:
     """A digest of everything that shapes a model's numbers: its family and settings, its training
     settings but those in `ignore`, its data and the evaluation settings."""
-    spec = P.model_spec(params, name)
+    spec = model_spec(params, name)
     train = {k: v for k, v in dataclasses.asdict(spec.train).items() if k not in ignore}
     return params_hash(P.flatten({"family": spec.family, "kwargs": spec.kwargs, "train": train,
                                   "data": spec.data.name, "binarization": dataclasses.asdict(P.data_config(params)),
@@ -29,7 +30,7 @@ def configuration(params: dict, name: str, ignore: tuple[str, ...] = MACHINE_ONL
 
 
 def budget(params: dict) -> float | None:
-    return P.model_spec(params, P.model_names(params)[0]).train.budget_flops
+    return model_spec(params, P.model_names(params)[0]).train.budget_flops
 
 
 def read(path: Path = REFERENCE) -> dict | None:

@@ -18,6 +18,7 @@ from pipeline import params as P
 from pipeline import search_table as search
 from pipeline.data import TRAIN_SIZE
 from pipeline.io import PipelineError, write_text
+from pipeline.model_params import ModelSpec, model_spec
 from pipeline.results import REPORT, Metrics, ModelResults, ReportFiles, TrainSummary, read_ceiling
 
 ESTIMATORS = {
@@ -75,7 +76,7 @@ def row(metrics: Metrics, train: TrainSummary) -> dict:
     }
 
 
-def converged(spec: P.ModelSpec, verified: list[references.Verified]) -> dict:
+def converged(spec: ModelSpec, verified: list[references.Verified]) -> dict:
     """The numbers a quick run is not: the published one matched to the model's full-profile setup (the
     paper's), and this pipeline's verified full-profile runs of it (RESULTS.md), best first."""
     setup = references.Setup.of(spec.family, spec.kwargs, spec.binarization, spec.train.max_train or TRAIN_SIZE,
@@ -96,7 +97,7 @@ def collect(names: list[str], profile: str, params: dict | None = None) -> pd.Da
     quick = reference.read() if params else None
     for name in names:
         metrics, train, per_image[name] = read_outputs(name)
-        full = converged(P.model_spec({**params, "profile": "full"}, name), verified.get(name, [])) if params else {}
+        full = converged(model_spec({**params, "profile": "full"}, name), verified.get(name, [])) if params else {}
         rows.append({**dict.fromkeys(["paper_nll", "paper_source", "verified_nll", "verified_stderr",
                                       "verified_configuration"]), **row(metrics, train), **full,
                      **seed_spread(reference.entry_for(quick, params, name) if params else None)})
@@ -354,10 +355,10 @@ def html_page(table: pd.DataFrame, profile: str, ceiling: dict | None, found: se
 
 def search_summary(params: dict, profile: str) -> search.SearchSummary | None:
     """The search's findings for a run at the quick budget it searched (None for other runs)."""
-    train = P.model_spec(params, P.model_names(params)[0]).train
+    train = model_spec(params, P.model_names(params)[0]).train
     if profile != search.PROFILE or train.budget_flops is None or not search.TABLE.exists():
         return None
-    conditional = {name for name in P.model_names(params) if P.model_spec(params, name).kwargs.get("conditional")}
+    conditional = {name for name in P.model_names(params) if model_spec(params, name).kwargs.get("conditional")}
     rows = search.current(search.read_table(), train.budget_flops)
     return search.summarize(rows, train.budget_flops, train.budget_points, conditional)
 
@@ -367,7 +368,7 @@ def main(argv=None) -> None:
     params = P.load()
     profile = P.profile_of(params)
     for name in P.model_names(params):  # the report reads every model's section: check them all first
-        P.model_spec(params, name)
+        model_spec(params, name)
     evaluated, missing = evaluated_models(P.model_names(params))
     if missing:  # only outside DVC, whose report stage runs after every evaluate stage
         print(f"report: not evaluated yet, left out: {', '.join(missing)} (python -m pipeline.evaluate <model>)")

@@ -16,6 +16,7 @@ from pipeline.io import PipelineError, read_json, write_json
 RESULTS_DIR = Path("results")
 SAMPLES_FIGURE = "samples.png"  # the one figure every model has, in figures/
 CLASSIFIER_METRICS = Path("classifier/metrics.json")  # the classifier's test accuracy and the real images' scores
+CLASSIFIER_MODEL = Path("classifier/model.pt")       # its weights, its config and the test set's feature statistics
 
 
 @dataclass(frozen=True)

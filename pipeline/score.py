@@ -29,12 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models import load_checkpoint
 from models.base import bits_per_dim
+from models.checkpoint import load_checkpoint
 from pipeline import params as P
 from pipeline import stage
-from pipeline.binarize import binarize_images
-from pipeline.data import IMAGE_SHAPE
+from pipeline.data import IMAGE_SHAPE, binarize_images
 from pipeline.io import PipelineError
 from pipeline.progress import set_quiet
 from pipeline.results import ModelResults

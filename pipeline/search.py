@@ -24,7 +24,6 @@ An interrupted search resumes: a study runs only the trials it still lacks.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -40,6 +39,7 @@ import yaml
 from pipeline import params as P
 from pipeline import search_table as T
 from pipeline.io import PipelineError
+from pipeline.model_params import ModelSpec
 from pipeline.parallel import die_with_parent
 from pipeline.progress import in_ci
 
@@ -138,7 +138,7 @@ class Space:
             user_attrs={"row": row},
             state=optuna.trial.TrialState.COMPLETE if finished else optuna.trial.TrialState.PRUNED)
 
-    def values_of(self, spec: P.ModelSpec) -> dict:
+    def values_of(self, spec: ModelSpec) -> dict:
         """The trial parameters of a spec's settings (its model's keys, and `train.` keys), on the axes
         they lie inside."""
         settings = {**{k: list(v) if isinstance(v, tuple) else v for k, v in spec.kwargs.items()},
@@ -186,26 +186,6 @@ def read_space(path: Path = SPACE) -> dict[str, Space]:
     return out
 
 
-def with_settings(params: dict, model: str, settings: dict, seed: int = 0) -> dict:
-    """params.yaml under the quick profile, with `settings` over the model's quick overlay."""
-    params = copy.deepcopy(params)
-    params["profile"] = PROFILE
-    section = params["models"].setdefault(model, {})
-    overlay = section.get(PROFILE) or {}
-    section[PROFILE] = overlay
-    for key, value in settings.items():
-        if key.startswith("train."):
-            overlay.setdefault("train", {})[key.removeprefix("train.")] = value
-        else:
-            overlay[key] = value
-    overlay.setdefault("train", {})["seed"] = seed
-    return params
-
-
-def spec_of(params: dict, model: str, settings: dict, seed: int = 0) -> P.ModelSpec:
-    return P.model_spec(with_settings(params, model, settings, seed), model)
-
-
 def budget_of(params: dict) -> float:
     budget = ((params.get("train") or {}).get(PROFILE) or {}).get("budget_flops")
     if not budget:
@@ -235,7 +215,7 @@ def train_row(params: dict, model: str, settings: dict, seed: int = 0, trial=Non
     from pipeline.fit_model import build, fit_model
     from pipeline.training_loop import Rounds, TrainingDiverged
 
-    spec = spec_of(params, model, settings, seed)
+    spec = T.spec_of(params, model, settings, seed)
     device = torch.device("cpu")
     network = build(spec, device)
     history: list[dict] = []
@@ -308,7 +288,7 @@ def run_study(params: dict, space: Space, storage: str, threads: int, quiet: boo
         for stale in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
             study.tell(stale.number, state=optuna.trial.TrialState.FAIL)
     # the first trial: params.yaml's quick settings, so that a study starts from the best known so far
-    study.enqueue_trial(space.values_of(spec_of(params, space.model, {})), skip_if_exists=True)
+    study.enqueue_trial(space.values_of(T.spec_of(params, space.model, {})), skip_if_exists=True)
     done = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
     start = time.perf_counter()
     for number in range(len(done), space.trials):
@@ -358,7 +338,7 @@ def check_space(params: dict, spaces: dict[str, Space], models: list[str] | None
     for space in chosen:
         for axis in space.axes:  # a bad key or value fails now, before hours of training
             for value in (axis.choices or (axis.low, axis.high)):
-                spec_of(params, space.model, value if isinstance(value, dict) else {axis.name: value})
+                T.spec_of(params, space.model, value if isinstance(value, dict) else {axis.name: value})
     return chosen
 
 

@@ -1,9 +1,10 @@
 """The search's table, search/results.csv: one row per trained configuration (a trial of a model's
-study, pruned or finished, or a winner trained again with another seed), and what the report reads
-from it: each model's winner and seed spread, and each track's compute frontier.
-Imports nothing of torch, DVC or MLflow."""
+study, pruned or finished, or a winner trained again with another seed), the model a row's settings
+make (`spec_of`), and what the report reads from it: each model's winner and seed spread, and each
+track's compute frontier. Imports nothing of the search itself (Optuna), DVC or MLflow."""
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.io import write_text
+from pipeline.model_params import ModelSpec, model_spec
 
 TABLE = Path("search/results.csv")
 PROFILE = "quick"        # the profile whose budget the search is run at
@@ -28,6 +30,27 @@ SEED_RUN = "seed"        # a winner trained again with another seed
 
 def settings_key(settings: dict) -> str:
     return json.dumps(settings, sort_keys=True)
+
+
+def with_settings(params: dict, model: str, settings: dict, seed: int = 0) -> dict:
+    """params.yaml under the quick profile, with `settings` over the model's quick overlay."""
+    params = copy.deepcopy(params)
+    params["profile"] = PROFILE
+    section = params["models"].setdefault(model, {})
+    overlay = section.get(PROFILE) or {}
+    section[PROFILE] = overlay
+    for key, value in settings.items():
+        if key.startswith("train."):
+            overlay.setdefault("train", {})[key.removeprefix("train.")] = value
+        else:
+            overlay[key] = value
+    overlay.setdefault("train", {})["seed"] = seed
+    return params
+
+
+def spec_of(params: dict, model: str, settings: dict, seed: int = 0) -> ModelSpec:
+    """The model a row's `settings` and `seed` make: the quick profile's spec with them applied."""
+    return model_spec(with_settings(params, model, settings, seed), model)
 
 
 def read_table(path: Path = TABLE) -> list[dict]:

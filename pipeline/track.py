@@ -25,11 +25,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from models import load_checkpoint
+from models.checkpoint import load_checkpoint
 from pipeline import params as P
 from pipeline import stage
 from pipeline.data import DATASETS
 from pipeline.io import PipelineError, params_hash
+from pipeline.model_params import model_spec
 from pipeline.results import (
     CLASSIFIER_METRICS,
     REPORT,
@@ -131,7 +132,7 @@ def main(argv=None) -> None:
     params = P.load()
     names = args.models or P.model_names(params)
     for name in names:
-        P.model_spec(params, name)  # unknown names fail before anything is logged
+        model_spec(params, name)  # unknown names fail before anything is logged
     if connect() is None:
         return
     store = tracking_uri()  # before log_model points MLflow at it, with options

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import torch
 
-from models import save_checkpoint
+from models.checkpoint import save_checkpoint
 from models.fast import FastPaths
 from pipeline import devices, parallel, resume, stage
 from pipeline import params as P
 from pipeline.data import data_checksum
 from pipeline.fit_model import build, fit_model
 from pipeline.io import PipelineError, params_hash, write_text
+from pipeline.model_params import ModelSpec, model_spec
 from pipeline.results import ModelResults, TrainSummary
 from pipeline.training_loop import TrainingDiverged
 
@@ -26,7 +27,7 @@ def device_name(device: torch.device, processes: int = 1) -> str:
     return f"{name} x {processes} processes" if processes > 1 else name
 
 
-def logged_params(spec: P.ModelSpec, profile: str) -> dict:
+def logged_params(spec: ModelSpec, profile: str) -> dict:
     return {"family": spec.family, "profile": profile,
             **P.flatten(spec.kwargs, "model."), **P.flatten(vars(spec.train), "train.")}
 
@@ -42,7 +43,7 @@ def code_digest(family: str) -> str:
     return hashlib.sha256(b"".join(path.read_bytes() for path in files)).hexdigest()
 
 
-def resume_state_path(spec: P.ModelSpec, checksum: str) -> Path:
+def resume_state_path(spec: ModelSpec, checksum: str) -> Path:
     """Where `fit` keeps its resume state: keyed by everything that shapes the run, so a re-run with
     other params, data or code starts over instead of resuming a different run."""
     key = P.flatten({"family": spec.family, "kwargs": spec.kwargs, "train": vars(spec.train), "data": checksum,
@@ -67,7 +68,7 @@ def use_deterministic_kernels() -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def train(spec: P.ModelSpec, profile: str, quiet: bool = False) -> TrainSummary:
+def train(spec: ModelSpec, profile: str, quiet: bool = False) -> TrainSummary:
     """Fit one model, resuming from its resume state if a previous attempt was killed. Under
     torchrun, every process trains its shard of each batch and rank 0 alone writes and tracks."""
     # The multi-process set-up (main() has already restarted the stage under torchrun if asked): this
@@ -78,7 +79,7 @@ def train(spec: P.ModelSpec, profile: str, quiet: bool = False) -> TrainSummary:
         return _train(spec, profile, device, world, quiet)
 
 
-def _train(spec: P.ModelSpec, profile: str, device: torch.device, world: parallel.World, quiet: bool) -> TrainSummary:
+def _train(spec: ModelSpec, profile: str, device: torch.device, world: parallel.World, quiet: bool) -> TrainSummary:
     cfg = spec.train
     if cfg.deterministic:
         use_deterministic_kernels()
@@ -128,7 +129,7 @@ def _train(spec: P.ModelSpec, profile: str, device: torch.device, world: paralle
     return summary
 
 
-def launch(spec: P.ModelSpec, quiet: bool) -> None:
+def launch(spec: ModelSpec, quiet: bool) -> None:
     """Run this stage again under torchrun with `train.processes` processes, and wait for it."""
     processes = spec.train.processes
     command = parallel.launch_command(processes, ["pipeline.train", spec.name, *(["--quiet"] if quiet else [])])
@@ -142,7 +143,7 @@ def launch(spec: P.ModelSpec, quiet: bool) -> None:
 def main(argv=None) -> None:
     args = stage.parse_args(__doc__.splitlines()[0], argv, with_model=True)
     params = P.load()
-    spec = P.model_spec(params, args.model)
+    spec = model_spec(params, args.model)
     if parallel.needs_launch(spec.train.processes):
         return launch(spec, args.quiet)
     summary = train(spec, P.profile_of(params), quiet=args.quiet)

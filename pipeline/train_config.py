@@ -1,5 +1,6 @@
-"""The training settings (`train:` in params.yaml, merged per model and profile by pipeline/params.py),
-checked when they are made. Imports only torch."""
+"""The training settings (`train:` in params.yaml, merged per model and profile by
+pipeline/model_params.py), checked when they are made, and what they mean on a device (bf16 autocast
+where bf16 is native, torch.compile). Imports only torch."""
 from __future__ import annotations
 
 import math
@@ -8,8 +9,16 @@ from typing import Literal
 
 import torch
 
-from models.base import require_positive
-from pipeline.devices import bf16_native
+from models.settings import require_positive
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether bf16 matrix products run natively: on CUDA, and on CPUs with AMX tiles, where bf16
+    autocast trains the convolutional and attention models faster than fp32 (docs/performance.md)."""
+    if device.type == "cuda":
+        return True
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # a private helper: absent, assume no AMX
+    return device.type == "cpu" and amx is not None and amx()
 
 
 @dataclass(frozen=True)

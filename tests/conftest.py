@@ -51,6 +51,16 @@ def pytest_xdist_make_scheduler(config, log):
     return SharedFixtureScheduling(config, log)
 
 
+def pytest_terminal_summary(terminalreporter):
+    """One line per reason for the skipped tests, so that a run without MNIST or a browser says so at its end."""
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2].removeprefix("Skipped: ") if isinstance(report.longrepr, tuple) else "skipped"
+        reasons[reason] = reasons.get(reason, 0) + 1
+    for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
+        terminalreporter.write_line(f"{count} skipped: {reason}")
+
+
 @pytest.fixture(scope="session")
 def smoke_pipeline(tmp_path_factory, mnist_mirror):
     """A smoke-profile copy of the repository after one full `dvc repro`, shared by every test that

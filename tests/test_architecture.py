@@ -16,6 +16,7 @@ from models.base import (
     HasSampleMeans,
     HasValidationNLL,
 )
+from pipeline import digest
 from pipeline.io import REPO_ROOT
 from pipeline.report import ESTIMATORS as REPORT_LEGEND
 from tests.toys import AUTOREGRESSIVE, DEQUANTIZED, LATENT
@@ -79,6 +80,25 @@ def test_the_models_package_and_each_of_its_modules_import_nothing_from_the_pipe
     assert not modules_loaded_by(modules) & {"pipeline", "dvc", "mlflow"}
     for path in (REPO_ROOT / "models").rglob("*.py"):  # torch loads tqdm itself: the models must not use it
         assert "tqdm" not in path.read_text(), path
+
+
+def stage_modules() -> set[str]:
+    """The modules of pipeline/ run as `python -m pipeline.<name>`: the DVC stages, and the commands
+    run by hand or by the Makefile (search, check, score, dvcfile; `python -m pipeline.tracking` runs
+    the package's __main__.py)."""
+    return {".".join(path.relative_to(REPO_ROOT).with_suffix("").parts) for path in (REPO_ROOT / "pipeline").rglob("*.py")
+            if 'if __name__ == "__main__":' in path.read_text()}
+
+
+def test_no_module_of_the_pipeline_imports_a_stage_module():
+    """What two stages share is a library module: a stage that imported another would re-run with
+    every edit to the other's code (pipeline/digest.py reads these imports)."""
+    stages = stage_modules()
+    commands = (REPO_ROOT / "dvc.yaml").read_text() + (REPO_ROOT / "Makefile").read_text()
+    assert set(re.findall(r"python -m (pipeline\.\w+)", commands)) | {f"pipeline.{s}" for s in digest.STAGES} <= stages
+    imports = {path.relative_to(REPO_ROOT).as_posix(): digest.imported_modules(path) & stages
+               for path in (REPO_ROOT / "pipeline").rglob("*.py")}
+    assert {path: found for path, found in imports.items() if found} == {}
 
 
 def test_loading_trained_models_needs_neither_dvc_nor_mlflow():

@@ -7,6 +7,7 @@ from bench.speed import parse_args, time_model, train_throughput
 from models import build_model
 from pipeline import params as P
 from pipeline.io import PipelineError
+from pipeline.model_params import model_spec, with_train_settings
 from pipeline.train_config import TrainConfig
 
 
@@ -26,7 +27,7 @@ def test_set_overrides_a_train_setting_validated_like_params_yaml():
     params = P.load()
     params["profile"] = "smoke"
     args = parse_args(["--set", "bf16=false", "--set", "compile_mode=reduce-overhead"])
-    cfg = P.with_train_settings(P.model_spec(params, "bernoulli").train, args.overrides, "--set")
+    cfg = with_train_settings(model_spec(params, "bernoulli").train, args.overrides, "--set")
     assert (cfg.bf16, cfg.compile_mode, cfg.epochs) == (False, "reduce-overhead", 1)
     row = time_model(params, "bernoulli", torch.device("cpu"), 1, 10, {"bf16": False})
     assert row.step == "fp32"

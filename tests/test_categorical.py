@@ -5,10 +5,11 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from models import build_model, load_checkpoint, save_checkpoint
+from models import build_model
 from models.base import CountsItsTrainingFlops, FitsWithoutGradients
 from models.bernoulli import IndependentBernoulli
 from models.categorical import IndependentCategorical
+from models.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.flops import training_flops_per_image
 from tests.helpers import all_binary_images, all_level_images, chi_square_pvalue, randomize
 

@@ -8,6 +8,7 @@ from pipeline import check, reference
 from pipeline import params as P
 from pipeline import search_table as T
 from pipeline.io import PipelineError
+from pipeline.model_params import model_spec
 from pipeline.results import Metrics, ModelResults, TrainSummary
 from tests.drills.workspace import REPO
 
@@ -63,7 +64,7 @@ def test_the_searchs_trial_of_the_same_settings_counts_as_another_run(tmp_path):
     """The search trained each winner at one thread through the train stage's function: its validation
     NLL beside the reference run's shows how far the arithmetic alone moves the model."""
     params = quick_params()
-    quick = P.model_spec(params, "made")
+    quick = model_spec(params, "made")
     same = {"state": T.FINISHED, "seed": 0, "model": "made", "val_nll": 101.5,
             "settings": json.dumps({"train.lr": quick.train.lr})}
     other = {**same, "val_nll": 50.0, "settings": json.dumps({"train.lr": quick.train.lr * 2})}

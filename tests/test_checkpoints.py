@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import build_model, load_checkpoint, save_checkpoint
+from models import build_model
+from models.checkpoint import load_checkpoint, save_checkpoint
 from models.files import CheckpointMismatch
 from pipeline.stage import run
 

@@ -18,8 +18,10 @@ def stage_files(stage: str) -> set[str]:
     return {path.relative_to(digest.REPO_ROOT).as_posix() for path in digest.code_files(f"pipeline.{stage}")}
 
 
-# What Python runs before any family's module: the package models/ (its __init__.py and what it imports).
-PACKAGE = {"__init__.py", "base.py", "checkpoint.py", "files.py"}
+# What every family runs: the package's __init__.py (which imports nothing of the package) and the
+# interface it implements (models/base.py and the settings checks it takes from models/settings.py).
+PACKAGE = {"__init__.py", "base.py", "settings.py"}
+DATA_STAGES = ("prepare", "binarize", "grey")
 
 
 def copy_of_the_code(tmp_path, monkeypatch):
@@ -100,3 +102,35 @@ def test_the_family_digest_changes_with_the_code_and_the_registry_entry():
     assert "models/nn/masked_linear.py" in before and "models/flows" not in before
     registry["made"] = "models.made:Other"
     assert digest.family_digest("made", registry) != before
+
+
+def digests_after(edit: str, stages, tmp_path, monkeypatch) -> tuple[dict, dict]:
+    """Each stage's digest before and after appending a comment to the file `edit` of a copy of the code."""
+    root = copy_of_the_code(tmp_path, monkeypatch)
+    before = {stage: digest.stage_digest(stage) for stage in stages}
+    path = root / edit
+    path.write_text(path.read_text() + "# an edit\n")
+    return before, {stage: digest.stage_digest(stage) for stage in stages}
+
+
+def test_an_edit_to_the_model_interface_leaves_the_data_stages_and_the_classifier_as_they_are(tmp_path, monkeypatch):
+    before, after = digests_after("models/base.py", (*DATA_STAGES, "classifier", "train", "evaluate"),
+                                  tmp_path, monkeypatch)
+    assert [stage for stage in before if after[stage] != before[stage]] == ["train", "evaluate"]
+
+
+def test_the_data_stages_run_no_model_code_but_the_atomic_writer_and_the_settings_checks():
+    for stage in (*DATA_STAGES, "classifier"):
+        assert {f for f in stage_files(stage) if f.startswith("models/")} <= \
+            {"models/__init__.py", "models/files.py", "models/settings.py"}, stage
+
+
+def test_an_edit_to_the_optimizer_leaves_the_report_as_it_is(tmp_path, monkeypatch):
+    before, after = digests_after("pipeline/optimizer.py", ("report", "evaluate", "train"), tmp_path, monkeypatch)
+    assert [stage for stage in before if after[stage] != before[stage]] == ["train"]
+
+
+def test_an_edit_to_the_data_parallel_code_leaves_the_data_and_the_classifier_as_they_are(tmp_path, monkeypatch):
+    before, after = digests_after("pipeline/parallel.py", ("binarize", "classifier", "report", "train"),
+                                  tmp_path, monkeypatch)
+    assert [stage for stage in before if after[stage] != before[stage]] == ["train"]

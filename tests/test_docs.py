@@ -24,7 +24,9 @@ from pathlib import Path
 import pytest
 
 from pipeline import params as P
-from pipeline.results import CLASSIFIER_METRICS, REPORT, EvalTiming, Metrics, ModelResults, TrainSummary
+from pipeline.digit_classifier import ClassifierConfig
+from pipeline.model_params import model_spec
+from pipeline.results import CLASSIFIER_METRICS, CLASSIFIER_MODEL, REPORT, EvalTiming, Metrics, ModelResults, TrainSummary
 from pipeline.train_config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,9 +117,9 @@ def overrides_and_targets(words: list[str]) -> tuple[tuple[str, ...], tuple[str,
 def settings(params_text: str) -> dict[str, object]:
     """What each stage reads under the params' profile: each model's spec, and the shared sections."""
     params = _load(params_text)
-    read = {name: P.model_spec(params, name) for name in P.model_names(params)}
-    return {**read, "evaluate": P.evaluate_config(params), "classifier": P.classifier_config(params),
-            "data": P.data_config(params)}
+    read = {name: model_spec(params, name) for name in P.model_names(params)}
+    return {**read, "evaluate": P.evaluate_config(params), "data": P.data_config(params),
+            "classifier": P.section_config(params, "classifier", ClassifierConfig)}
 
 
 def _load(params_text: str) -> dict:
@@ -176,7 +178,7 @@ def python_block_problems(body: str) -> list[str]:
 def contract_paths() -> set[str]:
     model = ModelResults("<model>")
     paths = {getattr(model, name) for name, value in vars(ModelResults).items() if isinstance(value, property)}
-    return {p.as_posix() for p in (*paths, *REPORT.all(), CLASSIFIER_METRICS)}
+    return {p.as_posix() for p in (*paths, *REPORT.all(), CLASSIFIER_METRICS, CLASSIFIER_MODEL)}
 
 
 def file_and_key_problems(text: str) -> list[str]:

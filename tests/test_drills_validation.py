@@ -98,7 +98,8 @@ def test_yaml_exponent_without_a_dot_is_a_number(empty_repo):
     text = (empty_repo / "params.yaml").read_text().replace("PLACEHOLDER", "3e-4")
     (empty_repo / "params.yaml").write_text(text)  # `lr: 3e-4`: a string to PyYAML, a number to DVC
     from pipeline import params as P
-    assert P.model_spec(P.load(), "made").train.lr == 3e-4
+    from pipeline.model_params import model_spec
+    assert model_spec(P.load(), "made").train.lr == 3e-4
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

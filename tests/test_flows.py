@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from models import build_model, load_checkpoint, save_checkpoint
+from models import build_model
+from models.checkpoint import load_checkpoint, save_checkpoint
 from models.glow import Glow, InvertibleConv1x1
 from models.maf import MAF, Flatten, MaskedAffineAutoregressive, Permute
 from models.nn.dequantized import LogitTransform, VariationalDequantizer

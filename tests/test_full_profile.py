@@ -10,6 +10,7 @@ from models import build_model
 from models.base import ClassConditional
 from pipeline import params as P
 from pipeline.data import IMAGE_SHAPE
+from pipeline.model_params import model_spec
 from pipeline.optimizer import make_optimizer
 from pipeline.training_loop import train_step
 
@@ -19,7 +20,7 @@ FULL = {**PARAMS, "profile": "full"}
 
 @pytest.mark.parametrize("name", P.model_names(PARAMS))
 def test_full_profile_model_takes_a_step_and_scores_a_batch(name):
-    spec = P.model_spec(FULL, name)
+    spec = model_spec(FULL, name)
     torch.manual_seed(0)
     model = build_model(spec.family, IMAGE_SHAPE, **spec.kwargs)
     batch = (torch.rand(2, *IMAGE_SHAPE) < 0.13).float()

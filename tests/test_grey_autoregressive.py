@@ -4,9 +4,10 @@ of 4 levels, the dependency test, the fast samplers against the generic one, and
 import pytest
 import torch
 
-from models import FAMILIES, build_model, load_checkpoint, save_checkpoint
+from models import FAMILIES, build_model
 from models.base import AutoregressiveModel
-from pipeline.params import models_grey_levels
+from models.checkpoint import load_checkpoint, save_checkpoint
+from pipeline.model_params import models_grey_levels
 from tests.helpers import all_level_images, randomize
 
 LEVELS = 4

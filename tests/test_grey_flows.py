@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from models import build_model, load_checkpoint, save_checkpoint
+from models import build_model
+from models.checkpoint import load_checkpoint, save_checkpoint
 from models.nn.transforms import standard_normal_log_prob
 from tests.helpers import randomize
 from tests.toys import DEQUANTIZED, DEQUANTIZED_KWARGS

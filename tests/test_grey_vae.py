@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models import load_checkpoint, save_checkpoint
+from models.checkpoint import load_checkpoint, save_checkpoint
 from models.vae import VAE
 from pipeline.flops import training_flops_per_image
 from tests.helpers import all_level_images, chi_square_pvalue, fit_encoder, randomize

@@ -9,6 +9,7 @@ import yaml
 from pipeline import params as P
 from pipeline.fit_model import build
 from pipeline.io import PipelineError
+from pipeline.model_params import model_spec
 from tests.conftest import REPO
 
 
@@ -34,21 +35,21 @@ def test_the_repository_params_are_valid_for_every_profile():
         P.evaluate_config(params)
         P.data_config(params)
         for name in P.model_names(params):
-            P.model_spec(params, name)
+            model_spec(params, name)
 
 
 def test_a_model_names_its_data_and_grey_data_sets_its_pixel_levels(tmp_path):
     params = P.load(write(tmp_path, BASE))
-    binarized = P.model_spec(params, "made")
+    binarized = model_spec(params, "made")
     assert binarized.data.name == "binarized" and "pixel_levels" not in binarized.kwargs  # the default
     params["models"]["made"]["data"] = "grey"
-    grey = P.model_spec(params, "made")
+    grey = model_spec(params, "made")
     assert grey.data.name == "grey" and grey.data.folder.as_posix() == "data/grey"
     assert grey.kwargs == {"hidden_sizes": [20], "pixel_levels": 256}
 
 
 def test_more_specific_settings_win(tmp_path):
-    spec = P.model_spec(P.load(write(tmp_path, BASE)), "made")
+    spec = model_spec(P.load(write(tmp_path, BASE)), "made")
     assert spec.kwargs == {"hidden_sizes": [20]}
     assert (spec.train.epochs, spec.train.lr, spec.train.batch_size) == (5, 3e-3, 10)
 
@@ -83,7 +84,7 @@ def test_bad_params_name_the_key(tmp_path, change, message):
     change(params)
     with pytest.raises(PipelineError, match=message):
         loaded = P.load(write(tmp_path, params))
-        P.model_spec(loaded, "made")
+        model_spec(loaded, "made")
 
 
 @pytest.mark.parametrize("change, expected", [
@@ -94,14 +95,14 @@ def test_bad_params_name_the_key(tmp_path, change, message):
 def test_train_fast_paths_reaches_the_model_as_it_is_built(tmp_path, change, expected):
     params = yaml.safe_load(yaml.safe_dump(BASE))
     change(params)
-    spec = P.model_spec(P.load(write(tmp_path, params)), "made")
+    spec = model_spec(P.load(write(tmp_path, params)), "made")
     assert spec.train.fast_paths is expected and "fast" not in spec.kwargs
     assert build(spec, torch.device("cpu")).fast is expected
 
 
 def test_unknown_model_name(tmp_path):
     with pytest.raises(PipelineError, match="models.gan: no such model in params.yaml; defined: made"):
-        P.model_spec(P.load(write(tmp_path, BASE)), "gan")
+        model_spec(P.load(write(tmp_path, BASE)), "gan")
 
 
 def test_evaluate_samples_must_make_a_square_grid(tmp_path):

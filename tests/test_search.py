@@ -11,6 +11,7 @@ from pipeline import params as P
 from pipeline import search
 from pipeline import search_table as T
 from pipeline.io import PipelineError
+from pipeline.model_params import model_spec
 from tests.drills.workspace import REPO, synthetic_data
 from tests.servers import postgres_cluster, why_no_postgres
 
@@ -75,8 +76,8 @@ def test_a_winner_on_the_end_of_a_range_or_of_its_choices_is_named():
 
 def test_a_trials_settings_go_over_the_models_quick_settings_and_train_keys_into_train():
     params = P.load(REPO / "params.yaml")
-    spec = search.spec_of(params, "pixelcnn", {"channels": 8, "train.lr": 0.5, "train.batch_size": 7}, 3)
-    assert spec.kwargs["channels"] == 8 and spec.kwargs["residual_blocks"] == P.model_spec(
+    spec = T.spec_of(params, "pixelcnn", {"channels": 8, "train.lr": 0.5, "train.batch_size": 7}, 3)
+    assert spec.kwargs["channels"] == 8 and spec.kwargs["residual_blocks"] == model_spec(
         {**params, "profile": "quick"}, "pixelcnn").kwargs["residual_blocks"]
     assert (spec.train.lr, spec.train.batch_size, spec.train.seed) == (0.5, 7, 3)
     assert spec.train.budget_flops == search.budget_of(params)
@@ -220,7 +221,7 @@ def test_the_tables_winners_are_params_quick_settings():
     params, rows, best = committed_search()
     assert set(best) == set(P.model_names(params)), "every model was searched at the current budget"
     for model, row in best.items():
-        spec = P.model_spec({**params, "profile": "quick"}, model)
+        spec = model_spec({**params, "profile": "quick"}, model)
         for key, value in json.loads(row["settings"]).items():
             actual = getattr(spec.train, key.removeprefix("train.")) if key.startswith("train.") else spec.kwargs[key]
             assert (list(actual) if isinstance(actual, tuple) else actual) == value, f"models.{model}: {key}"

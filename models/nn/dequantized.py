@@ -15,14 +15,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import GenerativeModel, normal_noise, require_pixel_levels, require_positive, uniform_noise
+from models.base import (
+    GenerativeModel,
+    at_least_fp32,
+    fp32,
+    normal_noise,
+    require_pixel_levels,
+    require_positive,
+    uniform_noise,
+)
 from models.nn.transforms import (
     AffineCoupling,
     Transform,
-    at_least_fp32,
     checkerboard_mask,
     coupling_net,
-    fp32,
     per_example,
     standard_normal_log_prob,
 )

@@ -18,12 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.base import at_least_fp32
+
 LOG_2PI = math.log(2 * math.pi)
-
-
-def fp32(device_type: str):
-    """A context in which autocast is off: ops run in the dtype of their (fp32) inputs."""
-    return torch.autocast(device_type, enabled=False)
 
 
 def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
@@ -34,11 +31,6 @@ def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
 
 def per_example(values: torch.Tensor) -> torch.Tensor:
     return values.flatten(1).sum(1)
-
-
-def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
-    """fp64 stays fp64 (for tight tests); anything else (bf16 under autocast, fp16) becomes fp32."""
-    return x if x.dtype == torch.float64 else x.float()
 
 
 class Transform(nn.Module):

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from models import build_model, save_checkpoint
+from models import build_model
+from models.checkpoint import save_checkpoint
 from tests.helpers import randomize
 
 CASES = {  # name -> (family, image shape, constructor arguments)
