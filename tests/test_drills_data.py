@@ -151,3 +151,17 @@ def test_disk_full_while_binarize_writes_keeps_the_previous_split(workdir, monke
     manifest = (workdir / "data" / "binarized" / "manifest.json").read_text()
     assert '"binarization": "threshold"' in manifest
     assert np.load(workdir / "data" / "binarized" / "val.npy").shape == (10_000, 98)
+
+
+def test_without_a_local_mirror_the_tests_fetch_mnist_once_verified_or_skip(tmp_path, monkeypatch):
+    """tests/drills/workspace.py: with no MNIST_MIRROR and no ../shared, the suite downloads the four
+    files once into the user's cache (verified); offline it gets None, and the tests skip with one reason."""
+    from tests.drills.workspace import fetched_mirror
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(prepare, "official_mirrors", lambda: [str(mirror_dir())])   # stands in for the internet
+    cache = fetched_mirror()
+    assert sorted(p.name for p in cache.iterdir()) == sorted(f"{name}.gz" for name in FILES)
+    monkeypatch.setattr(prepare, "official_mirrors", lambda: ["http://127.0.0.1:9/"])  # offline from now on
+    assert fetched_mirror() == cache                                                 # nothing fetched again
+    (cache / "t10k-labels-idx1-ubyte.gz").unlink()
+    assert fetched_mirror() is None

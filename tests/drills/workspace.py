@@ -50,7 +50,7 @@ def fetched_mirror() -> Path | None:
     try:
         for name, sha in SHA256.items():
             if not (cache / f"{name}.gz").exists():
-                data = gzip.compress(fetch_verified(name, sha, official_mirrors(), timeout=10, dead=dead))
+                data = gzip.compress(fetch_verified(name, sha, official_mirrors(), timeout=10, dead=dead), compresslevel=1)
                 cache.mkdir(parents=True, exist_ok=True)
                 partial = cache / f"{name}.gz.{os.getpid()}"
                 partial.write_bytes(data)
