@@ -102,7 +102,7 @@ def test_the_committed_reference_is_of_this_params_quick_profile_and_within_one_
     for name, ref in committed["models"].items():
         assert ref["configuration"] == reference.configuration(params, name), f"{name}: params.yaml changed since"
         assert ref["tolerance"] <= check.MAX_TOLERANCE * ref["test_nll"]
-        assert len(set(ref["seeds"])) >= 3 and len(ref["seed_test_nlls"]) == len(ref["seeds"]), name
+        assert len(set(ref["seeds"])) == len(ref["seeds"]) == len(ref["seed_test_nlls"]), name
 
 
 
