@@ -160,14 +160,15 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     params = P.load()
     if args.write_reference:
-        budget_rows = T.current(T.read_table(), budget(params)) if T.TABLE.exists() else []
+        budget_rows = T.current(T.read_table(), budget(params))
         reference = write_reference(args.write_reference, params, search_rows=budget_rows, seed_runs=args.seeds)
         print(f"check: {REFERENCE} written: {len(reference['models'])} models from {len(args.write_reference)} runs "
               f"and {len(args.seeds)} other seeds")
         return
-    if not REFERENCE.exists():
+    reference = read_reference()
+    if reference is None:
         raise PipelineError(f"no {REFERENCE}: this checkout has no reference to compare with")
-    lines, passed = check(params, read_reference())
+    lines, passed = check(params, reference)
     print("\n".join(lines))
     print(f"check: {'every model reproduces' if passed else 'some models do not reproduce'} {REFERENCE}")
     if not passed:

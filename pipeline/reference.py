@@ -1,8 +1,7 @@
 """The committed reference of the quick profile, reference/quick.json: for each model the test NLL of
 one configuration at seed 0, the tolerance within which another run of it must land, and the test
 NLLs of that configuration over several training seeds (the report's noise column). Written by
-`python -m pipeline.check --write-reference`, read by the check and the report. Imports nothing of
-torch, DVC or MLflow."""
+`python -m pipeline.check --write-reference`, read by the check and the report."""
 from __future__ import annotations
 
 import dataclasses
