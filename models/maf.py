@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from models.base import require_positive, require_sizes
-from models.nn.dequantized import DequantizedFlow
+from models.nn.dequantized import Dequantization, DequantizedFlow
 from models.nn.masked_linear import IncrementalMADE, MaskedMLP, made_degrees, made_masks
 from models.nn.transforms import ActNorm, Compose, Transform, at_least_fp32
 
@@ -109,15 +109,17 @@ class MAF(DequantizedFlow):
     `log_scale` (and `scale_bound`, for "tanh"): how each layer bounds its scales, see
     `MaskedAffineAutoregressive`."""
 
-    def __init__(self, image_shape=(1, 28, 28), num_layers: int = 5, hidden_sizes: list[int] = (1024,),
+    def __init__(self, image_shape=(1, 28, 28), *, num_layers: int = 5, hidden_sizes: list[int] = (1024,),
                  actnorm: bool = True, log_scale: Literal["sigmoid", "tanh"] = "sigmoid", scale_bound: float = 3.0,
                  mask_seed: int = 0,
                  dequantization: Literal["uniform", "variational"] = "uniform", dequantizer_hidden: int = 32,
                  dequantizer_couplings: int = 2, logit_alpha: float = 1e-3, eval_samples: int = 1,
                  importance_weighted: bool = False, pixel_levels: int = 2,
                  preprocessing: Literal["logit", "scale"] = "logit"):
-        super().__init__(image_shape, dequantization, dequantizer_hidden, dequantizer_couplings,
-                         logit_alpha, eval_samples, importance_weighted, pixel_levels, preprocessing)
+        super().__init__(image_shape, dequantization=Dequantization(
+            dequantization=dequantization, dequantizer_hidden=dequantizer_hidden,
+            dequantizer_couplings=dequantizer_couplings, logit_alpha=logit_alpha, eval_samples=eval_samples,
+            importance_weighted=importance_weighted, pixel_levels=pixel_levels, preprocessing=preprocessing))
         require_positive(num_layers=num_layers)
         require_sizes(hidden_sizes=hidden_sizes)
         if log_scale not in ("sigmoid", "tanh"):
