@@ -26,11 +26,13 @@ from models.nn.transforms import (
 
 class InvertibleConv1x1(Transform):
     """A learned channel mixing y = W x at every pixel (Glow), with W = P L (U + diag(sign * exp(log_s)))
-    in LU form so that log|det W| = sum(log_s) costs nothing and W stays invertible."""
+    in LU form so that log|det W| = sum(log_s) costs nothing and W stays invertible. W starts as a
+    random rotation drawn from torch's global generator, which the training seeds with the run's seed
+    before it builds a model (pipeline/fit_model.py)."""
 
-    def __init__(self, channels: int, generator: torch.Generator | None = None):
+    def __init__(self, channels: int):
         super().__init__()
-        q, _ = torch.linalg.qr(torch.randn(channels, channels, generator=generator))
+        q, _ = torch.linalg.qr(torch.randn(channels, channels))
         p, lower, upper = torch.linalg.lu(q)
         diagonal = torch.diagonal(upper)
         self.register_buffer("p", p)
@@ -89,11 +91,10 @@ class Glow(DequantizedFlow):
         if h % 2 ** levels or w % 2 ** levels:
             raise ValueError(f"levels: {levels} squeezes need height and width divisible by {2 ** levels}, "
                              f"got {h}x{w}")
-        generator = torch.Generator().manual_seed(0)  # the 1x1 convolutions' random rotations
 
         def flow_step(channels):
             net = coupling_net(channels // 2, hidden_channels, channels, num_blocks)
-            return [ActNorm(channels), InvertibleConv1x1(channels, generator),
+            return [ActNorm(channels), InvertibleConv1x1(channels),
                     ChannelCoupling(channels, 0, net, scale="sigmoid")]
 
         stages, shapes = [], []

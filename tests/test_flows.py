@@ -29,6 +29,8 @@ from models.realnvp import RealNVP
 from tests.helpers import all_binary_images, randomize
 from tests.toys import DEQUANTIZED, DEQUANTIZED_KWARGS
 
+pytestmark = pytest.mark.usefixtures("torch_seeded")  # Glow's rotations come from torch's global generator
+
 
 class MLP(nn.Sequential):
     def __init__(self, inputs: int, outputs: int, hidden: int = 16):
@@ -61,7 +63,7 @@ TRANSFORMS = {
     "reverse": (lambda: Permute.reverse(6), (6,), "normal"),
     "actnorm_image": (lambda: ActNorm(2), (2, 3, 3), "normal"),
     "actnorm_vector": (lambda: ActNorm(5), (5,), "normal"),
-    "invertible_conv1x1": (lambda: InvertibleConv1x1(4, torch.Generator().manual_seed(0)), (4, 2, 2), "normal"),
+    "invertible_conv1x1": (lambda: InvertibleConv1x1(4), (4, 2, 2), "normal"),
     "coupling_checkerboard_tanh": (lambda: checkerboard_coupling((2, 4, 4), 1), (2, 4, 4), "normal"),
     "coupling_channel_sigmoid": (lambda: channel_coupling(4, 0, "sigmoid"), (4, 2, 2), "normal"),
     "coupling_channel_tanh_second_half_given": (lambda: channel_coupling(4, 1), (4, 2, 2), "normal"),
@@ -174,6 +176,24 @@ def test_each_coupling_network_reads_one_half_and_gives_the_other_halfs_shift_an
             assert torch.all(net_input[:, :c] * (1 - coupling.mask) == 0), "the net sees a transformed pixel"
         else:  # the dequantizer's first, elementwise layer: its context alone
             assert net_input.shape == (n, context, h, w) and net_output == (n, 2 * c, h, w)
+
+
+def test_glow_rotations_come_from_the_training_seed():
+    """pipeline.fit_model.build seeds torch with train.seed before it builds: one seed gives Glow the
+    same 1x1 convolutions, two seeds different ones."""
+    from pipeline.data import DATASETS
+    from pipeline.fit_model import build
+    from pipeline.params import ModelSpec
+    from pipeline.train_config import TrainConfig
+
+    def rotations(seed):
+        spec = ModelSpec("glow", "glow", {"hidden_channels": 4, "num_blocks": 0, "steps": 2, "levels": 1},
+                         TrainConfig(seed=seed), DATASETS["binarized"])
+        model = build(spec, torch.device("cpu"))
+        return torch.cat([m.weight().flatten() for m in model.modules() if isinstance(m, InvertibleConv1x1)])
+
+    assert torch.equal(rotations(1), rotations(1))
+    assert not torch.allclose(rotations(1), rotations(2))
 
 
 @pytest.mark.parametrize("flow", [RealNVP, Glow, MAF])
