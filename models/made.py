@@ -20,7 +20,7 @@ from models.base import (
 )
 from models.fast import FastPaths
 from models.fast.blocked_masked_linear import BlockedMaskedLinear, BlockedMaskedMLP, pays_to_block
-from models.nn.masked_linear import MaskedLinear, MaskedMLP, made_degrees, made_masks
+from models.nn.masked_linear import IncrementalMADE, MaskedLinear, MaskedMLP, made_degrees, made_masks
 from models.nn.pixel_distributions import pixel_distribution_for
 
 
@@ -171,31 +171,27 @@ class MADE(FastPaths, AutoregressiveModel, LabelConditioning):
 
     def fill(self, x: torch.Tensor, observed: torch.Tensor, noise: torch.Tensor,
              labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Keeps the first layer's pre-activation and adds one input column per generated pixel,
-        and computes only pixel i's outputs: far cheaper than a full pass per pixel."""
+        """MADE's incremental pass (`IncrementalMADE`): far cheaper than a full pass per pixel."""
         x = x.clone()
         flat_x, flat_obs, flat_noise = flat_views(x, observed, noise)
         flat_in = self.network_input(flat_x).clone()  # what the network reads, kept up to date
-        first, last = self.mlp.layers[0], self.mlp.layers[-1]
-        first_weight, last_weight = first.masked_weight(), last.masked_weight()
+        first = self.mlp.layers[0]
         direct_weight = None if self.direct is None else self.direct.masked_weight()
         self.check_labels(labels)
-        pre = first(flat_in) if labels is None else first(flat_in) + self.label_hidden(labels)
+        steps = IncrementalMADE(self.mlp, first(flat_in) if labels is None else
+                                first(flat_in) + self.label_hidden(labels))
         label_logits = None if labels is None else self.label_logits(labels)
         d = self.num_pixels
         for i in self.progress(self.ordering().tolist()):
-            h = torch.relu(pre)
-            for layer in self.mlp.layers[1:-1]:
-                h = torch.relu(layer(h))
+            params = steps.outputs(i)
             rows = slice(i, None, d)  # pixel i's outputs: one in each block of D
-            params = h @ last_weight[rows].T + last.bias[rows]
             if direct_weight is not None:  # its rows see only pixels already drawn (or observed)
                 params = params + flat_in @ direct_weight[rows].T
             if label_logits is not None:
                 params = params + label_logits[:, rows]
             flat_x[:, i] = self.draw(params, flat_obs[:, i], flat_x[:, i], flat_noise[:, i])
             new = self.network_input(flat_x[:, i])
-            pre += (new - flat_in[:, i])[:, None] * first_weight[:, i]
+            steps.input_changed(i, new - flat_in[:, i])
             flat_in[:, i] = new
         return x
 

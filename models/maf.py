@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from models.base import at_least_fp32, require_positive, require_sizes
-from models.nn.dequantized import DequantizedFlow
-from models.nn.masked_linear import MaskedMLP, made_degrees, made_masks
+from models.nn.dequantized import Dequantization, DequantizedFlow
+from models.nn.masked_linear import IncrementalMADE, MaskedMLP, made_degrees, made_masks
 from models.nn.transforms import ActNorm, Compose, Transform
 
 
@@ -91,28 +91,16 @@ class MaskedAffineAutoregressive(Transform):
         return x * log_s.exp() + shift, at_least_fp32(log_s.sum(1))
 
     def inverse(self, y):
-        """Solves for x one feature at a time. The first hidden layer's pre-activations are updated in
-        place as each x_i is found (a rank-one update), and the last layer computes only the two
-        outputs of feature i, so a one-hidden-layer MADE costs O(hidden) per step, not a full pass."""
+        """Solves for x one feature at a time, with MADE's incremental pass (`IncrementalMADE`)."""
         y = at_least_fp32(y)
-        weights = [layer.masked_weight().to(y.dtype) for layer in self.net.layers]
-        biases = [layer.bias.to(y.dtype) for layer in self.net.layers]
-        first_columns = weights[0].T.contiguous()  # row i: how x_i enters the first hidden layer
-        last_rows = torch.stack(weights[-1].chunk(2), 1)  # (D, 2, hidden): feature i's shift and raw scale
-        last_bias = torch.stack(biases[-1].chunk(2), 1)
-        first_pre = biases[0].expand(len(y), -1).clone()  # the first hidden layer's input while x = 0
-        x, log_s_all = torch.zeros_like(y), torch.zeros_like(y)
+        steps = IncrementalMADE(self.net, self.net.layers[0](torch.zeros_like(y)))  # the first layer while x = 0
+        x, log_s = torch.zeros_like(y), torch.zeros_like(y)
         for i in range(self.dim):
-            h = torch.relu(first_pre)
-            for w, b in zip(weights[1:-1], biases[1:-1]):
-                h = torch.relu(torch.addmm(b, h, w.T))
-            shift, raw = torch.addmm(last_bias[i], h, last_rows[i].T).unbind(1)
-            log_s = self._bounded(raw)
-            x[:, i] = (y[:, i] - shift) * torch.exp(-log_s)
-            log_s_all[:, i] = log_s
-            first_pre.addcmul_(x[:, i:i + 1], first_columns[i])
-        return x, -at_least_fp32(log_s_all.sum(1))
-
+            shift, raw = steps.outputs(i).unbind(1)
+            log_s[:, i] = self._bounded(raw)
+            x[:, i] = (y[:, i] - shift) * torch.exp(-log_s[:, i])
+            steps.input_changed(i, x[:, i])
+        return x, -at_least_fp32(log_s.sum(1))
 
 
 class MAF(DequantizedFlow):
@@ -121,15 +109,17 @@ class MAF(DequantizedFlow):
     `log_scale` (and `scale_bound`, for "tanh"): how each layer bounds its scales, see
     `MaskedAffineAutoregressive`."""
 
-    def __init__(self, image_shape=(1, 28, 28), num_layers: int = 5, hidden_sizes: list[int] = (1024,),
+    def __init__(self, image_shape=(1, 28, 28), *, num_layers: int = 5, hidden_sizes: list[int] = (1024,),
                  actnorm: bool = True, log_scale: Literal["sigmoid", "tanh"] = "sigmoid", scale_bound: float = 3.0,
                  mask_seed: int = 0,
                  dequantization: Literal["uniform", "variational"] = "uniform", dequantizer_hidden: int = 32,
                  dequantizer_couplings: int = 2, logit_alpha: float = 1e-3, eval_samples: int = 1,
                  importance_weighted: bool = False, pixel_levels: int = 2,
                  preprocessing: Literal["logit", "scale"] = "logit"):
-        super().__init__(image_shape, dequantization, dequantizer_hidden, dequantizer_couplings,
-                         logit_alpha, eval_samples, importance_weighted, pixel_levels, preprocessing)
+        super().__init__(image_shape, dequantization=Dequantization(
+            dequantization=dequantization, dequantizer_hidden=dequantizer_hidden,
+            dequantizer_couplings=dequantizer_couplings, logit_alpha=logit_alpha, eval_samples=eval_samples,
+            importance_weighted=importance_weighted, pixel_levels=pixel_levels, preprocessing=preprocessing))
         require_positive(num_layers=num_layers)
         require_sizes(hidden_sizes=hidden_sizes)
         if log_scale not in ("sigmoid", "tanh"):

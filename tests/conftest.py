@@ -10,6 +10,14 @@ GIT_IDENTITY = {f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER")
                 for what, value in (("NAME", "e2e"), ("EMAIL", "e2e@example.com"))}
 
 
+@pytest.fixture
+def torch_seeded():
+    """torch's global generator seeded alike for each test that uses it, whatever ran before (what a
+    model draws from it when built, such as Glow's rotations, is then the same in every run)."""
+    import torch
+    torch.manual_seed(0)
+
+
 @pytest.fixture(scope="session")
 def mnist_mirror() -> Path:
     return mirror_dir()

@@ -1,5 +1,7 @@
 """Checks for the flow building blocks (models/nn/transforms.py, models/nn/dequantized.py, the layers of Glow
 and MAF) and the dequantized flows built from them."""
+import dataclasses
+import inspect
 import math
 
 import numpy as np
@@ -11,15 +13,16 @@ from models import build_model
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.glow import Glow, InvertibleConv1x1
 from models.maf import MAF, Flatten, MaskedAffineAutoregressive, Permute
-from models.nn.dequantized import LogitTransform, VariationalDequantizer
+from models.nn.dequantized import Dequantization, LogitTransform, VariationalDequantizer
+from models.nn.masked_linear import IncrementalMADE, MaskedMLP, made_degrees, made_masks
 from models.nn.transforms import (
     ActNorm,
     AffineCoupling,
+    ChannelCoupling,
+    CheckerboardCoupling,
     Compose,
     MultiScale,
     Squeeze,
-    channel_mask,
-    checkerboard_mask,
     coupling_net,
     standard_normal_log_prob,
 )
@@ -27,25 +30,30 @@ from models.realnvp import RealNVP
 from tests.helpers import all_binary_images, randomize
 from tests.toys import DEQUANTIZED, DEQUANTIZED_KWARGS
 
+pytestmark = pytest.mark.usefixtures("torch_seeded")  # Glow's rotations come from torch's global generator
+
 
 class MLP(nn.Sequential):
-    def __init__(self, dim: int, hidden: int = 16):
-        super().__init__(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 2 * dim))
+    def __init__(self, inputs: int, outputs: int, hidden: int = 16):
+        super().__init__(nn.Linear(inputs, hidden), nn.Tanh(), nn.Linear(hidden, outputs))
 
 
-def vector_coupling(mask):
-    return AffineCoupling(torch.tensor(mask, dtype=torch.float32), MLP(len(mask)))
+def vector_coupling(dim, parity):
+    """A coupling of (N, dim) vectors: one half of the features gives the other half's shift and scale."""
+    return ChannelCoupling(dim, parity, MLP(dim // 2, dim))
 
 
-def image_coupling(mask, scale="tanh"):
-    channels = mask.shape[0]
-    return AffineCoupling(mask, coupling_net(2 * channels, 8, 2 * channels, 1), scale=scale)
+def checkerboard_coupling(shape, parity, scale="tanh"):
+    return CheckerboardCoupling(shape, parity, coupling_net(shape[0], 8, 2 * shape[0], 1), scale)
+
+
+def channel_coupling(channels, parity, scale="tanh"):
+    return ChannelCoupling(channels, parity, coupling_net(channels // 2, 8, channels, 1), scale)
 
 
 def small_multiscale():
-    return MultiScale([Compose(image_coupling(checkerboard_mask((1, 4, 4), 0)), Squeeze(),
-                               image_coupling(channel_mask((4, 2, 2), 1))),
-                       Compose(image_coupling(checkerboard_mask((2, 2, 2), 1)))],
+    return MultiScale([Compose(checkerboard_coupling((1, 4, 4), 0), Squeeze(), channel_coupling(4, 1)),
+                       Compose(checkerboard_coupling((2, 2, 2), 1))],
                       [(4, 2, 2), (2, 2, 2)])
 
 
@@ -56,11 +64,11 @@ TRANSFORMS = {
     "reverse": (lambda: Permute.reverse(6), (6,), "normal"),
     "actnorm_image": (lambda: ActNorm(2), (2, 3, 3), "normal"),
     "actnorm_vector": (lambda: ActNorm(5), (5,), "normal"),
-    "invertible_conv1x1": (lambda: InvertibleConv1x1(4, torch.Generator().manual_seed(0)), (4, 2, 2), "normal"),
-    "coupling_checkerboard_tanh": (lambda: image_coupling(checkerboard_mask((2, 4, 4), 1)), (2, 4, 4), "normal"),
-    "coupling_channel_sigmoid": (lambda: image_coupling(channel_mask((4, 2, 2), 0), "sigmoid"), (4, 2, 2),
-                                 "normal"),
-    "coupling_vector": (lambda: vector_coupling([1, 0, 1, 0]), (4,), "normal"),
+    "invertible_conv1x1": (lambda: InvertibleConv1x1(4), (4, 2, 2), "normal"),
+    "coupling_checkerboard_tanh": (lambda: checkerboard_coupling((2, 4, 4), 1), (2, 4, 4), "normal"),
+    "coupling_channel_sigmoid": (lambda: channel_coupling(4, 0, "sigmoid"), (4, 2, 2), "normal"),
+    "coupling_channel_tanh_second_half_given": (lambda: channel_coupling(4, 1), (4, 2, 2), "normal"),
+    "coupling_vector": (lambda: vector_coupling(4, 0), (4,), "normal"),
     "maf_layer_one_hidden": (lambda: MaskedAffineAutoregressive(6, [12], torch.Generator().manual_seed(0)),
                              (6,), "normal"),
     "maf_layer_two_hidden": (lambda: MaskedAffineAutoregressive(6, [12, 10], torch.Generator().manual_seed(0)),
@@ -69,7 +77,7 @@ TRANSFORMS = {
                        (6,), "normal"),
     "multiscale": (small_multiscale, (1, 4, 4), "normal"),
     "logit": (lambda: LogitTransform(alpha=0.05), (1, 2, 2), "dequantized"),
-    "compose": (lambda: Compose(ActNorm(4), vector_coupling([0, 1, 1, 0]), Permute.reverse(4)), (4,), "normal"),
+    "compose": (lambda: Compose(ActNorm(4), vector_coupling(4, 1), Permute.reverse(4)), (4,), "normal"),
 }
 FLOWS = {f"{name}_flow": (lambda make=make: make((1, 4, 4)).flow, (1, 4, 4), "normal")
          for name, make in DEQUANTIZED.items()}
@@ -123,6 +131,80 @@ def test_maf_layer_is_autoregressive():
     assert torch.count_nonzero(jacobian.tril(-1)) > 0
 
 
+@pytest.mark.parametrize("hidden_sizes", [[12], [12, 10]])
+def test_the_incremental_pass_gives_the_full_pass_outputs_from_the_inputs_before(hidden_sizes):
+    """MADE's incremental pass (MADE's sampling, MAF's inverse) against the network on the whole input."""
+    d = 6
+    mlp = MaskedMLP([d, *hidden_sizes, 2 * d])
+    mlp.set_masks(made_masks(made_degrees(torch.arange(d), hidden_sizes, torch.Generator().manual_seed(0)), 2))
+    mlp = randomize(mlp, seed=1).double()
+    x = torch.randn(3, d, dtype=torch.float64)
+    full = mlp(x)
+    steps = IncrementalMADE(mlp, mlp.layers[0](torch.zeros_like(x)))
+    for i in range(d):  # output i from inputs 0 .. i - 1 only
+        torch.testing.assert_close(steps.outputs(i), full[:, i::d])
+        steps.input_changed(i, x[:, i])
+
+
+COUPLINGS = {
+    "realnvp": lambda: RealNVP((1, 8, 8), hidden_channels=4, num_blocks=1, scales=2, couplings=2),
+    "glow": lambda: Glow((1, 8, 8), hidden_channels=4, steps=2, levels=2),
+    "variational_dequantizer": lambda: VariationalDequantizer((1, 4, 4), hidden_channels=4, couplings=2),
+}
+
+
+@pytest.mark.parametrize("name", COUPLINGS)
+def test_each_coupling_network_reads_one_half_and_gives_the_other_halfs_shift_and_scale(name):
+    """As in the papers: a channel coupling's network maps the C/2 conditioning channels to the shift
+    and scale of the other C/2; a checkerboard coupling's reads the image with the transformed pixels
+    zeroed and gives a shift and scale per channel (the variational dequantizer's add its context)."""
+    model = randomize(COUPLINGS[name](), std=0.2)
+    seen = []
+    for coupling in (m for m in model.modules() if isinstance(m, AffineCoupling)):
+        coupling.register_forward_hook(lambda m, args, out: seen.append((m, args[0].shape)))
+        coupling.net.register_forward_hook(lambda m, args, out: seen.append((args[0], out.shape)))
+    context = 4 if name == "variational_dequantizer" else 0
+    if name == "variational_dequantizer":
+        model.transform(torch.randn(2, 1, 4, 4), torch.ones(2, 1, 4, 4))
+    else:
+        model.log_density(torch.rand(2, 1, 8, 8) * 2)
+    assert len(seen) == 2 * sum(isinstance(m, AffineCoupling) for m in model.modules()) > 0
+    for (net_input, net_output), (coupling, (n, c, h, w)) in zip(seen[::2], seen[1::2]):
+        if isinstance(coupling, ChannelCoupling):
+            assert net_input.shape == (n, c // 2 + context, h, w) and net_output == (n, c, h, w)
+        elif isinstance(coupling, CheckerboardCoupling):
+            assert net_input.shape == (n, c + context, h, w) and net_output == (n, 2 * c, h, w)
+            assert torch.all(net_input[:, :c] * (1 - coupling.mask) == 0), "the net sees a transformed pixel"
+        else:  # the dequantizer's first, elementwise layer: its context alone
+            assert net_input.shape == (n, context, h, w) and net_output == (n, 2 * c, h, w)
+
+
+def test_glow_rotations_come_from_the_training_seed():
+    """pipeline.fit_model.build seeds torch with train.seed before it builds: one seed gives Glow the
+    same 1x1 convolutions, two seeds different ones."""
+    from pipeline.data import DATASETS
+    from pipeline.fit_model import build
+    from pipeline.model_params import ModelSpec
+    from pipeline.train_config import TrainConfig
+
+    def rotations(seed):
+        spec = ModelSpec("glow", "glow", {"hidden_channels": 4, "num_blocks": 0, "steps": 2, "levels": 1},
+                         TrainConfig(seed=seed), DATASETS["binarized"])
+        model = build(spec, torch.device("cpu"))
+        return torch.cat([m.weight().flatten() for m in model.modules() if isinstance(m, InvertibleConv1x1)])
+
+    assert torch.equal(rotations(1), rotations(1))
+    assert not torch.allclose(rotations(1), rotations(2))
+
+
+@pytest.mark.parametrize("flow", [RealNVP, Glow, MAF])
+def test_the_flows_dequantization_keywords_default_to_the_dequantization_defaults(flow):
+    """Each flow's constructor takes the `Dequantization` settings as params.yaml keys; the defaults agree."""
+    parameters = inspect.signature(flow.__init__).parameters
+    defaults = dataclasses.asdict(Dequantization())
+    assert {name: parameters[name].default for name in defaults} == defaults
+
+
 def test_variational_dequantizer_log_det_matches_autograd():
     dequantizer = built(lambda: VariationalDequantizer((1, 4, 4), hidden_channels=8, couplings=2))
     x = all_binary_images((1, 4, 4))[[5, 1000]].double()
@@ -137,8 +219,8 @@ def test_variational_dequantizer_log_det_matches_autograd():
 
 
 def test_two_dimensional_flow_density_integrates_to_one():
-    flow = built(lambda: Compose(ActNorm(2), vector_coupling([1, 0]), MaskedAffineAutoregressive(
-        2, [8], torch.Generator().manual_seed(0)), Permute.reverse(2), vector_coupling([0, 1]),
+    flow = built(lambda: Compose(ActNorm(2), vector_coupling(2, 0), MaskedAffineAutoregressive(
+        2, [8], torch.Generator().manual_seed(0)), Permute.reverse(2), vector_coupling(2, 1),
         MaskedAffineAutoregressive(2, [8], torch.Generator().manual_seed(1))), seed=3)
     edges = torch.linspace(-12, 12, 1201, dtype=torch.float64)
     centres, step = (edges[1:] + edges[:-1]) / 2, float(edges[1] - edges[0])

@@ -18,6 +18,9 @@ LEVELS = 4
 PREPROCESSINGS = ("logit", "scale")
 
 
+pytestmark = pytest.mark.usefixtures("torch_seeded")  # Glow's rotations come from torch's global generator
+
+
 def grey_images(n, levels=LEVELS, shape=SHAPE, seed=0):
     return torch.randint(0, levels, (n, *shape), generator=torch.Generator().manual_seed(seed)).float()
 

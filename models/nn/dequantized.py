@@ -9,6 +9,7 @@ nats on the discrete levels, so nll / (D ln 2) is bits/dim as papers report it f
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -25,9 +26,9 @@ from models.base import (
     uniform_noise,
 )
 from models.nn.transforms import (
-    AffineCoupling,
+    CheckerboardCoupling,
+    ContextAffine,
     Transform,
-    checkerboard_mask,
     coupling_net,
     per_example,
     standard_normal_log_prob,
@@ -120,10 +121,10 @@ class VariationalDequantizer(nn.Module):
         c = image_shape[0]
         self.features = nn.Sequential(nn.Conv2d(c, hidden_channels, 3, padding=1), nn.ReLU(),
                                       nn.Conv2d(hidden_channels, hidden_channels, 3, padding=1), nn.ReLU())
-        # an all-zero mask makes a coupling an elementwise affine map whose shift and scale depend on x only
-        masks = [torch.zeros(image_shape)] + [checkerboard_mask(image_shape, k % 2) for k in range(couplings)]
-        self.couplings = nn.ModuleList(
-            AffineCoupling(mask, coupling_net(2 * c + hidden_channels, hidden_channels, 2 * c, 0)) for mask in masks)
+        elementwise = ContextAffine(coupling_net(hidden_channels, hidden_channels, 2 * c, 0), c)
+        checkerboards = [CheckerboardCoupling(image_shape, k % 2, coupling_net(c + hidden_channels, hidden_channels,
+                                                                                2 * c, 0)) for k in range(couplings)]
+        self.couplings = nn.ModuleList([elementwise, *checkerboards])
 
     def transform(self, eps: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """eps -> u given x, and log|det du/deps|."""
@@ -143,6 +144,41 @@ class VariationalDequantizer(nn.Module):
         return x + u, standard_normal_log_prob(eps) - log_det
 
 
+@dataclass(frozen=True, kw_only=True)
+class Dequantization:
+    """How a flow meets discrete images: the settings that RealNVP, Glow and MAF share, under their
+    params.yaml names (each flow's constructor takes them as keywords with these defaults).
+
+    dequantization: the noise u, "uniform" (u ~ U[0, 1)^D) or "variational" (`VariationalDequantizer`,
+    with `dequantizer_hidden` channels and `dequantizer_couplings` couplings); preprocessing: "logit"
+    (with `logit_alpha`) or "scale" (Glow's v / L - 0.5); eval_samples: the draws of u per image at
+    evaluation, combined into the importance-weighted bound when `importance_weighted`; pixel_levels:
+    L, set by the data."""
+
+    dequantization: Literal["uniform", "variational"] = "uniform"
+    dequantizer_hidden: int = 32
+    dequantizer_couplings: int = 2
+    logit_alpha: float = 1e-3
+    eval_samples: int = 1
+    importance_weighted: bool = False
+    pixel_levels: int = 2
+    preprocessing: Preprocessing = "logit"
+
+    def __post_init__(self):
+        if self.dequantization not in ("uniform", "variational"):
+            raise ValueError(f"dequantization must be 'uniform' or 'variational', got {self.dequantization!r}")
+        require_positive(dequantizer_hidden=self.dequantizer_hidden, eval_samples=self.eval_samples)
+        require_pixel_levels(self.pixel_levels)
+        if self.dequantizer_couplings < 0:
+            raise ValueError(f"dequantizer_couplings must be >= 0, got {self.dequantizer_couplings}")
+
+    def dequantizer(self, image_shape: tuple[int, int, int]) -> nn.Module:
+        if self.dequantization == "uniform":
+            return UniformDequantizer()
+        return VariationalDequantizer(image_shape, self.dequantizer_hidden, self.dequantizer_couplings,
+                                      self.pixel_levels)
+
+
 class DequantizedFlow(GenerativeModel):
     """A flow over dequantized images with `pixel_levels` levels L: v = x + u in [0, L)^D -> `preprocess`
     (logit space, or v / L - 0.5 with `preprocessing: scale`) -> `self.flow` -> z, with a standard-normal
@@ -155,24 +191,13 @@ class DequantizedFlow(GenerativeModel):
 
     estimator = "dequantized"
 
-    def __init__(self, image_shape, dequantization: str = "uniform", dequantizer_hidden: int = 32,
-                 dequantizer_couplings: int = 2, logit_alpha: float = 1e-3, eval_samples: int = 1,
-                 importance_weighted: bool = False, pixel_levels: int = 2, preprocessing: Preprocessing = "logit"):
+    def __init__(self, image_shape, *, dequantization: Dequantization):
         super().__init__(image_shape)
-        if dequantization not in ("uniform", "variational"):
-            raise ValueError(f"dequantization must be 'uniform' or 'variational', got {dequantization!r}")
-        require_positive(dequantizer_hidden=dequantizer_hidden, eval_samples=eval_samples)
-        require_pixel_levels(pixel_levels)
-        if dequantizer_couplings < 0:
-            raise ValueError(f"dequantizer_couplings must be >= 0, got {dequantizer_couplings}")
-        self.pixel_levels = pixel_levels
-        if dequantization == "uniform":
-            self.dequantizer = UniformDequantizer()
-        else:
-            self.dequantizer = VariationalDequantizer(self.image_shape, dequantizer_hidden, dequantizer_couplings,
-                                                      pixel_levels)
-        self.preprocess = pixel_preprocessing(preprocessing, pixel_levels, logit_alpha)
-        self.eval_samples, self.importance_weighted = eval_samples, importance_weighted
+        self.pixel_levels = dequantization.pixel_levels
+        self.dequantizer = dequantization.dequantizer(self.image_shape)
+        self.preprocess = pixel_preprocessing(dequantization.preprocessing, self.pixel_levels,
+                                              dequantization.logit_alpha)
+        self.eval_samples, self.importance_weighted = dequantization.eval_samples, dequantization.importance_weighted
         self.flow: Transform | None = None
 
     def log_density(self, v: torch.Tensor) -> torch.Tensor:

@@ -83,3 +83,33 @@ def made_masks(degrees: list[torch.Tensor], outputs_per_input: int = 1) -> list[
     hidden = [nxt[:, None] >= prev[None, :] for prev, nxt in zip(degrees[:-1], degrees[1:])]
     output = degrees[0][:, None] > degrees[-1][None, :]
     return [*hidden, output.repeat(outputs_per_input, 1)]
+
+
+class IncrementalMADE:
+    """A MADE's outputs for one input at a time while its inputs are being filled in, in its ordering
+    (sampling MADE, inverting MAF): the first layer's pre-activations are kept and updated by one
+    weight column per input that changes (a rank-one update), and the last layer computes only the
+    current input's outputs, so a step of a one-hidden-layer MADE costs O(hidden), not a full pass.
+
+    `mlp`: a MaskedMLP (or a layer stack with the same `layers`, `layer(h)`, `masked_weight()` and
+    `bias`); `first_pre`: its first layer's pre-activations for the inputs as they stand, (B, hidden),
+    updated in place."""
+
+    def __init__(self, mlp: nn.Module, first_pre: torch.Tensor):
+        first, *self.middle, last = mlp.layers
+        self.first_columns = first.masked_weight().T.contiguous()  # row i: how input i enters the first layer
+        self.last_weight, self.last_bias = last.masked_weight(), last.bias
+        self.pre = first_pre
+        self.inputs = len(self.first_columns)
+
+    def outputs(self, i: int) -> torch.Tensor:
+        """Input i's outputs, one from each block of D outputs (e.g. MAF's shift and raw scale): (B, blocks)."""
+        h = torch.relu(self.pre)
+        for layer in self.middle:
+            h = torch.relu(layer(h))
+        rows = slice(i, None, self.inputs)
+        return h @ self.last_weight[rows].T + self.last_bias[rows]
+
+    def input_changed(self, i: int, change: torch.Tensor) -> None:
+        """Input i changed by `change` (B,)."""
+        self.pre += change[:, None] * self.first_columns[i]

@@ -123,60 +123,105 @@ def checkerboard_mask(shape: tuple[int, int, int], parity: int) -> torch.Tensor:
     return ((rows + cols + parity) % 2 == 0).float().expand(c, h, w).clone()
 
 
-def channel_mask(shape: tuple[int, int, int], parity: int) -> torch.Tensor:
-    """1 on the first half of the channels (parity 0) or on the second half (parity 1)."""
-    c, h, w = shape
-    first = torch.arange(c) < c // 2
-    keep = first if parity == 0 else ~first
-    return keep.float()[:, None, None].expand(c, h, w).clone()
-
-
 class AffineCoupling(Transform):
-    """y = x on the mask (where the mask is 1); elsewhere y = x * exp(log_s) + t, with log_s and t
-    computed by `net` from the masked part, so the Jacobian is triangular: log_det = sum(log_s).
+    """An affine coupling (Dinh et al. 2017; Kingma & Dhariwal 2018, Table 1): x splits into a
+    conditioning half x_a, copied, and a transformed half x_b -> x_b * exp(log_s) + t, where
+    (t, raw scale) = net(x_a), so the Jacobian is triangular and log_det = sum(log_s). A conditional
+    coupling's net also reads `context` channels after x_a. Subclasses say how x splits (`_split`,
+    `_join`); `transformed` is the number of channels (dim 1) of the scale and shift the net gives.
 
-    `net` maps (N, C_in, ...) to (N, 2 * C, ...) (t, then the raw scale). For images its input is
-    [x * mask, mask] (so it can tell a masked zero from a data zero), plus `context` channels when
-    given (a conditional coupling). scale='tanh': log_s = scale * tanh(raw) with a learned per-channel
-    bound (RealNVP); scale='sigmoid': exp(log_s) = sigmoid(raw + 2) (Glow): both keep log_s finite.
+    scale='tanh': log_s = bound * tanh(raw) with a learned bound per transformed channel (RealNVP);
+    scale='sigmoid': exp(log_s) = sigmoid(raw + 2) (Glow): both keep log_s finite.
     """
 
-    def __init__(self, mask: torch.Tensor, net: nn.Module, scale: Literal["tanh", "sigmoid"] = "tanh"):
+    def __init__(self, net: nn.Module, transformed: int, scale: Literal["tanh", "sigmoid"] = "tanh"):
         super().__init__()
         if scale not in ("tanh", "sigmoid"):
             raise ValueError(f"scale must be 'tanh' or 'sigmoid', got {scale!r}")
-        self.register_buffer("mask", mask.clone())
         self.net = net
         self.scale = scale
-        self.tanh_bound = nn.Parameter(torch.ones(mask.shape[0])) if scale == "tanh" else None
+        self.tanh_bound = nn.Parameter(torch.ones(transformed)) if scale == "tanh" else None
 
-    def _shift_and_log_scale(self, x: torch.Tensor, context: torch.Tensor | None):
-        mask = self.mask.to(x.dtype)
-        inputs = [x * mask]
-        if x.dim() > 2:
-            inputs.append(mask.expand_as(x))
-        if context is not None:
-            inputs.append(context.to(x.dtype))
-        out = self.net(torch.cat(inputs, 1) if len(inputs) > 1 else inputs[0]).to(x.dtype)
+    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(what the net reads of x_a, or None; x_b)."""
+        raise NotImplementedError
+
+    def _join(self, x_a: torch.Tensor | None, y_b: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _shift_and_log_scale(self, x_a: torch.Tensor | None, context: torch.Tensor | None, like: torch.Tensor):
+        inputs = [part.to(like.dtype) for part in (x_a, context) if part is not None]
+        out = self.net(torch.cat(inputs, 1) if len(inputs) > 1 else inputs[0]).to(like.dtype)
         shift, raw = out.chunk(2, dim=1)
         if self.scale == "tanh":
-            bound = self.tanh_bound.to(x.dtype).view(1, -1, *([1] * (x.dim() - 2)))
-            log_s = bound * torch.tanh(raw)
-        else:
-            log_s = F.logsigmoid(raw + 2.0)
-        free = 1 - mask
-        return shift * free, log_s * free
+            bound = self.tanh_bound.to(like.dtype).view(1, -1, *([1] * (like.dim() - 2)))
+            return shift, bound * torch.tanh(raw)
+        return shift, F.logsigmoid(raw + 2.0)
 
     def forward(self, x, context=None):
         x = at_least_fp32(x)
-        shift, log_s = self._shift_and_log_scale(x, context)
-        return x * log_s.exp() + shift, at_least_fp32(per_example(log_s))
+        x_a, x_b = self._split(x)
+        shift, log_s = self._shift_and_log_scale(x_a, context, x)
+        return self._join(x_a, x_b * log_s.exp() + shift), at_least_fp32(per_example(log_s))
 
     def inverse(self, y, context=None):
         y = at_least_fp32(y)
-        x_fixed = y * self.mask.to(y.dtype)
-        shift, log_s = self._shift_and_log_scale(x_fixed, context)
-        return (y - shift) * (-log_s).exp(), -at_least_fp32(per_example(log_s))
+        y_a, y_b = self._split(y)  # the conditioning half passed through unchanged
+        shift, log_s = self._shift_and_log_scale(y_a, context, y)
+        return self._join(y_a, (y_b - shift) * (-log_s).exp()), -at_least_fp32(per_example(log_s))
+
+
+class ChannelCoupling(AffineCoupling):
+    """A coupling that splits the channels (dim 1, features for vectors) in halves: parity 0 transforms
+    the second half given the first, parity 1 the first given the second. `net` maps (N, C/2, ...)
+    (plus context channels) to (N, C, ...): the shift, then the raw scale, of the transformed half."""
+
+    def __init__(self, channels: int, parity: int, net: nn.Module, scale: Literal["tanh", "sigmoid"] = "tanh"):
+        if channels % 2:
+            raise ValueError(f"a channel coupling needs an even number of channels, got {channels}")
+        super().__init__(net, channels // 2, scale)
+        self.parity = parity
+
+    def _split(self, x):
+        first, second = x.chunk(2, dim=1)
+        return (first, second) if self.parity == 0 else (second, first)
+
+    def _join(self, x_a, y_b):
+        return torch.cat([x_a, y_b] if self.parity == 0 else [y_b, x_a], 1)
+
+
+class CheckerboardCoupling(AffineCoupling):
+    """A coupling that splits the pixels of a (C, H, W) image like a checkerboard (`checkerboard_mask`):
+    the net reads the image with the transformed pixels zeroed, x * mask, and maps (N, C, H, W) (plus
+    context channels) to (N, 2C, H, W), the shift and raw scale of every pixel, of which only the
+    transformed ones are used: y = x * mask + (1 - mask) * (x * exp(log_s) + t), RealNVP's masked form."""
+
+    def __init__(self, shape: tuple[int, int, int], parity: int, net: nn.Module,
+                 scale: Literal["tanh", "sigmoid"] = "tanh"):
+        super().__init__(net, shape[0], scale)
+        self.register_buffer("mask", checkerboard_mask(shape, parity))
+
+    def _split(self, x):
+        return x * self.mask.to(x.dtype), x
+
+    def _join(self, x_a, y_b):
+        return y_b
+
+    def _shift_and_log_scale(self, x_a, context, like):
+        shift, log_s = super()._shift_and_log_scale(x_a, context, like)
+        transformed = 1 - self.mask.to(like.dtype)
+        return shift * transformed, log_s * transformed
+
+
+class ContextAffine(AffineCoupling):
+    """y = x * exp(log_s) + t elementwise, with (t, raw scale) = net(context) alone: a coupling whose
+    conditioning half is empty (the first layer of the variational dequantizer)."""
+
+    def _split(self, x):
+        return None, x
+
+    def _join(self, x_a, y_b):
+        return y_b
 
 
 class MultiScale(Transform):
