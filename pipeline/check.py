@@ -5,9 +5,8 @@ any model is outside its tolerance or has no result, or when the reference is of
 budget (one line that says so).
 
 Each tolerance comes from how far one configuration and seed moves when only the arithmetic changes
-(another thread count, another CPU): the test NLLs of the runs the reference is made from, and their
-validation NLLs beside that of the search's trial of the same settings and seed (one thread, in
-search/results.csv). It is twice the largest difference seen, at least 0.1% of the model's NLL, and
+(another thread count, another CPU): the test and validation NLLs of the runs the reference is made
+from (at least two). It is twice the largest difference seen, at least 0.1% of the model's NLL, and
 never more than 1%: a model that moves more than that is a defect to fix, not a tolerance to widen.
 The reference also keeps each model's test NLL over training seeds (workspaces of the same commit
 with another `train.seed`): the noise the report states beside each number.
@@ -18,7 +17,6 @@ with another `train.seed`): the noise the report states beside each number.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 from pathlib import Path
@@ -51,16 +49,6 @@ def spread(values: list[float]) -> float:
     return max(values) - min(values)
 
 
-def searched_val_nll(params: dict, name: str, rows: list[dict]) -> float | None:
-    """The validation NLL of the search's seed-0 trial that trained this model's quick settings."""
-    quick = model_spec(params, name)
-    for row in rows:
-        if row["model"] == name and row["seed"] == quick.train.seed and row["state"] == T.FINISHED \
-                and T.spec_of(params, name, json.loads(row["settings"]), row["seed"]) == quick:
-            return row["val_nll"]
-    return None
-
-
 def tolerance(test_nlls: list[float], val_nlls: list[float]) -> tuple[float, float]:
     """(the largest difference of one configuration's runs, its tolerance): SPREAD_FACTOR times that,
     and at least MIN_TOLERANCE of its NLL."""
@@ -89,11 +77,13 @@ def check_seed_run(params: dict, run: Path) -> dict:
     return theirs
 
 
-def write_reference(runs: list[Path], params: dict, out: Path = REFERENCE, search_rows: list[dict] = (),
-                    seed_runs: list[Path] = ()) -> dict:
+def write_reference(runs: list[Path], params: dict, out: Path = REFERENCE, seed_runs: list[Path] = ()) -> dict:
     """The reference from `runs` (workspaces of this commit after `dvc repro`, on other thread counts
-    or machines), `seed_runs` (the same with other seeds) and the search's rows: the first run's test
-    NLLs, with tolerances from how far the runs and the search's trial of the same settings moved."""
+    or machines) and `seed_runs` (the same with other seeds): the first run's test NLLs, with tolerances
+    from how far the runs moved."""
+    if len(runs) < 2:
+        raise PipelineError("a reference needs two runs of one configuration or more (other thread counts or "
+                            "machines): their spread is the tolerance")
     if P.profile_of(params) != PROFILE:
         raise PipelineError(f"profile: the reference is of the {PROFILE} profile, params.yaml runs {P.profile_of(params)}")
     seed_params = [check_seed_run(params, run) for run in seed_runs]
@@ -101,8 +91,6 @@ def write_reference(runs: list[Path], params: dict, out: Path = REFERENCE, searc
     for name in P.model_names(params):
         nlls = test_nlls(runs, name)
         vals = [val_nll(run, name) for run in runs]
-        searched = searched_val_nll(params, name, list(search_rows))
-        vals += [searched] if searched is not None else []
         moved, tol = tolerance(nlls, vals)
         if tol > MAX_TOLERANCE * abs(nlls[0]):
             unstable.append(f"{name} (test {', '.join(f'{v:.2f}' for v in nlls)}; "
@@ -160,8 +148,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     params = P.load()
     if args.write_reference:
-        budget_rows = T.current(T.read_table(), budget(params))
-        reference = write_reference(args.write_reference, params, search_rows=budget_rows, seed_runs=args.seeds)
+        reference = write_reference(args.write_reference, params, seed_runs=args.seeds)
         print(f"check: {REFERENCE} written: {len(reference['models'])} models from {len(args.write_reference)} runs "
               f"and {len(args.seeds)} other seeds")
         return

@@ -6,9 +6,7 @@ import pytest
 
 from pipeline import check, reference
 from pipeline import params as P
-from pipeline import search_table as T
 from pipeline.io import PipelineError
-from pipeline.model_params import model_spec
 from pipeline.results import Metrics, ModelResults, TrainSummary
 from tests.drills.workspace import REPO
 
@@ -60,26 +58,16 @@ def test_a_model_that_varies_more_than_one_percent_is_refused_a_reference(tmp_pa
         check.write_reference(runs, quick_params(), tmp_path / "quick.json")
 
 
-def test_the_searchs_trial_of_the_same_settings_counts_as_another_run(tmp_path):
-    """The search trained each winner at one thread through the train stage's function: its validation
-    NLL beside the reference run's shows how far the arithmetic alone moves the model."""
-    params = quick_params()
-    quick = model_spec(params, "made")
-    same = {"state": T.FINISHED, "seed": 0, "model": "made", "val_nll": 101.5,
-            "settings": json.dumps({"train.lr": quick.train.lr})}
-    other = {**same, "val_nll": 50.0, "settings": json.dumps({"train.lr": quick.train.lr * 2})}
-    assert check.searched_val_nll(params, "made", [other, same]) == 101.5
-    runs = [workspace(tmp_path / "a", {"made": 100.0, "maf_grey": 1000.0})]
-    written = check.write_reference(runs, params, tmp_path / "quick.json", search_rows=[other, same])
-    assert written["models"]["made"]["val_nlls"] == [101.0, 101.5]
-    assert written["models"]["made"]["tolerance"] == pytest.approx(1.0)   # 2 x (101.5 - 101.0)
-    assert written["models"]["maf_grey"]["val_nlls"] == [1001.0]
+def test_a_reference_needs_two_runs_to_measure_a_tolerance(tmp_path):
+    with pytest.raises(PipelineError, match="a reference needs two runs"):
+        check.write_reference([workspace(tmp_path / "a", {"made": 100.0, "maf_grey": 1000.0})], quick_params(),
+                              tmp_path / "quick.json")
 
 
 def test_a_missing_result_other_settings_or_another_profile_is_one_line(tmp_path):
     params = quick_params()
-    written = check.write_reference([workspace(tmp_path / "a", {"made": 100.0, "maf_grey": 1000.0})], params,
-                                      tmp_path / "quick.json")
+    runs = [workspace(tmp_path / run, {"made": 100.0, "maf_grey": 1000.0}) for run in ("a", "b")]
+    written = check.write_reference(runs, params, tmp_path / "quick.json")
     workspace(tmp_path, {"made": 100.0})
     changed = copy.deepcopy(params)
     changed["models"]["made"]["hidden_sizes"] = [16]
@@ -115,7 +103,7 @@ def seed_workspace(root, params: dict, seed: int, nlls: dict):
 
 def test_the_reference_keeps_the_test_nll_of_each_seed_and_refuses_other_settings(tmp_path):
     params = quick_params()
-    runs = [workspace(tmp_path / "a", {"made": 100.0, "maf_grey": 1000.0})]
+    runs = [workspace(tmp_path / run, {"made": 100.0, "maf_grey": 1000.0}) for run in ("a", "b")]
     seeds = [seed_workspace(tmp_path / "s1", params, 1, {"made": 101.0, "maf_grey": 1004.0}),
              seed_workspace(tmp_path / "s2", params, 2, {"made": 102.0, "maf_grey": 1002.0})]
     written = check.write_reference(runs, params, tmp_path / "quick.json", seed_runs=seeds)
