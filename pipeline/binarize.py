@@ -9,17 +9,9 @@ import torch
 
 from pipeline import params as P
 from pipeline import stage
-from pipeline.data import (
-    BINARIZED_DIR,
-    RAW_DIR,
-    TRAIN_GREY_LEVELS_FILE,
-    binarize_images,
-    pack,
-    read_raw,
-    save_npy,
-    write_manifest,
-)
+from pipeline.data import binarize_images, pack, read_raw, save_npy, write_manifest
 from pipeline.io import atomic_dir
+from pipeline.layout import BINARIZED_DIR, RAW_DIR, TRAIN_GREY_LEVELS_FILE
 
 
 def binarize(config: P.DataConfig, raw_dir: Path = RAW_DIR, out_dir: Path = BINARIZED_DIR) -> dict:

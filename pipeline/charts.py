@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from models.base import bits_per_dim
-from pipeline.data import IMAGE_SHAPE
 from pipeline.io import atomic_path
+from pipeline.layout import IMAGE_SHAPE
 from pipeline.results import ModelResults
 
 ESTIMATOR_LINES = {"exact": "-", "importance_sampled": "--", "dequantized": ":"}

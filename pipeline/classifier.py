@@ -7,7 +7,7 @@ import time
 
 from pipeline import params as P
 from pipeline import stage
-from pipeline.data import BINARIZED_DIR, load_labels, load_split
+from pipeline.data import load_labels, load_split
 from pipeline.digit_classifier import (
     ClassifierConfig,
     TrainedClassifier,
@@ -19,6 +19,7 @@ from pipeline.digit_classifier import (
     train_classifier,
 )
 from pipeline.io import read_json, write_json
+from pipeline.layout import BINARIZED_DIR
 from pipeline.results import CLASSIFIER_METRICS
 
 

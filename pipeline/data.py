@@ -1,39 +1,15 @@
-"""Where the stages keep their data, how they read it back, and the rule that binarizes grey levels
-(`binarize_images`: the binarize stage's, which evaluate and score apply to new images too).
-
-Two datasets are made from the same verified MNIST files and the same 50,000 / 10,000 / 10,000 split:
-`binarized` ({0, 1} pixels, bit-packed, the `binarize` stage) and `grey` (the 256 original levels, the
-`grey` stage). A model's params name the one it is trained and evaluated on (`data:`).
-"""
+"""How the stages read their data back (the folders and datasets are `pipeline.layout`'s), and the
+rule that binarizes grey levels (`binarize_images`: the binarize stage's, which evaluate and score
+apply to new images too)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from pipeline.io import PipelineError, read_json, sha256_bytes, sha256_file, write_json
-
-RAW_DIR = Path("data/raw")
-BINARIZED_DIR = Path("data/binarized")
-IMAGE_SHAPE = (1, 28, 28)
-TRAIN_SIZE = 50_000
-TRAIN_GREY_LEVELS_FILE = "train_intensity.npy"  # in data/binarized/ (a DVC output), for dynamic binarization
-
-
-@dataclass(frozen=True)
-class Dataset:
-    name: str            # what a model's `data:` says, and the folder under data/
-    pixel_levels: int    # the values a pixel takes: 0 .. pixel_levels - 1
-    stage: str           # the DVC stage that writes it
-
-    @property
-    def folder(self) -> Path:
-        return Path("data") / self.name
-
-
-DATASETS = {"binarized": Dataset("binarized", 2, "binarize"), "grey": Dataset("grey", 256, "grey")}
+from pipeline.layout import BINARIZED_DIR, IMAGE_SHAPE, RAW_DIR, TRAIN_GREY_LEVELS_FILE, TRAIN_SIZE, Dataset
 
 
 def check_model_fits(model, data: Dataset, where: str) -> None:

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.settings import DIGIT_CLASSES, require_positive
-from pipeline.data import IMAGE_SHAPE
 from pipeline.io import PipelineError, atomic_path
+from pipeline.layout import IMAGE_SHAPE
 from pipeline.results import CLASSIFIER_MODEL
 
 

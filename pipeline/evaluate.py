@@ -28,11 +28,12 @@ from models.base import (
 from models.checkpoint import load_checkpoint
 from pipeline import params as P
 from pipeline import stage
-from pipeline.data import DATASETS, Dataset, binarize_images, check_model_fits, load_labels, load_split
+from pipeline.data import binarize_images, check_model_fits, load_labels, load_split
 from pipeline.devices import device_for
 from pipeline.digit_classifier import TrainedClassifier, load_classifier, quality_scores
 from pipeline.figures import save_grid, top_half_mask
 from pipeline.io import atomic_dir, atomic_path
+from pipeline.layout import DATASETS, Dataset
 from pipeline.model_params import model_spec
 from pipeline.progress import progress, sampling_bar
 from pipeline.results import SAMPLES_FIGURE, EvalTiming, Metrics, ModelResults

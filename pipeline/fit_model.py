@@ -13,8 +13,9 @@ import torch
 
 from models import build_model
 from models.base import ClassConditional, GenerativeModel
-from pipeline.data import IMAGE_SHAPE, load_labels, load_split, load_train_grey_levels
+from pipeline.data import load_labels, load_split, load_train_grey_levels
 from pipeline.io import PipelineError
+from pipeline.layout import IMAGE_SHAPE
 from pipeline.parallel import SINGLE, World
 from pipeline.training_loop import FitResult, TrainingData, fit
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline import stage
-from pipeline.data import DATASETS, RAW_DIR, read_raw, save_npy, write_manifest
+from pipeline.data import read_raw, save_npy, write_manifest
 from pipeline.io import atomic_dir
+from pipeline.layout import DATASETS, RAW_DIR
 
 GREY_DIR = DATASETS["grey"].folder
 

@@ -13,8 +13,8 @@ import pydantic
 
 from models import FAMILIES, family_class
 from pipeline import params as P
-from pipeline.data import DATASETS, Dataset
 from pipeline.io import PipelineError
+from pipeline.layout import DATASETS, Dataset
 from pipeline.train_config import TrainConfig
 
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")

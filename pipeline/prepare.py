@@ -16,8 +16,8 @@ import zlib
 from pathlib import Path
 
 from pipeline import stage
-from pipeline.data import RAW_DIR
 from pipeline.io import PipelineError, atomic_dir, sha256_bytes
+from pipeline.layout import RAW_DIR
 
 # SHA-256 of the decompressed files: the originals, whatever mirror or compression they came in.
 SHA256 = {

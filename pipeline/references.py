@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from models import family_class
-from pipeline.data import IMAGE_SHAPE
+from pipeline.layout import IMAGE_SHAPE
 
 Binarization = Literal["fixed", "resampled", "none"]  # none: grey levels
 STANDARD_TRAIN_IMAGES = 50_000  # the 50,000 / 10,000 / 10,000 split that the fixed-binarization papers use

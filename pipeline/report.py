@@ -16,8 +16,8 @@ from models.base import bits_per_dim, mean_and_stderr
 from pipeline import charts, reference, references, stage, webpage
 from pipeline import params as P
 from pipeline import search_table as search
-from pipeline.data import TRAIN_SIZE
 from pipeline.io import PipelineError, write_text
+from pipeline.layout import TRAIN_SIZE
 from pipeline.model_params import ModelSpec, model_spec
 from pipeline.results import REPORT, Metrics, ModelResults, ReportFiles, TrainSummary, read_ceiling
 

@@ -33,8 +33,9 @@ from models.base import bits_per_dim
 from models.checkpoint import load_checkpoint
 from pipeline import params as P
 from pipeline import stage
-from pipeline.data import IMAGE_SHAPE, binarize_images
+from pipeline.data import binarize_images
 from pipeline.io import PipelineError
+from pipeline.layout import IMAGE_SHAPE
 from pipeline.progress import set_quiet
 from pipeline.results import ModelResults
 

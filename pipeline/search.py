@@ -211,8 +211,8 @@ def train_row(params: dict, model: str, settings: dict, seed: int = 0, trial=Non
     an Optuna `trial`, report each validation to it and stop when it is pruned."""
     import torch
 
-    from pipeline.data import TRAIN_SIZE
     from pipeline.fit_model import build, fit_model
+    from pipeline.layout import TRAIN_SIZE
     from pipeline.training_loop import Rounds, TrainingDiverged
 
     spec = T.spec_of(params, model, settings, seed)

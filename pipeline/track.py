@@ -28,8 +28,8 @@ import pandas as pd
 from models.checkpoint import load_checkpoint
 from pipeline import params as P
 from pipeline import stage
-from pipeline.data import DATASETS
 from pipeline.io import PipelineError, params_hash
+from pipeline.layout import DATASETS
 from pipeline.model_params import model_spec
 from pipeline.results import (
     CLASSIFIER_METRICS,

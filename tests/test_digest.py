@@ -1,5 +1,7 @@
 """The generated code digests that tell DVC which stages an edit makes stale."""
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -76,7 +78,9 @@ def test_each_stage_covers_its_module_and_what_it_imports_directly_or_not():
     for stage in digest.STAGES:
         assert {f"pipeline/{stage}.py", "pipeline/io.py"} <= stage_files(stage)
     for stage in ("train", "evaluate", "report"):
-        assert {"pipeline/data.py", "pipeline/params.py", "models/__init__.py"} <= stage_files(stage), stage
+        assert {"pipeline/layout.py", "pipeline/params.py", "models/__init__.py"} <= stage_files(stage), stage
+    assert [stage for stage in ("train", "evaluate", "report") if "pipeline/data.py" in stage_files(stage)] == \
+        ["train", "evaluate"]  # the report names the datasets but reads no images
     assert "pipeline/parallel.py" in stage_files("train")
     assert [stage for stage in digest.STAGES if "pipeline/references.py" in stage_files(stage)] == ["report"]
     assert not [stage for stage in digest.STAGES if "pipeline/digest.py" in stage_files(stage)]  # the tool is no stage's code
@@ -134,3 +138,12 @@ def test_an_edit_to_the_data_parallel_code_leaves_the_data_and_the_classifier_as
     before, after = digests_after("pipeline/parallel.py", ("binarize", "classifier", "report", "train"),
                                   tmp_path, monkeypatch)
     assert [stage for stage in before if after[stage] != before[stage]] == ["train"]
+
+
+def test_the_download_stage_loads_no_torch():
+    """prepare only names its folder: it starts without paying torch's import, and an edit to how the data
+    is read back (pipeline/data.py) leaves it fresh."""
+    assert "pipeline/data.py" not in stage_files("prepare")
+    loaded = subprocess.run([sys.executable, "-c", "import sys, pipeline.prepare; print('torch' in sys.modules)"],
+                            cwd=digest.REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "False"

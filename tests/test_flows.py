@@ -182,8 +182,8 @@ def test_each_coupling_network_reads_one_half_and_gives_the_other_halfs_shift_an
 def test_glow_rotations_come_from_the_training_seed():
     """pipeline.fit_model.build seeds torch with train.seed before it builds: one seed gives Glow the
     same 1x1 convolutions, two seeds different ones."""
-    from pipeline.data import DATASETS
     from pipeline.fit_model import build
+    from pipeline.layout import DATASETS
     from pipeline.model_params import ModelSpec
     from pipeline.train_config import TrainConfig
 

@@ -9,7 +9,7 @@ import torch
 from models import build_model
 from models.base import ClassConditional
 from pipeline import params as P
-from pipeline.data import IMAGE_SHAPE
+from pipeline.layout import IMAGE_SHAPE
 from pipeline.model_params import model_spec
 from pipeline.optimizer import make_optimizer
 from pipeline.training_loop import train_step

@@ -123,7 +123,8 @@ def test_the_grey_split_keeps_every_level_of_the_same_images(raw_mnist, binarize
 
 def test_a_model_given_the_other_datasets_images_is_a_one_line_error():
     from models import build_model
-    from pipeline.data import DATASETS, check_model_fits
+    from pipeline.data import check_model_fits
+    from pipeline.layout import DATASETS
     binarized, grey = build_model("bernoulli", (1, 28, 28)), build_model("categorical", (1, 28, 28), pixel_levels=256)
     with pytest.raises(PipelineError, match=r"^binarized.pt models 2 pixel levels, but data: grey images have 256: "):
         check_model_fits(binarized, DATASETS["grey"], "binarized.pt")
