@@ -6,25 +6,31 @@ budget (one line that says so).
 
 Each tolerance comes from how far one configuration and seed moves when only the arithmetic changes
 (another thread count, another CPU): the test and validation NLLs of the runs the reference is made
-from (at least two). It is twice the largest difference seen, at least 0.1% of the model's NLL, and
-never more than 1%: a model that moves more than that is a defect to fix, not a tolerance to widen.
+from (at least two), and of an earlier reference's runs on another machine (`--elsewhere`) wherever
+that model's configuration and its family's code are still the same. It is twice the largest
+difference seen, at least 0.1% of the model's NLL, and never more than 1%: a model that moves more
+than that is a defect to fix, not a tolerance to widen.
 The reference also keeps each model's test NLL over training seeds (workspaces of the same commit
 with another `train.seed`): the noise the report states beside each number.
 
     python -m pipeline.check        # after `dvc repro` (make check)
-    python -m pipeline.check --write-reference RUN [RUN ...] --seeds RUN [RUN ...]   # maintainers
+    python -m pipeline.check --write-reference RUN [RUN ...] --seeds RUN [RUN ...] \
+        --elsewhere reference/machines/OTHER.json     # maintainers
 """
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 from pathlib import Path
 
+import torch
+
 from pipeline import params as P
 from pipeline import search_table as T
 from pipeline import stage
-from pipeline.io import PipelineError, write_json
+from pipeline.io import PipelineError, read_json, sha256_bytes, write_json
 from pipeline.model_params import model_spec
 from pipeline.reference import MACHINE_ONLY, REFERENCE, budget, configuration
 from pipeline.reference import read as read_reference
@@ -63,6 +69,27 @@ def test_nlls(runs: list[Path], name: str) -> list[float]:
     return nlls
 
 
+def family_code(run: Path, params: dict, name: str) -> str:
+    """A digest of the model's family code as the run's `dvc repro` found it (its digests/ file)."""
+    path = Path("digests") / f"family-{model_spec(params, name).family}.sha256"
+    if not (run / path).exists():
+        raise PipelineError(f"{run}: no {path}: a reference is written from workspaces after `dvc repro`")
+    return sha256_bytes((run / path).read_bytes())[:16]
+
+
+def runs_elsewhere(earlier: list[dict], name: str, configuration_: str, code: str) -> tuple[list, list, list]:
+    """(test NLLs, validation NLLs, machines) of the earlier references' runs of this very model:
+    the same configuration and the same family code."""
+    tests, vals, machines = [], [], []
+    for reference in earlier:
+        entry = reference["models"].get(name)
+        if entry and entry["configuration"] == configuration_ and entry.get("code") == code:
+            tests += entry["test_nlls"]
+            vals += entry["val_nlls"]
+            machines.append(reference["machine"])
+    return tests, vals, machines
+
+
 def seed_of(params: dict, name: str) -> int:
     return model_spec(params, name).train.seed
 
@@ -77,10 +104,17 @@ def check_seed_run(params: dict, run: Path) -> dict:
     return theirs
 
 
-def write_reference(runs: list[Path], params: dict, out: Path = REFERENCE, seed_runs: list[Path] = ()) -> dict:
+def machine() -> str:
+    """What the arithmetic depends on: the CPU, the vector instructions torch's kernels use, torch."""
+    return (f"{platform.machine()}, {os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()} kernels, "
+            f"torch {torch.__version__.split('+')[0]}")
+
+
+def write_reference(runs: list[Path], params: dict, out: Path = REFERENCE, seed_runs: list[Path] = (),
+                    elsewhere: list[dict] = ()) -> dict:
     """The reference from `runs` (workspaces of this commit after `dvc repro`, on other thread counts
-    or machines) and `seed_runs` (the same with other seeds): the first run's test NLLs, with tolerances
-    from how far the runs moved."""
+    or machines), `seed_runs` (the same with other seeds) and `elsewhere` (earlier references from
+    other machines): the first run's test NLLs, with tolerances from how far the runs moved."""
     if len(runs) < 2:
         raise PipelineError("a reference needs two runs of one configuration or more (other thread counts or "
                             "machines): their spread is the tolerance")
@@ -89,15 +123,17 @@ def write_reference(runs: list[Path], params: dict, out: Path = REFERENCE, seed_
     seed_params = [check_seed_run(params, run) for run in seed_runs]
     models, unstable = {}, []
     for name in P.model_names(params):
-        nlls = test_nlls(runs, name)
-        vals = [val_nll(run, name) for run in runs]
+        here, code = configuration(params, name), family_code(runs[0], params, name)
+        other_tests, other_vals, machines = runs_elsewhere(list(elsewhere), name, here, code)
+        nlls = test_nlls(runs, name) + other_tests
+        vals = [val_nll(run, name) for run in runs] + other_vals
         moved, tol = tolerance(nlls, vals)
         if tol > MAX_TOLERANCE * abs(nlls[0]):
             unstable.append(f"{name} (test {', '.join(f'{v:.2f}' for v in nlls)}; "
                             f"validation {', '.join(f'{v:.2f}' for v in vals)})")
         models[name] = {"test_nll": nlls[0], "tolerance": round(tol, 4), "moved": round(moved, 4),
                         "test_nlls": nlls, "val_nlls": vals, "data": model_spec(params, name).data.name,
-                        "configuration": configuration(params, name),
+                        "configuration": here, "code": code, "elsewhere": machines,
                         "seeds": [seed_of(params, name), *(seed_of(p, name) for p in seed_params)],
                         "seed_test_nlls": [nlls[0], *test_nlls(list(seed_runs), name)]}
     if unstable:
@@ -105,7 +141,7 @@ def write_reference(runs: list[Path], params: dict, out: Path = REFERENCE, seed_
                             f"configuration: {'; '.join(unstable)}: fix them before writing a reference")
     reference = {"profile": PROFILE, "budget_flops": budget(params), "runs": [str(r) for r in runs],
                  "seed_runs": [str(r) for r in seed_runs],
-                 "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "models": models}
+                 "machine": machine(), "models": models}
     write_json(out, reference)
     return reference
 
@@ -145,10 +181,13 @@ def main(argv=None) -> None:
                         help="write the reference from these workspaces (the first gives the values)")
     parser.add_argument("--seeds", nargs="+", type=Path, default=[], metavar="RUN",
                         help="with --write-reference: workspaces of the same settings with other train.seed values")
+    parser.add_argument("--elsewhere", nargs="+", type=Path, default=[], metavar="REFERENCE",
+                        help="with --write-reference: earlier references written on machines with other CPUs")
     args = parser.parse_args(argv)
     params = P.load()
     if args.write_reference:
-        reference = write_reference(args.write_reference, params, seed_runs=args.seeds)
+        reference = write_reference(args.write_reference, params, seed_runs=args.seeds,
+                                    elsewhere=[read_json(path) for path in args.elsewhere])
         print(f"check: {REFERENCE} written: {len(reference['models'])} models from {len(args.write_reference)} runs "
               f"and {len(args.seeds)} other seeds")
         return

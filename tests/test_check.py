@@ -20,8 +20,12 @@ def quick_params() -> dict:
     return params
 
 
-def workspace(root, nlls: dict, val_offset: float = 1.0):
-    """results/<model>/ with a test NLL each, and a validation NLL `val_offset` above it."""
+def workspace(root, nlls: dict, val_offset: float = 1.0, code: str = "v1"):
+    """results/<model>/ with a test NLL each, and a validation NLL `val_offset` above it; digests/ as
+    `dvc repro` leaves it, the families' code in version `code`."""
+    (root / "digests").mkdir(parents=True, exist_ok=True)
+    for family in ("made", "maf"):
+        (root / "digests" / f"family-{family}.sha256").write_text(f"{family} {code}\n")
     for name, nll in nlls.items():
         files = ModelResults(name)
         (root / files.folder).mkdir(parents=True, exist_ok=True)
@@ -58,6 +62,29 @@ def test_a_model_that_varies_more_than_one_percent_is_refused_a_reference(tmp_pa
         check.write_reference(runs, quick_params(), tmp_path / "quick.json")
 
 
+def test_an_earlier_machines_runs_widen_the_tolerance_where_configuration_and_code_are_the_same(tmp_path):
+    params = quick_params()
+    earlier = check.write_reference([workspace(tmp_path / run, {"made": nll, "maf_grey": 1000.0}) for run, nll
+                                     in (("x", 100.3), ("y", 100.3))], params, tmp_path / "earlier.json")
+    earlier["machine"] = "another CPU"
+    runs = [workspace(tmp_path / run, {"made": 100.0, "maf_grey": 1000.0}) for run in ("a", "b")]
+    written = check.write_reference(runs, params, tmp_path / "quick.json", elsewhere=[earlier])
+    assert written["models"]["made"]["tolerance"] == pytest.approx(0.6)       # 2 x (100.3 - 100.0)
+    assert written["models"]["made"]["elsewhere"] == ["another CPU"]
+    for run in runs:
+        (run / "digests" / "family-made.sha256").write_text("made v2\n")    # MADE's code changed since
+    written = check.write_reference(runs, params, tmp_path / "quick.json", elsewhere=[earlier])
+    assert written["models"]["made"]["tolerance"] == pytest.approx(0.1) and written["models"]["made"]["elsewhere"] == []
+    assert written["models"]["maf_grey"]["elsewhere"] == ["another CPU"]
+
+
+def test_a_reference_is_written_from_workspaces_after_dvc_repro(tmp_path):
+    runs = [workspace(tmp_path / run, {"made": 100.0, "maf_grey": 1000.0}) for run in ("a", "b")]
+    (runs[0] / "digests" / "family-maf.sha256").unlink()
+    with pytest.raises(PipelineError, match=r"a\b: no digests/family-maf.sha256: a reference is written from workspaces"):
+        check.write_reference(runs, quick_params(), tmp_path / "quick.json")
+
+
 def test_a_reference_needs_two_runs_to_measure_a_tolerance(tmp_path):
     with pytest.raises(PipelineError, match="a reference needs two runs"):
         check.write_reference([workspace(tmp_path / "a", {"made": 100.0, "maf_grey": 1000.0})], quick_params(),
@@ -90,6 +117,7 @@ def test_the_committed_reference_is_of_this_params_quick_profile_and_within_one_
     for name, ref in committed["models"].items():
         assert ref["configuration"] == reference.configuration(params, name), f"{name}: params.yaml changed since"
         assert ref["tolerance"] <= check.MAX_TOLERANCE * ref["test_nll"]
+        assert len(ref["code"]) == 16, f"{name}: the family code the reference was measured with"
         assert len(set(ref["seeds"])) == len(ref["seeds"]) == len(ref["seed_test_nlls"]), name
 
 
