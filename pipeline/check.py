@@ -1,8 +1,8 @@
 """check: whether this workspace's results reproduce the committed reference of the quick profile.
 
 One line per model: the reference test NLL, yours, the tolerance, pass or fail; exit status 1 when
-any model is outside its tolerance or has no result, or when the reference is of another profile or
-budget (one line that says so).
+any model is outside its tolerance, has no result, or has other settings or family code than the
+reference's, or when the reference is of another profile or budget (one line that says so).
 
 Each tolerance comes from how far one configuration and seed moves when only the arithmetic changes
 (another thread count, another CPU): the test and validation NLLs of the runs the reference is made
@@ -69,12 +69,14 @@ def test_nlls(runs: list[Path], name: str) -> list[float]:
     return nlls
 
 
-def family_code(run: Path, params: dict, name: str) -> str:
+def family_digest_file(params: dict, name: str) -> Path:
+    return Path("digests") / f"family-{model_spec(params, name).family}.sha256"
+
+
+def family_code(run: Path, params: dict, name: str) -> str | None:
     """A digest of the model's family code as the run's `dvc repro` found it (its digests/ file)."""
-    path = Path("digests") / f"family-{model_spec(params, name).family}.sha256"
-    if not (run / path).exists():
-        raise PipelineError(f"{run}: no {path}: a reference is written from workspaces after `dvc repro`")
-    return sha256_bytes((run / path).read_bytes())[:16]
+    path = run / family_digest_file(params, name)
+    return sha256_bytes(path.read_bytes())[:16] if path.exists() else None
 
 
 def runs_elsewhere(earlier: list[dict], name: str, configuration_: str, code: str) -> tuple[list, list, list]:
@@ -124,6 +126,9 @@ def write_reference(runs: list[Path], params: dict, out: Path = REFERENCE, seed_
     models, unstable = {}, []
     for name in P.model_names(params):
         here, code = configuration(params, name), family_code(runs[0], params, name)
+        if code is None:
+            raise PipelineError(f"{runs[0]}: no {family_digest_file(params, name)}: a reference is written from "
+                                "workspaces after `dvc repro`")
         other_tests, other_vals, machines = runs_elsewhere(list(elsewhere), name, here, code)
         nlls = test_nlls(runs, name) + other_tests
         vals = [val_nll(run, name) for run in runs] + other_vals
@@ -163,6 +168,8 @@ def check(params: dict, reference: dict, root: Path = Path(".")) -> tuple[list[s
             verdict = f"FAIL: no {ModelResults(name).metrics}: run `dvc repro`"
         elif ref["configuration"] != configuration(params, name):
             verdict = "FAIL: params.yaml's settings differ from the reference's"
+        elif (code := family_code(root, params, name)) and code != ref.get("code", code):
+            verdict = f"FAIL: the {model_spec(params, name).family} family's code differs from the reference's"
         else:
             verdict = "pass" if abs(yours - ref["test_nll"]) <= ref["tolerance"] else "FAIL"
         passed &= not verdict.startswith("FAIL")
