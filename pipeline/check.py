@@ -69,23 +69,23 @@ def test_nlls(runs: list[Path], name: str) -> list[float]:
     return nlls
 
 
-def family_digest_file(params: dict, name: str) -> Path:
-    return Path("digests") / f"family-{model_spec(params, name).family}.sha256"
+def family_digest_file(family: str) -> Path:
+    return Path("digests") / f"family-{family}.sha256"   # as the digest stage writes it
 
 
-def family_code(run: Path, params: dict, name: str) -> str | None:
-    """A digest of the model's family code as the run's `dvc repro` found it (its digests/ file)."""
-    path = run / family_digest_file(params, name)
+def family_code(run: Path, family: str) -> str | None:
+    """A digest of the family's code as the run's `dvc repro` found it (its digests/ file)."""
+    path = run / family_digest_file(family)
     return sha256_bytes(path.read_bytes())[:16] if path.exists() else None
 
 
-def runs_elsewhere(earlier: list[dict], name: str, configuration_: str, code: str) -> tuple[list, list, list]:
+def runs_elsewhere(earlier: list[dict], name: str, config: str, code: str) -> tuple[list, list, list]:
     """(test NLLs, validation NLLs, machines) of the earlier references' runs of this very model:
     the same configuration and the same family code."""
     tests, vals, machines = [], [], []
     for reference in earlier:
         entry = reference["models"].get(name)
-        if entry and entry["configuration"] == configuration_ and entry.get("code") == code:
+        if entry and entry["configuration"] == config and entry.get("code") == code:
             tests += entry["test_nlls"]
             vals += entry["val_nlls"]
             machines.append(reference["machine"])
@@ -125,11 +125,11 @@ def write_reference(runs: list[Path], params: dict, out: Path = REFERENCE, seed_
     seed_params = [check_seed_run(params, run) for run in seed_runs]
     models, unstable = {}, []
     for name in P.model_names(params):
-        here, code = configuration(params, name), family_code(runs[0], params, name)
-        if code is None:
-            raise PipelineError(f"{runs[0]}: no {family_digest_file(params, name)}: a reference is written from "
+        spec, here = model_spec(params, name), configuration(params, name)
+        if (code := family_code(runs[0], spec.family)) is None:
+            raise PipelineError(f"{runs[0]}: no {family_digest_file(spec.family)}: a reference is written from "
                                 "workspaces after `dvc repro`")
-        other_tests, other_vals, machines = runs_elsewhere(list(elsewhere), name, here, code)
+        other_tests, other_vals, machines = runs_elsewhere(elsewhere, name, here, code)
         nlls = test_nlls(runs, name) + other_tests
         vals = [val_nll(run, name) for run in runs] + other_vals
         moved, tol = tolerance(nlls, vals)
@@ -137,7 +137,7 @@ def write_reference(runs: list[Path], params: dict, out: Path = REFERENCE, seed_
             unstable.append(f"{name} (test {', '.join(f'{v:.2f}' for v in nlls)}; "
                             f"validation {', '.join(f'{v:.2f}' for v in vals)})")
         models[name] = {"test_nll": nlls[0], "tolerance": round(tol, 4), "moved": round(moved, 4),
-                        "test_nlls": nlls, "val_nlls": vals, "data": model_spec(params, name).data.name,
+                        "test_nlls": nlls, "val_nlls": vals, "data": spec.data.name,
                         "configuration": here, "code": code, "elsewhere": machines,
                         "seeds": [seed_of(params, name), *(seed_of(p, name) for p in seed_params)],
                         "seed_test_nlls": [nlls[0], *test_nlls(list(seed_runs), name)]}
@@ -160,16 +160,16 @@ def check(params: dict, reference: dict, root: Path = Path(".")) -> tuple[list[s
     lines = [f"{'model':<22} {'reference':>10} {'yours':>10} {'tolerance':>9}  result"]
     passed = True
     for name in P.model_names(params):
-        ref = reference["models"].get(name)
-        yours = test_nll(root, name)
+        ref, family = reference["models"].get(name), model_spec(params, name).family
+        yours, code = test_nll(root, name), family_code(root, family)
         if ref is None:
             verdict = "no reference for this model"
         elif yours is None:
             verdict = f"FAIL: no {ModelResults(name).metrics}: run `dvc repro`"
         elif ref["configuration"] != configuration(params, name):
             verdict = "FAIL: params.yaml's settings differ from the reference's"
-        elif (code := family_code(root, params, name)) and code != ref.get("code", code):
-            verdict = f"FAIL: the {model_spec(params, name).family} family's code differs from the reference's"
+        elif code and code != ref.get("code", code):
+            verdict = f"FAIL: the {family} family's code differs from the reference's"
         else:
             verdict = "pass" if abs(yours - ref["test_nll"]) <= ref["tolerance"] else "FAIL"
         passed &= not verdict.startswith("FAIL")
