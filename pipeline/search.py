@@ -267,6 +267,26 @@ def open_study(model: str, budget: float, storage: str):
         pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=PRUNE_AT, reduction_factor=PRUNE_FACTOR))
 
 
+def same_choices(space: Space, study) -> bool:
+    """Whether the study's trials drew every choice axis from the choices the space offers now."""
+    return all(t.distributions[axis.name] == axis.distribution()
+               for axis in space.axes if axis.choices for t in study.trials if axis.name in t.distributions)
+
+
+def untried_choices(space: Space, study) -> list[dict]:
+    """The best trial's values with each choice no trial has drawn yet: a size added to widen the space
+    is tried beside the winner's other settings first, not left to the sampler's chance."""
+    import optuna
+
+    finished = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    if not finished:
+        return []
+    best = min(finished, key=lambda t: t.value).params
+    drawn = {axis.name: {t.params.get(axis.name) for t in study.trials} for axis in space.axes}
+    return [{**best, axis.name: json.dumps(choice)} for axis in space.axes if axis.choices
+            for choice in axis.choices if json.dumps(choice) not in drawn[axis.name]]
+
+
 def study_rows(study) -> list[dict]:
     """The table rows of a study's trials that trained (finished, pruned or diverged)."""
     return [t.user_attrs["row"] for t in study.trials if "row" in t.user_attrs]
@@ -280,15 +300,23 @@ def run_study(params: dict, space: Space, storage: str, threads: int, quiet: boo
     torch.set_num_threads(threads)
     budget = budget_of(params)
     study = open_study(space.model, budget, storage)
+    recorded = None
+    if study.trials and not same_choices(space, study):  # Optuna cannot add a choice to a study's parameter
+        recorded = study_rows(study)
+        optuna.delete_study(study_name=study.study_name, storage=storage)
+        study = open_study(space.model, budget, storage)
     if not study.trials:
-        recorded = [r for r in T.read_table() if r["model"] == space.model and r["search"] == T.SEARCH
-                    and r["trial"] is not None and math.isclose(r["budget_flops"], budget)]
+        if recorded is None:
+            recorded = [r for r in T.read_table() if r["model"] == space.model and r["search"] == T.SEARCH
+                        and r["trial"] is not None and math.isclose(r["budget_flops"], budget)]
         study.add_trials([t for t in map(space.as_trial, sorted(recorded, key=lambda r: r["trial"])) if t])
     if storage.startswith("sqlite"):  # one machine: a trial still running is one a killed search left
         for stale in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
             study.tell(stale.number, state=optuna.trial.TrialState.FAIL)
-    # the first trial: params.yaml's quick settings, so that a study starts from the best known so far
-    study.enqueue_trial(space.values_of(T.spec_of(params, space.model, {})), skip_if_exists=True)
+    if not study.trials:  # the first trial: params.yaml's quick settings, the best known so far
+        study.enqueue_trial(space.values_of(T.spec_of(params, space.model, {})), skip_if_exists=True)
+    for values in untried_choices(space, study):
+        study.enqueue_trial(values, skip_if_exists=True)
     done = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
     start = time.perf_counter()
     for number in range(len(done), space.trials):
