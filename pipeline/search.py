@@ -370,6 +370,14 @@ def check_space(params: dict, spaces: dict[str, Space], models: list[str] | None
     return chosen
 
 
+def require_data(params: dict, chosen: list[Space]) -> None:
+    """Missing data fails before any study trains, not after the studies before it have."""
+    for space in chosen:
+        folder = T.spec_of(params, space.model, {}).data.folder
+        if not (folder / "train.npy").exists():
+            raise PipelineError(f"{folder}/train.npy is missing ({space.model}'s data): run `dvc repro` first")
+
+
 def run(jobs: int, tasks: list[tuple], quiet: bool) -> None:
     """Run `tasks` ((function, *arguments), each returning table rows) on `jobs` worker processes,
     writing the table after each."""
@@ -416,6 +424,7 @@ def main(argv=None) -> None:
         print(winners_yaml(T.read_table(), budget, spaces))
         return
     chosen = check_space(params, spaces, args.models)
+    require_data(params, chosen)
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     if args.seeds:
         searched = [r for r in T.read_table() if r["search"] == T.SEARCH]

@@ -63,6 +63,14 @@ def test_a_bad_key_in_the_space_fails_before_anything_trains():
         search.check_space(params, {"made": space}, None)
 
 
+def test_a_model_whose_data_is_missing_fails_before_anything_trains(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = P.load(REPO / "params.yaml")
+    space = search.Space("made_grey", 4, ())
+    with pytest.raises(PipelineError, match="data/grey/train.npy is missing"):
+        search.require_data(params, [space])
+
+
 def test_a_winner_on_the_end_of_a_range_or_of_its_choices_is_named():
     space = search.Space("m", 4, (search.parse_axis("m", "train.lr", {"low": 1e-3, "high": 1e-1, "log": True}),
                                   search.parse_axis("m", "size", [{"c": 1}, {"c": 2}, {"c": 3}])))
