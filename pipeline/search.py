@@ -282,9 +282,11 @@ def untried_choices(space: Space, study) -> list[dict]:
     if not finished:
         return []
     best = min(finished, key=lambda t: t.value).params
-    drawn = {axis.name: {t.params.get(axis.name) for t in study.trials} for axis in space.axes}
+    # a trial that trained (finished, pruned or diverged) or waits to; not one a killed search left
+    tried = [t.params for t in study.trials if "row" in t.user_attrs] + \
+        [t.system_attrs.get("fixed_params", {}) for t in study.get_trials(states=(optuna.trial.TrialState.WAITING,))]
     return [{**best, axis.name: json.dumps(choice)} for axis in space.axes if axis.choices
-            for choice in axis.choices if json.dumps(choice) not in drawn[axis.name]]
+            for choice in axis.choices if all(p.get(axis.name) != json.dumps(choice) for p in tried)]
 
 
 def study_rows(study) -> list[dict]:
@@ -316,7 +318,7 @@ def run_study(params: dict, space: Space, storage: str, threads: int, quiet: boo
     if not study.trials:  # the first trial: params.yaml's quick settings, the best known so far
         study.enqueue_trial(space.values_of(T.spec_of(params, space.model, {})), skip_if_exists=True)
     for values in untried_choices(space, study):
-        study.enqueue_trial(values, skip_if_exists=True)
+        study.enqueue_trial(values)
     done = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
     start = time.perf_counter()
     for number in range(len(done), space.trials):

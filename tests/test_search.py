@@ -160,7 +160,7 @@ def test_a_study_missing_from_the_database_is_rebuilt_from_the_committed_table(t
     assert len(go_on) == 6 and go_on[4]["settings"] not in {r["settings"] for r in first}
 
 
-def test_a_choice_added_to_a_study_is_tried_first_beside_the_winners_other_settings(tmp_path, monkeypatch):
+def test_a_choice_added_to_a_study_is_tried_beside_the_winners_other_settings_even_after_a_kill(tmp_path, monkeypatch):
     synthetic_data(tmp_path)
     monkeypatch.chdir(tmp_path)
     params, storage = tiny_params(), f"sqlite:///{tmp_path}/a.db"
@@ -168,6 +168,8 @@ def test_a_choice_added_to_a_study_is_tried_first_beside_the_winners_other_setti
     def space(sizes, trials):
         return search.Space("tiny", trials, (*study_space(0).axes, search.parse_axis("tiny", "hidden_sizes", sizes)))
     first = search.run_study(params, space([[8], [16]], 4), storage, 1, quiet=True)
+    search.run_study(params, space([[4], [8], [16]], 4), storage, 1, quiet=True)  # enqueues the new choice
+    search.open_study("tiny", search.budget_of(params), storage).ask()  # and is killed while it trains
     widened = search.run_study(params, space([[4], [8], [16]], 5), storage, 1, quiet=True)
     assert [(r["settings"], r["val_nll"]) for r in widened[:4]] == [(r["settings"], r["val_nll"]) for r in first]
     best = json.loads(T.winners([r for r in first if r["state"] == T.FINISHED])["tiny"]["settings"])
