@@ -9,7 +9,12 @@ stage depends on generated files instead, in the format of `sha256sum`:
 - `digests/family-<family>.sha256`: the family's module and every module it imports, plus its
   entry in the registry `models.FAMILIES`.
 `train@<model>` and `evaluate@<model>` depend on their stage file and their family's file, every
-other stage on its stage file. The imports are read from the source (also those inside functions),
+other stage on its stage file. The settings of those two stages are generated the same way:
+`digests/train-<model>.json` and `digests/evaluate-<model>.json` hold what each reads from params.yaml,
+resolved for the active profile, and the stages depend on them rather than on params.yaml. DVC then
+reads params.yaml once per run instead of once per stage, its lock file holds the shared `train`
+section once instead of 27 times (DVC parses and rewrites that file after every stage), and an edit
+to another profile's settings re-runs nothing. The imports are read from the source (also those inside functions),
 and a module counts the packages that Python runs before it (their `__init__.py`), so the lists are
 never out of date. The statements of models/__init__.py that define the registry are left out of
 its line (each family's entry is in its family's file), so adding a family re-runs no other
@@ -22,8 +27,10 @@ import hashlib
 from pathlib import Path
 
 import models
+from pipeline import params as P
 from pipeline import stage
-from pipeline.io import REPO_ROOT, atomic_dir
+from pipeline.io import REPO_ROOT, atomic_dir, write_json
+from pipeline.model_params import model_spec
 
 PACKAGES = ("pipeline", "models")
 STAGES = ("prepare", "binarize", "grey", "classifier", "train", "evaluate", "report", "track")  # `python -m pipeline.<stage>`
@@ -112,15 +119,31 @@ def family_digest(family: str, registry: dict[str, str] | None = None) -> str:
     return code_digest(entry.split(":")[0]) + f"# {family} = {entry}\n"
 
 
+def model_stage_settings(params: dict) -> dict[str, dict]:
+    """For each model, what `train@<model>` and `evaluate@<model>` read from params.yaml, by file name."""
+    evaluate = vars(P.evaluate_config(params))
+    settings = {}
+    for name in P.model_names(params):
+        spec = model_spec(params, name)
+        settings[f"train-{name}.json"] = {"profile": P.profile_of(params), "family": spec.family,
+                                          "data": spec.data.name, "model": spec.kwargs, "train": vars(spec.train)}
+        settings[f"evaluate-{name}.json"] = {"family": spec.family, "data": spec.data.name,
+                                             "device": spec.train.device, "evaluate": evaluate}
+    return settings
+
+
 def main(argv=None) -> None:
     stage.parse_args(__doc__.splitlines()[0], argv)
     families = models.FAMILIES
+    settings = model_stage_settings(P.load())
     with atomic_dir(DIGEST_DIR) as tmp:
         for name in STAGES:
             (tmp / f"stage-{name}.sha256").write_text(stage_digest(name))
         for family in families:
             (tmp / f"family-{family}.sha256").write_text(family_digest(family, families))
-    print(f"digest: {len(STAGES)} stages and {len(families)} families -> {DIGEST_DIR}/")
+        for name, values in settings.items():
+            write_json(tmp / name, values)
+    print(f"digest: {len(STAGES)} stages, {len(families)} families and {len(settings) // 2} models' settings -> {DIGEST_DIR}/")
 
 
 if __name__ == "__main__":

@@ -74,7 +74,9 @@ def test_second_repro_has_nothing_to_do_and_a_param_change_reruns_only_that_mode
     repo, env, _, _ = pipeline_copy
     assert stages_run(dvc(["repro"], repo, env)) == set()
     edit_params(repo, lambda p: p["models"]["made"]["smoke"].update(hidden_sizes=[12]))
-    assert stages_run(dvc(["repro"], repo, env)) == {"train@made", "evaluate@made", "report", "track"}
+    assert stages_run(dvc(["repro"], repo, env)) == {"digest", "train@made", "evaluate@made", "report", "track"}
+    edit_params(repo, lambda p: p["train"]["full"].update(epochs=201))  # another profile's: no model re-runs
+    assert stages_run(dvc(["repro"], repo, env)) == {"digest"}
 
 
 def stale_after_editing(repo: Path, env: dict, code_file: str) -> set[str]:
