@@ -132,18 +132,23 @@ def model_stage_settings(params: dict) -> dict[str, dict]:
     return settings
 
 
-def main(argv=None) -> None:
-    stage.parse_args(__doc__.splitlines()[0], argv)
-    families = models.FAMILIES
-    settings = model_stage_settings(P.load())
+def write_digests(settings: dict[str, dict]) -> None:
+    """digests/ anew: every stage's and family's code digest, and `settings` (file name -> values)."""
     with atomic_dir(DIGEST_DIR) as tmp:
         for name in STAGES:
             (tmp / f"stage-{name}.sha256").write_text(stage_digest(name))
-        for family in families:
-            (tmp / f"family-{family}.sha256").write_text(family_digest(family, families))
+        for family in models.FAMILIES:
+            (tmp / f"family-{family}.sha256").write_text(family_digest(family))
         for name, values in settings.items():
             write_json(tmp / name, values)
-    print(f"digest: {len(STAGES)} stages, {len(families)} families and {len(settings) // 2} models' settings -> {DIGEST_DIR}/")
+
+
+def main(argv=None) -> None:
+    stage.parse_args(__doc__.splitlines()[0], argv)
+    settings = model_stage_settings(P.load())
+    write_digests(settings)
+    print(f"digest: {len(STAGES)} stages, {len(models.FAMILIES)} families and {len(settings) // 2} models' settings "
+          f"-> {DIGEST_DIR}/")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 in-process (fast: no interpreter start-up) or as real processes (exit codes, kills, DVC)."""
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import shutil
@@ -104,14 +103,14 @@ def synthetic_data(root: Path, sizes=(("train", 400), ("val", 100), ("test", 100
 
 
 def code_digests(root: Path) -> None:
-    """digests/ in `root`, as the digest stage writes it: the train stage keys its resume state by
-    those files, so a drill that runs it outside DVC writes them first."""
+    """The code digests in `root`/digests, as the digest stage writes them: the train stage keys its
+    resume state by those files, so a drill that runs it outside DVC writes them first (the settings
+    files beside them, which only DVC reads, are left out: a drill writes params.yaml later)."""
     from pipeline import digest
     here = Path.cwd()
     os.chdir(root)
     try:
-        with contextlib.redirect_stdout(None):
-            digest.main([])
+        digest.write_digests({})
     finally:
         os.chdir(here)
 
