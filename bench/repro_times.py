@@ -20,6 +20,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from pipeline.results import ModelResults
+
 STAGE_LINE = re.compile(r"^\s*([\d.]+) Running stage '([^']+)'")
 END_LINE = re.compile(r"^\s*([\d.]+) ")
 
@@ -47,9 +49,11 @@ def stage_walls(lines: list[str]) -> dict[str, float]:
 def reported_seconds(stage: str) -> float:
     """The training loop's or the test NLL's seconds that a per-model stage wrote, else 0."""
     kind, _, model = stage.partition("@")
-    file, key = {"train": ("train.json", "train_seconds"), "evaluate": ("eval.json", "eval_seconds")}.get(kind, (None, None))
-    path = Path("results") / model / (file or "")
-    return float(json.loads(path.read_text()).get(key) or 0) if file and path.is_file() else 0.0
+    if kind not in ("train", "evaluate"):
+        return 0.0
+    results = ModelResults(model)
+    path, key = (results.train_summary, "train_seconds") if kind == "train" else (results.timing, "eval_seconds")
+    return float(json.loads(path.read_text()).get(key) or 0) if path.is_file() else 0.0
 
 
 def table(walls: dict[str, float]) -> str:
