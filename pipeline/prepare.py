@@ -111,4 +111,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    stage.run(main)
+    stage.run_as_script(main)

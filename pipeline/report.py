@@ -399,4 +399,4 @@ def baselines(found: search.SearchSummary) -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    stage.run(main)
+    stage.run_as_script(main)

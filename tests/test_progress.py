@@ -99,3 +99,20 @@ def test_one_ci_predicate_and_the_stages_quiet_default_follows_it(monkeypatch, v
     monkeypatch.setattr(progress, "_quiet", False)
     assert progress.in_ci() is ci
     assert stage.parse_args("x", []).quiet is ci
+
+
+def test_a_stage_script_ends_at_once_with_its_output_flushed_and_an_error_still_exits_1(tmp_path):
+    """run_as_script skips the interpreter's teardown after success, but what the stage printed and
+    wrote is all there; a stage that fails exits through run's one-line error as before."""
+    import subprocess
+    import sys
+    script = ("import atexit, sys; from pathlib import Path; from pipeline import stage\n"
+              "atexit.register(print, ' and torn down')\n"
+              "def main():\n"
+              "    if sys.argv[1] == 'fail': raise stage.PipelineError('models.x: broken')\n"
+              "    Path(sys.argv[2]).write_text('done'); print('printed', end='')\n"
+              "stage.run_as_script(main)\n")
+    ok = subprocess.run([sys.executable, "-c", script, "ok", str(tmp_path / "out.txt")], capture_output=True, text=True)
+    assert (ok.returncode, ok.stdout, (tmp_path / "out.txt").read_text()) == (0, "printed", "done")
+    failed = subprocess.run([sys.executable, "-c", script, "fail", "-"], capture_output=True, text=True)
+    assert (failed.returncode, failed.stderr.strip()) == (1, "error: models.x: broken")
