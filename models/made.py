@@ -10,11 +10,11 @@ from torch import nn
 from models.base import (
     DIGIT_CLASSES,
     AutoregressiveModel,
+    ClassConditional,
     LabelConditioning,
     flat_views,
     generator_device,
     labels_kwarg,
-    marginal_without_labels,
     require_sizes,
     uniform_noise,
 )
@@ -84,7 +84,10 @@ class MADE(FastPaths, AutoregressiveModel, LabelConditioning):
     def fast_paths(self) -> list[str]:
         if not self.fast:
             return []
-        return ["blocked masked layers"] if self.blocked else ["masks cached per device"]
+        paths = ["blocked masked layers"] if self.blocked else ["masks cached per device"]
+        if isinstance(self, ClassConditional):
+            paths.append("all classes in one batch")
+        return paths
 
     def _layers(self, hidden_sizes, direct_connections: bool) -> tuple[nn.Module, nn.Module | None]:
         """The masked MLP and the direct connections, blocked or dense."""
@@ -199,16 +202,35 @@ class MADE(FastPaths, AutoregressiveModel, LabelConditioning):
         self.use_mask((self.mask_index + 1) % self.num_masks)
         return super().nll(x, labels).mean()
 
-    @marginal_without_labels
     def nll(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """-log p(x | y), or without labels on a conditional MADE the marginal (through
+        `class_log_joint`), under the mixture of the `eval_masks` masks."""
+        if labels is None and isinstance(self, ClassConditional):
+            return self.marginal_nll(x)
+        return -self._mask_mixture(lambda: -super(MADE, self).nll(x, labels))
+
+    def class_log_joint(self, x: torch.Tensor, nll=None) -> torch.Tensor:
+        """fast, with the model's own NLL: every class in one batch, so that each of the `eval_masks`
+        masks is switched to and multiplied into the weights once, not once per class (at the full
+        profile's 2 x 8000 units that product dominated the pass); the same sums per class."""
+        if nll is not None or not self.fast:
+            return super().class_log_joint(x, nll)
+        classes = self.num_classes
+        every_class = torch.arange(classes, device=x.device).repeat_interleave(len(x))
+        log_likelihood = self._mask_mixture(lambda: -super(MADE, self).nll(x.repeat(classes, *[1] * (x.dim() - 1)),
+                                                                            every_class))
+        return log_likelihood.view(classes, len(x)).T + self.label_log_prior.to(log_likelihood.dtype)
+
+    def _mask_mixture(self, log_likelihood) -> torch.Tensor:
+        """log of the mean over the `eval_masks` masks of exp(log_likelihood()) under each mask."""
         if self.eval_masks == 1:
             self.use_mask(0)
-            return super().nll(x, labels)
+            return log_likelihood()
         per_mask = []
         for k in range(self.eval_masks):
             self.use_mask(k, in_place=not torch.is_grad_enabled())  # under autograd each mask's graph keeps its mask
-            per_mask.append(-super().nll(x, labels))
-        return -(torch.logsumexp(torch.stack(per_mask), dim=0) - math.log(self.eval_masks))
+            per_mask.append(log_likelihood())
+        return torch.logsumexp(torch.stack(per_mask), dim=0) - math.log(self.eval_masks)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None,

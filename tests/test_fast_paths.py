@@ -28,6 +28,8 @@ TOYS = {
                                              "conditional": True, "direct_connections": True}),
     "made_ensemble": (MADE, {"hidden_sizes": [12], "num_masks": 3, "order_agnostic": True, "eval_masks": 3,
                              "direct_connections": True}),
+    "made_ensemble_conditional": (MADE, {"hidden_sizes": [12], "num_masks": 3, "order_agnostic": True,
+                                         "eval_masks": 3, "conditional": True}),
     "nade": (NADE, {"hidden": 8}),
     "pixelcnn": (PixelCNN, {"channels": 8, "residual_blocks": 2, "first_kernel": 5, "head_channels": 8}),
     "pixelcnn_grey_conditional": (PixelCNN, {"channels": 6, "residual_blocks": 1, "head_channels": 4,
@@ -93,7 +95,8 @@ def test_the_fast_paths_equal_the_plain_definition_values_gradients_and_samples(
         assert torch.equal(fast.fill(start, observed, noise, **labels), plain.fill(start, observed, noise, **labels))
 
 
-BINARY = [name for name in TOYS if "pixel_levels" not in TOYS[name][1]]
+# unconditional binary toys (tests/test_conditional.py normalizes the conditional families)
+BINARY = [name for name, (_, kwargs) in TOYS.items() if "pixel_levels" not in kwargs and not kwargs.get("conditional")]
 
 
 @pytest.mark.parametrize("name", BINARY)
@@ -143,6 +146,22 @@ def test_made_keeps_its_masks_per_device_only_with_the_fast_paths():
             for layer, plain_layer in zip(model.mlp.layers, plain.mlp.layers, strict=True):
                 assert torch.equal(layer.mask, plain_layer.mask)
         assert len(model._device_masks) == (3 if fast else 0)
+
+
+def test_a_conditional_made_ensemble_switches_to_each_mask_once_for_all_classes(monkeypatch):
+    fast, plain = fast_and_plain("made_ensemble_conditional")
+    assert "all classes in one batch" in fast.fast_paths
+    x = images(fast, 5, seed=4)
+    switches, joints = {}, {}
+    for which, model in (("fast", fast), ("plain", plain)):
+        calls = []
+        monkeypatch.setattr(model, "use_mask", lambda k, in_place=True, model=model, calls=calls:
+                            (calls.append(k), MADE.use_mask(model, k, in_place)))
+        with torch.no_grad():
+            joints[which] = model.class_log_joint(x)
+        switches[which] = len(calls)
+    torch.testing.assert_close(joints["fast"], joints["plain"])
+    assert switches == {"fast": 3, "plain": 3 * 10}
 
 
 def test_made_masks_are_not_saved_and_come_back_with_the_constructor():
