@@ -15,17 +15,25 @@ from pipeline.model_params import model_spec
 from pipeline.search_table import PROFILE
 
 REFERENCE = Path(f"reference/{PROFILE}.json")
-MACHINE_ONLY = ("device", "processes")   # train settings that change where a model trains, not its numbers
+# Settings that change where a model trains and in what batches it is scored, not its numbers (beyond the
+# rounding of sums, and an importance sampler's draws, whose noise the tolerances cover): train's, evaluate's.
+MACHINE_ONLY = ("device", "processes", "eval_batch_size")
+EVALUATE_MACHINE_ONLY = ("batch_size",)
 
 
 def configuration(params: dict, name: str, ignore: tuple[str, ...] = MACHINE_ONLY) -> str:
     """A digest of everything that shapes a model's numbers: its family and settings, its training
     settings but those in `ignore`, its data and the evaluation settings."""
     spec = model_spec(params, name)
-    train = {k: v for k, v in dataclasses.asdict(spec.train).items() if k not in ignore}
+    train = _without(dataclasses.asdict(spec.train), ignore)
     return params_hash(P.flatten({"family": spec.family, "kwargs": spec.kwargs, "train": train,
                                   "data": spec.data.name, "binarization": dataclasses.asdict(P.data_config(params)),
-                                  "evaluate": dataclasses.asdict(P.evaluate_config(params))}))
+                                  "evaluate": _without(dataclasses.asdict(P.evaluate_config(params)),
+                                                       EVALUATE_MACHINE_ONLY)}))
+
+
+def _without(settings: dict, keys: tuple[str, ...]) -> dict:
+    return {k: v for k, v in settings.items() if k not in keys}
 
 
 def budget(params: dict) -> float | None:

@@ -110,6 +110,19 @@ def test_a_missing_result_other_settings_or_another_profile_is_one_line(tmp_path
         check.check({**params, "profile": "smoke"}, written, tmp_path)
 
 
+def test_evaluation_batch_sizes_and_devices_leave_the_configuration_and_what_shapes_the_numbers_changes_it():
+    params = P.load(REPO / "params.yaml")
+    params["profile"] = "quick"
+    before = reference.configuration(params, "made")
+    for where, key, value in [("train", "eval_batch_size", 7), ("evaluate", "batch_size", 7), ("train", "device", "cuda"),
+                              ("train", "weight_decay", 0.5), ("evaluate", "seed", 7), ("train", "max_val", 7)]:
+        changed = copy.deepcopy(params)
+        changed[where][key] = value
+        changed[where].get("quick", {}).pop(key, None)  # the profile's own value would win
+        same = reference.configuration(changed, "made") == before
+        assert same == (key in ("eval_batch_size", "batch_size", "device")), f"{where}.{key}"
+
+
 def test_the_committed_reference_is_of_this_params_quick_profile_and_within_one_percent():
     reference_path = REPO / reference.REFERENCE
     if not reference_path.exists():
