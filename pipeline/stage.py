@@ -51,8 +51,8 @@ def run(main: Callable[[], None]) -> None:
 
 def run_as_script(main: Callable[[], None]) -> None:
     """`run(main)` as a DVC stage's process: once it has succeeded (its outputs written and closed),
-    the process ends without the interpreter's teardown, which with torch imported takes about a
-    second of every stage for nothing. Not for a process with work still in flight at exit (MLflow's)."""
+    the process ends without the interpreter's teardown, slow with torch imported and of no use to a
+    stage. Not for a process with work still in flight at exit (MLflow's)."""
     run(main)
     sys.stdout.flush()
     sys.stderr.flush()
