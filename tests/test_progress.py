@@ -1,5 +1,7 @@
 """Progress bars where someone watches them, plain lines in a log file, silence in CI."""
 import io
+import subprocess
+import sys
 from contextlib import redirect_stderr
 
 import pytest
@@ -104,8 +106,6 @@ def test_one_ci_predicate_and_the_stages_quiet_default_follows_it(monkeypatch, v
 def test_a_stage_script_ends_at_once_with_its_output_flushed_and_an_error_still_exits_1(tmp_path):
     """run_as_script skips the interpreter's teardown after success, but what the stage printed and
     wrote is all there; a stage that fails exits through run's one-line error as before."""
-    import subprocess
-    import sys
     script = ("import atexit, sys; from pathlib import Path; from pipeline import stage\n"
               "atexit.register(print, ' and torn down')\n"
               "def main():\n"
