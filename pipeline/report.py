@@ -354,12 +354,15 @@ def html_page(table: pd.DataFrame, profile: str, ceiling: dict | None, found: se
 
 
 def search_summary(params: dict, profile: str) -> search.SearchSummary | None:
-    """The search's findings for a run at the quick budget it searched (None for other runs)."""
+    """The search's findings for a run at the quick budget it searched (None for other runs, and for a
+    budget no search has tried: `dvc exp run -S train.quick.budget_flops=...`)."""
     train = model_spec(params, P.model_names(params)[0]).train
     if profile != search.PROFILE or train.budget_flops is None or not search.TABLE.exists():
         return None
-    conditional = {name for name in P.model_names(params) if model_spec(params, name).kwargs.get("conditional")}
     rows = search.current(search.read_table(), train.budget_flops)
+    if not rows:
+        return None
+    conditional = {name for name in P.model_names(params) if model_spec(params, name).kwargs.get("conditional")}
     return search.summarize(rows, train.budget_flops, train.budget_points, conditional)
 
 

@@ -166,3 +166,16 @@ def test_the_search_cell_states_the_test_nll_spread_over_seeds_only_where_it_was
     assert search_cell(None, 0.45, 3) == "not searched"
     assert seed_spread({"seed_test_nlls": [100.0, 101.0, 102.0]}) == {"test_nll_seed_sd": 1.0, "seeds": 3}
     assert math.isnan(seed_spread(None)["test_nll_seed_sd"])
+
+
+def test_a_budget_no_search_has_tried_gets_a_report_without_a_search_section(monkeypatch):
+    """`dvc exp run -S train.quick.budget_flops=...` (the README's example) at a budget with no rows in
+    search/results.csv: no frontier, rather than a figure of no panels."""
+    from pipeline import params as P
+    from pipeline.report import search_summary
+    from tests.drills.workspace import REPO
+    monkeypatch.chdir(REPO)
+    params = P.load(REPO / "params.yaml")
+    assert search_summary(params, "quick").frontiers
+    params["train"]["quick"]["budget_flops"] = 1.234e13
+    assert search_summary(params, "quick") is None
