@@ -50,6 +50,7 @@ PRUNE_AT = 16         # of 64ths of the budget: trials are compared at 1/4 of it
 PRUNE_FACTOR = 3      # (the next rung, 3/4, lies past the last validation before the end, where none is pruned)
 RANDOM_TRIALS = 5     # trials drawn at random before TPE models the others
 EDGE = 0.05           # a value within this share of its (log) range of an end sits on that edge
+BATCH = "train.batch_size"
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ class Space:
     model: str
     trials: int
     axes: tuple[Axis, ...]
+    smallest_batch: int = 1   # the space's floor: a batch range starting there has no low edge
 
     def suggest(self, trial) -> dict:
         return {k: v for axis in self.axes for k, v in axis.suggest(trial).items()}
@@ -147,14 +149,14 @@ class Space:
         return {name: value for name, value in values.items() if value is not None}
 
     def edges(self, settings: dict) -> list[str]:
-        """The axes of a range (or of more than two choices) on whose end `settings` sit. An integer
-        range from 1 has no low edge: nothing lies below it (a batch of one image)."""
+        """The axes of a range (or of more than two choices) on whose end `settings` sit. A batch range
+        from the space's `smallest_batch` has no low edge: a smaller batch is ruled out, not untried."""
         found = []
         for axis in self.axes:
             position = axis.position(settings)
             if position is None or (axis.choices and len(axis.choices) < 3):
                 continue
-            if position <= EDGE and axis.integer and axis.low == 1:
+            if position <= EDGE and axis.name == BATCH and axis.low <= self.smallest_batch:
                 continue
             if position <= EDGE or position >= 1 - EDGE:
                 found.append(f"{axis.name} at its {'low' if position <= EDGE else 'high'} end")
@@ -178,11 +180,17 @@ def parse_axis(model: str, name: str, value) -> Axis:
 def read_space(path: Path = SPACE) -> dict[str, Space]:
     spaces = yaml.load(path.read_text(), Loader=P.ParamsLoader) or {}
     default_trials = spaces.pop("trials", 16)
+    smallest_batch = spaces.pop("smallest_batch", 1)
     out = {}
     for model, axes in spaces.items():
         axes = dict(axes or {})
         trials = axes.pop("trials", default_trials)
-        out[model] = Space(model, int(trials), tuple(parse_axis(model, n, v) for n, v in axes.items()))
+        parsed = tuple(parse_axis(model, n, v) for n, v in axes.items())
+        for axis in parsed:
+            if axis.name == BATCH and axis.low < smallest_batch:
+                raise PipelineError(f"{path}: {model}.{BATCH} starts at {axis.low}, below smallest_batch "
+                                    f"({smallest_batch})")
+        out[model] = Space(model, int(trials), parsed, smallest_batch)
     return out
 
 

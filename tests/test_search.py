@@ -80,6 +80,18 @@ def test_a_winner_on_the_end_of_a_range_or_of_its_choices_is_named():
     batch = search.Space("m", 4, (search.parse_axis("m", "train.batch_size", {"low": 1, "high": 64, "log": True}),))
     assert batch.edges({"train.batch_size": 1}) == [], "nothing lies below a batch of one"
     assert batch.edges({"train.batch_size": 64}) == ["train.batch_size at its high end"]
+    floored = search.Space("m", 4, (search.parse_axis("m", "train.batch_size", {"low": 16, "high": 256, "log": True}),), 16)
+    assert floored.edges({"train.batch_size": 16}) == [], "a batch below the space's floor is ruled out, not untried"
+    assert search.Space("m", 4, floored.axes).edges({"train.batch_size": 16}) == ["train.batch_size at its low end"]
+
+
+def test_a_batch_range_below_the_spaces_smallest_batch_is_one_line(tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("smallest_batch: 16\nmade:\n  train.batch_size: {low: 4, high: 256, log: true}\n")
+    with pytest.raises(PipelineError, match="made.train.batch_size starts at 4, below smallest_batch"):
+        search.read_space(space)
+    space.write_text("smallest_batch: 16\nmade:\n  train.batch_size: {low: 16, high: 256, log: true}\n")
+    assert search.read_space(space)["made"].smallest_batch == 16
 
 
 def test_a_trials_settings_go_over_the_models_quick_settings_and_train_keys_into_train():
