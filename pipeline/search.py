@@ -356,15 +356,20 @@ def seed_run(params: dict, model: str, settings: dict, seed: int, threads: int) 
 
 def merge(rows: list[dict], new: list[dict]) -> list[dict]:
     """The table with `new` rows: a study's trials in place of every trial of its model in this search
-    (the study is the record), a seed run in place of the same model, settings and seed."""
-    studied = {r["model"] for r in new if r["trial"] is not None}
-    seed_runs = {(r["model"], r["settings"], r["seed"]) for r in new if r["trial"] is None}
+    at their budget (the study is the record), a seed run in place of the same model, settings, seed
+    and budget. Rows of other budgets stay."""
+    studied = {(r["model"], r["budget_flops"]) for r in new if r["trial"] is not None}
+    seed_runs = {seed_key(r) for r in new if r["trial"] is None}
 
     def replaced(r):
         if r["search"] != T.SEARCH:
             return False
-        return (r["model"] in studied and r["trial"] is not None) or (r["model"], r["settings"], r["seed"]) in seed_runs
+        return ((r["model"], r["budget_flops"]) in studied and r["trial"] is not None) or seed_key(r) in seed_runs
     return [r for r in rows if not replaced(r)] + new
+
+
+def seed_key(row: dict) -> tuple:
+    return row["model"], row["settings"], row["seed"], row["budget_flops"]
 
 
 def check_space(params: dict, spaces: dict[str, Space], models: list[str] | None) -> list[Space]:
@@ -437,12 +442,12 @@ def main(argv=None) -> None:
     require_data(params, chosen)
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     if args.seeds:
-        searched = [r for r in T.read_table() if r["search"] == T.SEARCH]
-        best = T.winners(T.current(searched, budget))
-        done = {(r["model"], r["settings"], r["seed"]) for r in searched}
+        searched = T.current([r for r in T.read_table() if r["search"] == T.SEARCH], budget)
+        best = T.winners(searched)
+        done = {seed_key(r) for r in searched}
         tasks = [(seed_run, params, s.model, json.loads(best[s.model]["settings"]), seed, threads)
                  for s in chosen if s.model in best for seed in args.seeds
-                 if (s.model, best[s.model]["settings"], seed) not in done]
+                 if seed_key({**best[s.model], "seed": seed}) not in done]
     else:
         Path("search").mkdir(exist_ok=True)
         for space in chosen:  # the database's tables and the studies once, before workers share them

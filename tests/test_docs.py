@@ -235,7 +235,7 @@ def test_the_docs_give_commands_of_every_kind_checked():
     ("-S 'models.made.quick.hidden_sizes=[64]'", "-S models.made.smoke.hidden_sizes=[64]: changes nothing"),
     ("python -m pipeline.score my_digit.png", "no such module"),
     ("python -m pipeline.tracking --ui-url", "no flag --ui-address"),
-    ("-S train.quick.budget_flops=1e12", "InvalidArgumentError"),
+    ("-S train.quick.budget_flops=3e11", "InvalidArgumentError"),
     ("from pipeline.trained import load", "no such name"),
     ("`metrics.json` (`test_nll`,", "metrics.json: no key test_nlll"),
 ])
@@ -244,7 +244,7 @@ def test_a_wrong_key_module_flag_or_name_in_a_copy_of_the_readme_turns_the_check
     wrongs = {"-S 'models.made.quick.hidden_sizes=[64]'": "-S 'models.made.smoke.hidden_sizes=[64]'",
               "python -m pipeline.score my_digit.png": "python -m pipeline.scores my_digit.png",
               "python -m pipeline.tracking --ui-url": "python -m pipeline.tracking --ui-address",
-              "-S train.quick.budget_flops=1e12": "-S train.quick.budget_flop=1e12",
+              "-S train.quick.budget_flops=3e11": "-S train.quick.budget_flop=3e11",
               "from pipeline.trained import load": "from pipeline.trained import loads",
               "`metrics.json` (`test_nll`,": "`metrics.json` (`test_nlll`,"}
     assert wrong in readme, "the README no longer holds the line this test breaks"

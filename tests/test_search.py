@@ -220,6 +220,17 @@ def test_the_current_search_replaces_the_grid_model_by_model_and_a_pruned_trial_
     assert {m: r["settings"] for m, r in T.winners(now).items()} == {"a": '{"x": 2}', "b": '{"x": 1}'}
 
 
+def test_a_study_or_seed_run_at_a_new_budget_leaves_the_earlier_budgets_rows():
+    def trial(number, budget, x=1, seed=0):
+        return {**toy_row("a", {"x": x}, [[budget, 90.0 + number]], seed=seed, budget=budget), "trial": number}
+    earlier = [trial(0, 8.0), trial(1, 8.0, x=2), {**trial(0, 8.0), "trial": None, "seed": 1}]
+    merged = search.merge(earlier, [trial(0, 4.0), {**trial(0, 4.0), "trial": None, "seed": 1}])
+    assert merged == earlier + merged[3:] and len(merged) == 5, "same model, settings and seed at another budget"
+    again = search.merge(merged, [trial(0, 4.0, x=3)])
+    assert [(r["budget_flops"], r["settings"], r["seed"]) for r in again] == [
+        (8.0, '{"x": 1}', 0), (8.0, '{"x": 2}', 0), (8.0, '{"x": 1}', 1), (4.0, '{"x": 1}', 1), (4.0, '{"x": 3}', 0)]
+
+
 def test_a_frontier_point_is_the_best_of_any_point_within_that_compute():
     rows = [toy_row("a", {"x": 1}, [[1, 50.0], [2, 40.0], [4, 35.0], [8, 34.0]]),
             toy_row("a", {"x": 2}, [[1, 60.0], [2, 38.0], [4, 30.0], [8, 20.0]]),
