@@ -56,12 +56,14 @@ BATCH = "train.batch_size"
 @dataclass(frozen=True)
 class Axis:
     """One dimension of a model's space: `choices` (values, or mappings of keys that change
-    together), or a range from `low` to `high` (`log`: on a log scale; integers when both ends are)."""
+    together), or a range from `low` to `high` (`log`: on a log scale; integers when both ends are;
+    `limit`: the end, low or high, set on purpose, where a winner is at the limit, not on an edge)."""
     name: str
     choices: tuple = ()
     low: float | None = None
     high: float | None = None
     log: bool = False
+    limit: str | None = None
 
     @property
     def integer(self) -> bool:
@@ -156,7 +158,9 @@ class Space:
             position = axis.position(settings)
             if position is None or (axis.choices and len(axis.choices) < 3):
                 continue
-            if position <= EDGE and axis.name == BATCH and axis.low <= self.smallest_batch:
+            if position <= EDGE and (axis.limit == "low" or axis.name == BATCH and axis.low <= self.smallest_batch):
+                continue
+            if position >= 1 - EDGE and axis.limit == "high":
                 continue
             if position <= EDGE or position >= 1 - EDGE:
                 found.append(f"{axis.name} at its {'low' if position <= EDGE else 'high'} end")
@@ -167,13 +171,15 @@ def parse_axis(model: str, name: str, value) -> Axis:
     where = f"{SPACE}: {model}.{name}"
     if isinstance(value, list) and value:
         return Axis(name, choices=tuple(value))
-    if isinstance(value, dict) and {"low", "high"} <= set(value) <= {"low", "high", "log"}:
+    if isinstance(value, dict) and {"low", "high"} <= set(value) <= {"low", "high", "log", "limit"}:
         low, high = value["low"], value["high"]
+        if value.get("limit") not in (None, "low", "high"):
+            raise PipelineError(f"{where}: limit must be low or high, got {value['limit']!r}")
         if not (isinstance(low, (int, float)) and isinstance(high, (int, float)) and low < high):
             raise PipelineError(f"{where}: low and high must be numbers with low < high, got {low} and {high}")
         if value.get("log") and low <= 0:
             raise PipelineError(f"{where}: a log range needs low > 0, got {low}")
-        return Axis(name, low=low, high=high, log=bool(value.get("log")))
+        return Axis(name, low=low, high=high, log=bool(value.get("log")), limit=value.get("limit"))
     raise PipelineError(f"{where}: expected a non-empty list of choices or {{low, high, log}}, got {value!r}")
 
 

@@ -83,6 +83,11 @@ def test_a_winner_on_the_end_of_a_range_or_of_its_choices_is_named():
     floored = search.Space("m", 4, (search.parse_axis("m", "train.batch_size", {"low": 16, "high": 256, "log": True}),), 16)
     assert floored.edges({"train.batch_size": 16}) == [], "a batch below the space's floor is ruled out, not untried"
     assert search.Space("m", 4, floored.axes).edges({"train.batch_size": 16}) == ["train.batch_size at its low end"]
+    capped = search.Space("m", 4, (search.parse_axis("m", "train.lr", {"low": 1e-3, "high": 1e-2, "log": True,
+                                                                        "limit": "high"}),))
+    assert capped.edges({"train.lr": 0.0099}) == [] and capped.edges({"train.lr": 0.00101}) == ["train.lr at its low end"]
+    with pytest.raises(PipelineError, match="limit must be low or high"):
+        search.parse_axis("m", "train.lr", {"low": 1e-3, "high": 1e-2, "limit": "top"})
 
 
 def test_a_batch_range_below_the_spaces_smallest_batch_is_one_line(tmp_path):
