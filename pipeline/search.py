@@ -158,7 +158,8 @@ class Space:
             position = axis.position(settings)
             if position is None or (axis.choices and len(axis.choices) < 3):
                 continue
-            if position <= EDGE and (axis.limit == "low" or axis.name == BATCH and axis.low <= self.smallest_batch):
+            floor = axis.name == BATCH and axis.low <= self.smallest_batch
+            if position <= EDGE and (axis.limit == "low" or floor):
                 continue
             if position >= 1 - EDGE and axis.limit == "high":
                 continue
