@@ -31,7 +31,7 @@ import sys
 import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -57,7 +57,8 @@ BATCH = "train.batch_size"
 class Axis:
     """One dimension of a model's space: `choices` (values, or mappings of keys that change
     together), or a range from `low` to `high` (`log`: on a log scale; integers when both ends are;
-    `limit`: the end, low or high, set on purpose, where a winner is at the limit, not on an edge)."""
+    `limit`: the end, low or high, where a winner is at a limit, not on an edge: one set on purpose,
+    a batch range's floor, or an integer range's 1, below which nothing lies)."""
     name: str
     choices: tuple = ()
     low: float | None = None
@@ -118,7 +119,6 @@ class Space:
     model: str
     trials: int
     axes: tuple[Axis, ...]
-    smallest_batch: int = 1   # the space's floor: a batch range starting there has no low edge
 
     def suggest(self, trial) -> dict:
         return {k: v for axis in self.axes for k, v in axis.suggest(trial).items()}
@@ -151,20 +151,15 @@ class Space:
         return {name: value for name, value in values.items() if value is not None}
 
     def edges(self, settings: dict) -> list[str]:
-        """The axes of a range (or of more than two choices) on whose end `settings` sit. A batch range
-        from the space's `smallest_batch` has no low edge: a smaller batch is ruled out, not untried."""
+        """The axes of a range (or of more than two choices) on whose end, not a `limit`, `settings` sit."""
         found = []
         for axis in self.axes:
             position = axis.position(settings)
             if position is None or (axis.choices and len(axis.choices) < 3):
                 continue
-            floor = axis.name == BATCH and axis.low <= self.smallest_batch
-            if position <= EDGE and (axis.limit == "low" or floor):
-                continue
-            if position >= 1 - EDGE and axis.limit == "high":
-                continue
-            if position <= EDGE or position >= 1 - EDGE:
-                found.append(f"{axis.name} at its {'low' if position <= EDGE else 'high'} end")
+            end = "low" if position <= EDGE else "high" if position >= 1 - EDGE else None
+            if end is not None and end != axis.limit:
+                found.append(f"{axis.name} at its {end} end")
         return found
 
 
@@ -180,7 +175,8 @@ def parse_axis(model: str, name: str, value) -> Axis:
             raise PipelineError(f"{where}: low and high must be numbers with low < high, got {low} and {high}")
         if value.get("log") and low <= 0:
             raise PipelineError(f"{where}: a log range needs low > 0, got {low}")
-        return Axis(name, low=low, high=high, log=bool(value.get("log")), limit=value.get("limit"))
+        limit = value.get("limit") or ("low" if isinstance(low, int) and low == 1 else None)
+        return Axis(name, low=low, high=high, log=bool(value.get("log")), limit=limit)
     raise PipelineError(f"{where}: expected a non-empty list of choices or {{low, high, log}}, got {value!r}")
 
 
@@ -192,13 +188,19 @@ def read_space(path: Path = SPACE) -> dict[str, Space]:
     for model, axes in spaces.items():
         axes = dict(axes or {})
         trials = axes.pop("trials", default_trials)
-        parsed = tuple(parse_axis(model, n, v) for n, v in axes.items())
-        for axis in parsed:
-            if axis.name == BATCH and axis.low < smallest_batch:
-                raise PipelineError(f"{path}: {model}.{BATCH} starts at {axis.low}, below smallest_batch "
-                                    f"({smallest_batch})")
-        out[model] = Space(model, int(trials), parsed, smallest_batch)
+        parsed = tuple(at_floor(path, model, parse_axis(model, n, v), smallest_batch) for n, v in axes.items())
+        out[model] = Space(model, int(trials), parsed)
     return out
+
+
+def at_floor(path: Path, model: str, axis: Axis, smallest_batch: int) -> Axis:
+    """A batch range starts at the space's `smallest_batch`, its low limit: a smaller batch is ruled
+    out, not untried."""
+    if axis.name != BATCH:
+        return axis
+    if axis.low < smallest_batch:
+        raise PipelineError(f"{path}: {model}.{BATCH} starts at {axis.low}, below smallest_batch ({smallest_batch})")
+    return replace(axis, limit="low") if axis.low == smallest_batch else axis
 
 
 def budget_of(params: dict) -> float:

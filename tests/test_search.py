@@ -80,9 +80,10 @@ def test_a_winner_on_the_end_of_a_range_or_of_its_choices_is_named():
     batch = search.Space("m", 4, (search.parse_axis("m", "train.batch_size", {"low": 1, "high": 64, "log": True}),))
     assert batch.edges({"train.batch_size": 1}) == [], "nothing lies below a batch of one"
     assert batch.edges({"train.batch_size": 64}) == ["train.batch_size at its high end"]
-    floored = search.Space("m", 4, (search.parse_axis("m", "train.batch_size", {"low": 16, "high": 256, "log": True}),), 16)
+    from_16 = search.parse_axis("m", "train.batch_size", {"low": 16, "high": 256, "log": True})
+    floored = search.Space("m", 4, (search.at_floor(search.SPACE, "m", from_16, 16),))
     assert floored.edges({"train.batch_size": 16}) == [], "a batch below the space's floor is ruled out, not untried"
-    assert search.Space("m", 4, floored.axes).edges({"train.batch_size": 16}) == ["train.batch_size at its low end"]
+    assert search.Space("m", 4, (from_16,)).edges({"train.batch_size": 16}) == ["train.batch_size at its low end"]
     capped = search.Space("m", 4, (search.parse_axis("m", "train.lr", {"low": 1e-3, "high": 1e-2, "log": True,
                                                                         "limit": "high"}),))
     assert capped.edges({"train.lr": 0.0099}) == [] and capped.edges({"train.lr": 0.00101}) == ["train.lr at its low end"]
@@ -96,7 +97,7 @@ def test_a_batch_range_below_the_spaces_smallest_batch_is_one_line(tmp_path):
     with pytest.raises(PipelineError, match="made.train.batch_size starts at 4, below smallest_batch"):
         search.read_space(space)
     space.write_text("smallest_batch: 16\nmade:\n  train.batch_size: {low: 16, high: 256, log: true}\n")
-    assert search.read_space(space)["made"].smallest_batch == 16
+    assert search.read_space(space)["made"].axes[0].limit == "low"
 
 
 def test_a_trials_settings_go_over_the_models_quick_settings_and_train_keys_into_train():
